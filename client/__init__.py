@@ -1,0 +1,1 @@
+"""Ostraca's client SDK and CLI."""

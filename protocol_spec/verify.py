@@ -1,0 +1,260 @@
+"""Verification algorithms: bytes (or a parsed envelope) in, a verified statement out, or raise.
+
+Pure functions: no I/O; time is passed in as ``now``. Each check carries the number it has in
+SPEC.md section 5 ("Verification"), in order. Signing lives here too, so the bytes that are
+signed and the bytes that are checked come from the same function (:meth:`Statement.to_payload`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Generic, TypeVar
+
+from .canonical import parse_canonical
+from .envelope import Envelope, require_signature, sign_envelope, verify_envelope
+from .errors import (
+    ChainError,
+    ExpiredError,
+    MalformedError,
+    NotYetValidError,
+    RevokedError,
+    RollbackError,
+    ScopeError,
+    UntrustedKeyError,
+    VerificationError,
+)
+from .keys import SigningKey, VerifyKey
+from .models import (
+    AccessGrant,
+    AccessRequest,
+    DatasetManifest,
+    KeyRotation,
+    Revocation,
+    Statement,
+    TrainingAttestation,
+)
+
+CLOCK_SKEW = timedelta(minutes=5)
+"""A statement created more than this far in the verifier's future is refused."""
+
+S = TypeVar("S", bound=Statement)
+T = TypeVar("T", bound=Statement)
+
+
+def sign_statement(statement: Statement, keys: list[SigningKey]) -> Envelope:
+    """Sign ``statement``'s canonical payload with each of ``keys``."""
+    return sign_envelope(statement.PAYLOAD_TYPE, statement.to_payload(), keys)
+
+
+@dataclass(frozen=True, slots=True)
+class Verified(Generic[T]):
+    """A statement that passed verification, its id, and the key that signed it."""
+
+    statement: T
+    digest: str
+    signer: VerifyKey
+
+
+def _open(envelope: Envelope, model: type[S], trusted: Mapping[str, VerifyKey]) -> Verified[S]:
+    # Check 1: the payload type is the one this statement is signed under.
+    # Check 2: a signature by a trusted key verifies over PAE(payloadType, payload).
+    signer = verify_envelope(envelope, payload_type=model.PAYLOAD_TYPE, trusted=dict(trusted))
+    # Check 3: the payload is canonical JSON (RFC 8785), with no duplicate keys or floats.
+    obj = parse_canonical(envelope.payload)
+    # Check 4: the payload is a valid statement of this type (fields, types, limits).
+    statement = model.from_json_obj(obj)
+    return Verified(statement=statement, digest=envelope.digest, signer=signer)
+
+
+def _not_from_future(created: datetime, now: datetime, what: str) -> None:
+    if created > now + CLOCK_SKEW:
+        raise VerificationError(f"{what} was created in the future ({created:%Y-%m-%dT%H:%M:%SZ})")
+
+
+def verify_manifest(
+    envelope: Envelope,
+    *,
+    publisher_keys: Mapping[str, VerifyKey],
+    now: datetime,
+    dataset: str | None = None,
+    previous: Verified[DatasetManifest] | None = None,
+) -> Verified[DatasetManifest]:
+    """Verify a dataset manifest (SPEC.md 5.1).
+
+    ``publisher_keys`` are the keys trusted for the dataset's namespace. ``previous`` is the
+    newest manifest of the same dataset the caller already trusts, if any: a lower version is a
+    rollback, the same version with another digest or a successor that does not link to it is a
+    fork, and a gap must be closed by verifying the intermediate versions first.
+    """
+    v = _open(envelope, DatasetManifest, publisher_keys)  # M1–M4
+    m = v.statement
+    # M5: the manifest names the key that signed it.
+    if m.publisher != v.signer.keyid:
+        raise UntrustedKeyError("manifest names a publisher key other than its signer")
+    # M6: it is the dataset the caller asked for.
+    if dataset is not None and m.dataset != dataset:
+        raise ScopeError(f"manifest is for {m.dataset}, not {dataset}")
+    # M7: not created in the verifier's future.
+    _not_from_future(m.created, now, "manifest")
+    # M8: the hash chain against the newest trusted version.
+    if previous is not None:
+        p = previous.statement
+        if p.dataset != m.dataset:
+            raise ChainError(f"previous manifest is for {p.dataset}, not {m.dataset}")
+        if m.version < p.version:
+            raise RollbackError(
+                f"{m.dataset} version {m.version} is older than trusted version {p.version}"
+            )
+        if m.version == p.version and v.digest != previous.digest:
+            raise ChainError(f"two different manifests claim {m.dataset} version {m.version}")
+        if m.version == p.version + 1 and m.previous != previous.digest:
+            raise ChainError(
+                f"{m.dataset} version {m.version} does not link to trusted version {p.version}"
+            )
+        if m.version > p.version + 1:
+            raise ChainError(
+                f"versions {p.version + 1}..{m.version - 1} of {m.dataset} must be verified first"
+            )
+    return v
+
+
+def verify_chain(
+    envelopes: list[Envelope],
+    *,
+    publisher_keys: Mapping[str, VerifyKey],
+    now: datetime,
+    dataset: str,
+    trusted: Verified[DatasetManifest] | None = None,
+) -> Verified[DatasetManifest]:
+    """Walk consecutive manifests from ``trusted`` (or version 1) and return the newest."""
+    current = trusted
+    for env in envelopes:
+        current = verify_manifest(
+            env, publisher_keys=publisher_keys, now=now, dataset=dataset, previous=current
+        )
+    if current is None:
+        raise MalformedError("no manifests to verify")
+    return current
+
+
+def verify_grant(
+    envelope: Envelope,
+    *,
+    manifest: Verified[DatasetManifest],
+    grantee: str,
+    now: datetime,
+    revoked: Collection[str] = (),
+    columns: Collection[str] | None = None,
+) -> Verified[AccessGrant]:
+    """Verify that ``envelope`` grants ``grantee`` access to ``manifest``'s version (SPEC.md 5.2).
+
+    The grant must be signed by the key that signed the manifest. ``revoked`` holds grant ids
+    the caller knows to be revoked; ``columns`` the columns about to be read (``None``: all).
+    """
+    publisher = manifest.signer
+    v = _open(envelope, AccessGrant, {publisher.keyid: publisher})  # G1–G4
+    g, m = v.statement, manifest.statement
+    # G5: the grant names the key that signed it.
+    if g.publisher != publisher.keyid:
+        raise UntrustedKeyError("grant names a publisher key other than its signer")
+    # G6: it is a grant for this dataset.
+    if g.dataset != m.dataset:
+        raise ScopeError(f"grant is for {g.dataset}, not {m.dataset}")
+    # G7: it names this grantee.
+    if g.grantee != grantee:
+        raise ScopeError("grant is for another key")
+    # G8: it covers this version.
+    if not g.covers_version(m.version):
+        upper = "" if g.max_version is None else str(g.max_version)
+        raise ScopeError(f"grant covers versions {g.min_version}..{upper}, not {m.version}")
+    # G9: it covers the columns to be read.
+    wanted = set(columns) if columns is not None else {c.name for c in m.columns}
+    if g.columns is not None and not wanted <= set(g.columns):
+        missing = ", ".join(sorted(wanted - set(g.columns)))
+        raise ScopeError(f"grant does not cover column(s) {missing}")
+    # G10: it is valid already.
+    if now < g.not_before:
+        raise NotYetValidError(f"grant is valid from {g.not_before:%Y-%m-%dT%H:%M:%SZ}")
+    # G11: it has not expired.
+    if now >= g.expires:
+        raise ExpiredError(f"grant expired at {g.expires:%Y-%m-%dT%H:%M:%SZ}")
+    # G12: it is not revoked.
+    if v.digest in revoked:
+        raise RevokedError(f"grant {v.digest[:16]}… has been revoked")
+    return v
+
+
+def verify_revocation(
+    envelope: Envelope, *, publisher_key: VerifyKey, now: datetime
+) -> Verified[Revocation]:
+    """Verify a revocation signed by the dataset's publisher key (SPEC.md 5.3)."""
+    v = _open(envelope, Revocation, {publisher_key.keyid: publisher_key})  # R1–R4
+    # R5: the revocation names the key that signed it.
+    if v.statement.publisher != publisher_key.keyid:
+        raise UntrustedKeyError("revocation names a publisher key other than its signer")
+    # R6: not created in the verifier's future.
+    _not_from_future(v.statement.created, now, "revocation")
+    return v
+
+
+def verify_request(
+    envelope: Envelope,
+    *,
+    requester_key: VerifyKey,
+    now: datetime,
+    manifest: DatasetManifest | None = None,
+) -> Verified[AccessRequest]:
+    """Verify an access request (SPEC.md 5.4); with ``manifest``, that it accepts its terms."""
+    v = _open(envelope, AccessRequest, {requester_key.keyid: requester_key})  # Q1–Q4
+    r = v.statement
+    # Q5: the request names the key that signed it.
+    if r.requester != requester_key.keyid:
+        raise UntrustedKeyError("request names a requester key other than its signer")
+    # Q6: not created in the verifier's future.
+    _not_from_future(r.created, now, "request")
+    if manifest is not None:
+        # Q7: it is for this dataset, and accepts these terms (exactly, by digest).
+        if r.dataset != manifest.dataset:
+            raise ScopeError(f"request is for {r.dataset}, not {manifest.dataset}")
+        if r.terms_sha256 != manifest.terms_sha256:
+            raise ScopeError("request accepts other terms than the dataset's current terms")
+    return v
+
+
+def verify_key_rotation(
+    envelope: Envelope, *, old_key: VerifyKey, now: datetime
+) -> Verified[KeyRotation]:
+    """Verify a key rotation signed by both the old and the new key (SPEC.md 5.5)."""
+    v = _open(envelope, KeyRotation, {old_key.keyid: old_key})  # K1–K4
+    rot = v.statement
+    # K5: it rotates away from the key that signed it.
+    if rot.old_key != old_key.keyid:
+        raise UntrustedKeyError("rotation names another old key than its signer")
+    # K6: the new key signed it too (proof of possession).
+    require_signature(envelope, rot.new_key.to_verify_key())
+    # K7: not created in the verifier's future.
+    _not_from_future(rot.created, now, "key rotation")
+    return v
+
+
+def verify_attestation(
+    envelope: Envelope,
+    *,
+    trainer_key: VerifyKey,
+    now: datetime,
+    checkpoint_sha256: str | None = None,
+) -> Verified[TrainingAttestation]:
+    """Verify a training attestation (SPEC.md 5.6); optionally against a checkpoint digest."""
+    v = _open(envelope, TrainingAttestation, {trainer_key.keyid: trainer_key})  # A1–A4
+    a = v.statement
+    # A5: the attestation names the key that signed it.
+    if a.trainer != trainer_key.keyid:
+        raise UntrustedKeyError("attestation names a trainer key other than its signer")
+    # A6: not created in the verifier's future.
+    _not_from_future(a.created, now, "attestation")
+    # A7: it is about this checkpoint.
+    if checkpoint_sha256 is not None and a.checkpoint_sha256 != checkpoint_sha256:
+        raise VerificationError("attestation is about another checkpoint (sha256 differs)")
+    return v
