@@ -140,4 +140,3 @@ def require_signature(envelope: Envelope, key: VerifyKey) -> None:
             key.verify(sig.sig, message)
             return
     raise SignatureError(f"no signature by key {key.keyid[:16]}…")
-

@@ -106,7 +106,9 @@ class SigningKey:
                 else "the key file is not encrypted: give no passphrase"
             ) from exc
         except ValueError as exc:
-            raise MalformedError(f"not a usable PEM private key (or wrong passphrase): {exc}") from exc
+            raise MalformedError(
+                f"not a usable PEM private key (or wrong passphrase): {exc}"
+            ) from exc
         if not isinstance(key, Ed25519PrivateKey):
             raise MalformedError("the PEM key is not an Ed25519 key")
         return cls(key)

@@ -120,9 +120,7 @@ class Statement(_Model):
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "(payload)"
             more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-            raise MalformedError(
-                f"invalid {cls.__name__}: {where}: {first['msg']}{more}"
-            ) from exc
+            raise MalformedError(f"invalid {cls.__name__}: {where}: {first['msg']}{more}") from exc
 
 
 class PublicKey(_Model):
@@ -317,9 +315,9 @@ class TrainingAttestation(Statement):
     created: Timestamp
     steps: NonNegativeInt
     tokens: NonNegativeInt
-    architecture: Annotated[
-        dict[str, int | str | bool], Field(max_length=256)
-    ] = Field(default_factory=dict)
+    architecture: Annotated[dict[str, int | str | bool], Field(max_length=256)] = Field(
+        default_factory=dict
+    )
     datasets: Annotated[list[ConsumedDataset], Field(min_length=1, max_length=1024)]
 
 
