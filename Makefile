@@ -1,0 +1,29 @@
+# Two set-up commands for a fresh machine: `make demo` (the main job) and `make test` (the suite).
+VENV ?= .venv
+PYTHON ?= python3
+
+.PHONY: demo test lint dev bench venv
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q torch==2.13.0
+	$(VENV)/bin/pip install -q -e ".[dev,torch]" --config-settings editable_mode=strict
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Re-link the editable install after adding a module (static tools need the link tree).
+dev: venv
+	$(VENV)/bin/pip install -q -e ".[dev,torch]" --config-settings editable_mode=strict
+
+demo: venv
+	$(VENV)/bin/ostraca demo
+
+test: venv
+	VENV=$(VENV) bash scripts/test.sh
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy

@@ -1,0 +1,1 @@
+"""Shared fixtures. Each test gets its own temp directory; servers are real apps."""
