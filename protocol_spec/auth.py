@@ -13,12 +13,12 @@ from .errors import MalformedError
 
 LOGIN_PREFIX = b"ostraca-login-v1\n"
 REGISTER_PREFIX = b"ostraca-register-v1\n"
-NONCE_RE = re.compile(r"^[0-9a-f]{64}$")
+NONCE_RE = re.compile(r"[0-9a-f]{64}")
 
 
 def login_message(nonce: str) -> bytes:
     """Bytes signed to log in: the prefix and the server's single-use hex nonce."""
-    if not NONCE_RE.match(nonce):
+    if not NONCE_RE.fullmatch(nonce):
         raise MalformedError("login nonce must be 64 lowercase hex characters")
     return LOGIN_PREFIX + nonce.encode("ascii")
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -36,7 +37,8 @@ SPEC_VERSION: Literal[1] = 1
 MAX_SHARDS = 1_000_000
 MAX_COLUMNS = 10_000
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-_TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+_TIMESTAMP_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+"""ASCII digits only (a ``\\d`` would also match other scripts' digits), matched in full."""
 
 
 def utc_now() -> datetime:
@@ -51,7 +53,7 @@ def _parse_timestamp(value: Any) -> datetime:
         if value.microsecond:
             raise ValueError("timestamps have whole-second precision (use utc_now())")
         return value.astimezone(UTC)
-    if isinstance(value, str) and _TIMESTAMP_RE.match(value):
+    if isinstance(value, str) and _TIMESTAMP_RE.fullmatch(value):
         return datetime.strptime(value, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
     raise ValueError("timestamp must be a string of the form YYYY-MM-DDTHH:MM:SSZ (UTC)")
 
@@ -68,8 +70,19 @@ Hex256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 NAMESPACE_PATTERN = r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?"
 DATASET_PATTERN = rf"^{NAMESPACE_PATTERN}/[a-z0-9](?:[a-z0-9._-]{{0,98}}[a-z0-9])?$"
-DatasetName = Annotated[str, StringConstraints(pattern=DATASET_PATTERN)]
-"""``namespace/name``: lowercase letters, digits and ``-`` (plus ``.`` and ``_`` in the name)."""
+
+
+def _no_dot_dot(name: str) -> str:
+    if ".." in name:
+        raise ValueError("dataset names must not contain '..'")
+    return name
+
+
+DatasetName = Annotated[
+    str, StringConstraints(pattern=DATASET_PATTERN), AfterValidator(_no_dot_dot)
+]
+"""``namespace/name``: lowercase letters, digits and ``-`` (plus ``.`` and ``_`` in the name),
+never ``..`` — the same rule as :func:`split_dataset`, in every statement type."""
 
 SPDX_PATTERN = r"^(?:LicenseRef-[A-Za-z0-9.-]{1,64}|[A-Za-z0-9][A-Za-z0-9.+-]{0,63})$"
 SpdxId = Annotated[str, StringConstraints(pattern=SPDX_PATTERN)]
@@ -82,7 +95,7 @@ ShortText = Annotated[str, StringConstraints(max_length=4096)]
 
 def split_dataset(name: str) -> tuple[str, str]:
     """``"ns/name"`` → ``("ns", "name")``; raises :class:`MalformedError` on a bad name."""
-    if not re.match(DATASET_PATTERN, name) or ".." in name:
+    if not re.fullmatch(DATASET_PATTERN, name) or ".." in name:
         raise MalformedError(
             f"invalid dataset name {name!r}: expected namespace/name "
             "(lowercase letters, digits, '-'; the name may also use '.' and '_')"
