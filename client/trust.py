@@ -1,0 +1,348 @@
+"""What this client trusts: pinned publisher keys per namespace, newest manifest per dataset.
+
+``$OSTRACA_HOME/trusted_keys.json``::
+
+    {"namespaces": {"acme": {"keys": {"<keyid>": "<base64 raw key>"}, "source": "tofu"|"config"|
+                             "rotation", "pinned": "2026-…Z"}},
+     "datasets":   {"acme/books": {"latest": 3, "versions": {"1": "<digest>", "2": …, "3": …}}}}
+
+and ``$OSTRACA_HOME/trusted_manifests/<digest>.json``: the newest verified manifest envelope of
+each dataset, byte for byte (re-verified with the pinned keys whenever it is loaded).
+
+Keys. A namespace's keys are pinned either by hand (edit the file, ``source: "config"``, or
+:meth:`TrustStore.pin`) or on first use (TOFU: the keys the registry lists the first time, with
+a clearly printed notice). From then on only pinned keys verify; if the registry lists a key that
+is not pinned, the namespace is refused with :class:`UntrustedKeyError` unless a verified
+:class:`KeyRotation` (signed by a pinned key and by the new one) links them — the new key then
+replaces the old one in the pin.
+
+Manifests. The newest verified version and the digest of every version seen are remembered, so a
+registry that serves an older "latest" is caught (:class:`RollbackError`), one that serves a
+different manifest for a known version is caught (:class:`ChainError`), and a registry that is
+several versions ahead is followed by verifying every intermediate manifest (``verify_chain``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from ostraca.protocol_spec import (
+    ChainError,
+    DatasetManifest,
+    Envelope,
+    MalformedError,
+    OstracaError,
+    RollbackError,
+    UntrustedKeyError,
+    Verified,
+    VerifyKey,
+    split_dataset,
+    verify_chain,
+    verify_key_rotation,
+    verify_manifest,
+)
+from ostraca.protocol_spec.models import TIMESTAMP_FORMAT, utc_now
+
+TRUST_FILE = "trusted_keys.json"
+
+
+class ManifestSource(Protocol):
+    """What manifest resolution needs from the registry (``RegistryClient`` has it)."""
+
+    def get_manifest_envelope(self, dataset: str, version: int | str = "latest") -> Envelope: ...
+
+
+def _short(keyids: Sequence[str]) -> str:
+    return ", ".join(k[:16] + "…" for k in sorted(keyids))
+
+
+class TrustStore:
+    """Pinned keys and remembered manifests under ``home`` (safe for concurrent processes)."""
+
+    def __init__(self, home: Path, *, announce: Callable[[str], None] | None = None) -> None:
+        self.home = Path(home)
+        self.path = self.home / TRUST_FILE
+        self.manifests_dir = self.home / "trusted_manifests"
+        self._announce = announce or (lambda _msg: None)
+
+    # the file
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[dict[str, Any]]:
+        """Read-modify-write the trust file under an exclusive lock; written back atomically."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        lock_fd = os.open(self.home / f".{TRUST_FILE}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            data = self._read()
+            before = json.dumps(data, sort_keys=True)
+            yield data
+            if json.dumps(data, sort_keys=True) != before:
+                tmp = self.path.with_name(f".{TRUST_FILE}.tmp{os.getpid()}")
+                tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+                os.replace(tmp, self.path)
+        finally:
+            os.close(lock_fd)
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            data = {}
+        except (OSError, ValueError) as exc:
+            raise MalformedError(f"cannot read {self.path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise MalformedError(f"{self.path} must hold a JSON object")
+        data.setdefault("namespaces", {})
+        data.setdefault("datasets", {})
+        return data
+
+    # keys
+
+    def pinned(self, namespace: str) -> dict[str, VerifyKey] | None:
+        """The pinned keys of ``namespace`` (``None`` if nothing is pinned yet)."""
+        entry = self._read()["namespaces"].get(namespace)
+        return None if entry is None else _keys_of(entry, self.path, namespace)
+
+    def pin(self, namespace: str, keys: Mapping[str, VerifyKey], *, source: str = "config") -> None:
+        """Pin exactly ``keys`` for ``namespace`` (replacing any earlier pin)."""
+        if not keys:
+            raise MalformedError("refusing to pin an empty key set")
+        with self._locked() as data:
+            data["namespaces"][namespace] = _entry(keys, source)
+
+    def keys_for(
+        self,
+        namespace: str,
+        *,
+        offered: Mapping[str, VerifyKey],
+        now: datetime,
+        rotations: Sequence[Envelope] = (),
+    ) -> dict[str, VerifyKey]:
+        """The keys to verify ``namespace``'s statements with, given what the registry lists.
+
+        First use pins ``offered`` (TOFU, announced). Afterwards a key in ``offered`` that is
+        not pinned must be reached from the pin by verified ``rotations``, else
+        :class:`UntrustedKeyError`. Keys the registry stopped listing stay pinned (the registry
+        cannot revoke a publisher's authority, only the publisher can, by rotation).
+        """
+        for keyid, key in offered.items():
+            if key.keyid != keyid:
+                raise UntrustedKeyError(f"the registry lists key {keyid[:16]}… under another id")
+        with self._locked() as data:
+            entry = data["namespaces"].get(namespace)
+            if entry is None:
+                if not offered:
+                    raise UntrustedKeyError(f"the registry lists no keys for namespace {namespace}")
+                data["namespaces"][namespace] = _entry(offered, "tofu")
+                self._announce(
+                    f"trusting on first use: publisher key(s) {_short(list(offered))} for "
+                    f"namespace '{namespace}' (pinned in {self.path}; compare the key id with "
+                    "the publisher's out of band)"
+                )
+                return dict(offered)
+            pinned = _keys_of(entry, self.path, namespace)
+            unknown = set(offered) - set(pinned)
+            if not unknown:
+                return pinned
+            rotated = dict(pinned)
+            changed = True
+            while changed:
+                changed = False
+                for env in rotations:
+                    for old_id, old_key in list(rotated.items()):
+                        try:
+                            rot = verify_key_rotation(env, old_key=old_key, now=now).statement
+                        except OstracaError:
+                            continue
+                        new = rot.new_key.to_verify_key()
+                        if new.keyid not in rotated:
+                            del rotated[old_id]
+                            rotated[new.keyid] = new
+                            changed = True
+            still = set(offered) - set(rotated)
+            if still:
+                raise UntrustedKeyError(
+                    f"the registry lists key(s) {_short(list(still))} for namespace "
+                    f"'{namespace}', but {_short(list(pinned))} is pinned and no key rotation "
+                    "signed by the pinned key links them",
+                    hint=(
+                        "this may be an attack; if the publisher really changed keys, get its "
+                        "KeyRotation statement, or remove the namespace from "
+                        f"{self.path} after checking the new key id with the publisher"
+                    ),
+                )
+            data["namespaces"][namespace] = _entry(rotated, "rotation")
+            self._announce(
+                f"namespace '{namespace}': key rotation verified, now trusting "
+                f"{_short(list(rotated))}"
+            )
+            return rotated
+
+    # manifests
+
+    def known_digest(self, dataset: str, version: int) -> str | None:
+        entry = self._read()["datasets"].get(dataset) or {}
+        digest = (entry.get("versions") or {}).get(str(version))
+        return digest if isinstance(digest, str) else None
+
+    def trusted_manifest(
+        self, dataset: str, *, keys: Mapping[str, VerifyKey], now: datetime
+    ) -> Verified[DatasetManifest] | None:
+        """The newest manifest of ``dataset`` verified before, re-verified now (or ``None``)."""
+        entry = self._read()["datasets"].get(dataset)
+        if not entry or "latest" not in entry:
+            return None
+        digest = entry["versions"][str(entry["latest"])]
+        try:
+            raw = (self.manifests_dir / f"{digest}.json").read_bytes()
+        except FileNotFoundError as exc:
+            raise ChainError(
+                f"the trusted manifest of {dataset} version {entry['latest']} is missing",
+                hint=f"restore {self.manifests_dir} or remove {dataset} from {self.path}",
+            ) from exc
+        verified = verify_manifest(
+            Envelope.from_json(raw), publisher_keys=keys, now=now, dataset=dataset
+        )
+        if verified.digest != digest:
+            raise ChainError(f"{self.manifests_dir / digest}.json does not hold that manifest")
+        return verified
+
+    def remember(self, verified: Sequence[tuple[Verified[DatasetManifest], Envelope]]) -> None:
+        """Record verified manifests (digest per version; the newest one's envelope)."""
+        if not verified:
+            return
+        self.manifests_dir.mkdir(parents=True, exist_ok=True)
+        with self._locked() as data:
+            for v, env in verified:
+                m = v.statement
+                entry = data["datasets"].setdefault(m.dataset, {"versions": {}})
+                known = entry["versions"].get(str(m.version))
+                if known is not None and known != v.digest:
+                    raise ChainError(
+                        f"two different manifests claim {m.dataset} version {m.version}"
+                    )
+                entry["versions"][str(m.version)] = v.digest
+                if m.version > int(entry.get("latest", 0)):
+                    target = self.manifests_dir / f"{v.digest}.json"
+                    tmp = target.with_name(f".{v.digest}.tmp{os.getpid()}")
+                    tmp.write_bytes(env.to_json())
+                    os.replace(tmp, target)
+                    entry["latest"] = m.version
+
+
+def _entry(keys: Mapping[str, VerifyKey], source: str) -> dict[str, Any]:
+    return {
+        "keys": {k.keyid: k.b64 for k in keys.values()},
+        "source": source,
+        "pinned": utc_now().strftime(TIMESTAMP_FORMAT),
+    }
+
+
+def _keys_of(entry: Any, path: Path, namespace: str) -> dict[str, VerifyKey]:
+    raw = entry.get("keys") if isinstance(entry, dict) else None
+    if not isinstance(raw, dict) or not raw:
+        raise MalformedError(f"{path}: namespace '{namespace}' has no keys")
+    keys = {}
+    for keyid, b64 in raw.items():
+        key = VerifyKey.from_b64(str(b64))
+        if key.keyid != keyid:
+            raise MalformedError(f"{path}: key {keyid[:16]}… of '{namespace}' has another id")
+        keys[keyid] = key
+    return keys
+
+
+def _peek_version(envelope: Envelope) -> int:
+    """The version a (not yet verified) manifest claims; only used to pick what to verify."""
+    try:
+        version = json.loads(envelope.payload).get("version")
+    except (ValueError, AttributeError) as exc:
+        raise MalformedError("manifest payload is not a JSON object") from exc
+    if not isinstance(version, int) or version < 1:
+        raise MalformedError("manifest has no valid version")
+    return version
+
+
+def resolve_manifest(
+    source: ManifestSource,
+    store: TrustStore,
+    dataset: str,
+    *,
+    keys: Mapping[str, VerifyKey],
+    now: datetime,
+    version: int | None = None,
+) -> tuple[Verified[DatasetManifest], Envelope]:
+    """Fetch and verify ``dataset``'s manifest (``version`` or the latest) against what we trust.
+
+    1. Signature by a pinned key, the right dataset, not from the future (``verify_manifest``).
+    2. Against the newest trusted version: older "latest" → :class:`RollbackError`; newer →
+       every intermediate version is fetched and the chain verified (``verify_chain``); an
+       explicitly requested older version must link forward to the trusted one (or match the
+       digest remembered for it).
+    3. Remember what verified.
+    """
+    split_dataset(dataset)
+    trusted = store.trusted_manifest(dataset, keys=keys, now=now)
+    env = source.get_manifest_envelope(dataset, "latest" if version is None else version)
+    claimed = _peek_version(env)
+    if version is not None and claimed != version:
+        raise ChainError(f"asked for {dataset} version {version}, the registry sent {claimed}")
+    seen: list[tuple[Verified[DatasetManifest], Envelope]] = []
+    if trusted is None or claimed == trusted.statement.version:
+        v = verify_manifest(env, publisher_keys=keys, now=now, dataset=dataset, previous=trusted)
+        seen.append((v, env))
+    elif claimed > trusted.statement.version:
+        between = [
+            source.get_manifest_envelope(dataset, k)
+            for k in range(trusted.statement.version + 1, claimed)
+        ]
+        current = trusted
+        for e in [*between, env]:
+            current = verify_chain(
+                [e], publisher_keys=keys, now=now, dataset=dataset, trusted=current
+            )
+            seen.append((current, e))
+        v = current
+    elif version is None:
+        verify_manifest(env, publisher_keys=keys, now=now, dataset=dataset)
+        raise RollbackError(
+            f"the registry's latest {dataset} is version {claimed}, older than version "
+            f"{trusted.statement.version} which this client has already verified",
+            hint="the registry (or something between it and you) is serving stale or "
+            "rolled-back data; try again later or report it to the registry operator",
+        )
+    else:
+        v = verify_manifest(env, publisher_keys=keys, now=now, dataset=dataset)
+        known = store.known_digest(dataset, claimed)
+        if known is None:
+            # Walk forward from the requested version to the trusted one: the chain must meet it.
+            later = [
+                source.get_manifest_envelope(dataset, k)
+                for k in range(claimed + 1, trusted.statement.version + 1)
+            ]
+            current = v
+            for e in later:
+                current = verify_manifest(
+                    e, publisher_keys=keys, now=now, dataset=dataset, previous=current
+                )
+                seen.append((current, e))
+            if current.digest != trusted.digest:
+                raise ChainError(
+                    f"{dataset} version {claimed} does not lead to the trusted version "
+                    f"{trusted.statement.version}"
+                )
+        elif known != v.digest:
+            raise ChainError(
+                f"the registry serves another manifest for {dataset} version {claimed} than "
+                "the one this client verified before"
+            )
+        seen.append((v, env))
+    store.remember(seen)
+    return v, env
