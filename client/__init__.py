@@ -1,1 +1,3 @@
 """Ostraca's client SDK and CLI."""
+
+from .stream import open_dataset as open_dataset

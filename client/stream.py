@@ -316,8 +316,10 @@ class VerifiedDataset:
                 f"{self.manifest.statement.shards[index].rows}"
             )
 
-    def _chunk_list(self, entry: ShardEntry, index: int) -> bytes:
+    def chunk_list(self, index: int) -> bytes:
+        """Shard ``index``'s chunk list, checked against the manifest (cached once verified)."""
         m = self.manifest.statement
+        entry = m.shards[index]
         length = DIGEST_BYTES * max(1, -(-entry.bytes // m.chunk_bytes))
         cached = self.cache.read(entry.chunks, length)
         if cached is not None:
@@ -340,7 +342,7 @@ class VerifiedDataset:
         try:
             if self._ready_from_cache(entry, ready):
                 return
-            chunks = self._chunk_list(entry, index)
+            chunks = self.chunk_list(index)
             while True:
                 partial = self.cache.acquire(entry.sha256, entry.bytes)
                 if partial is None:  # another process or thread finished it meanwhile
