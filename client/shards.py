@@ -1,0 +1,270 @@
+"""Writing shards: Arrow IPC stream files of a target size, hashed while they are written.
+
+Shard format (what the streaming reader relies on):
+
+- Each shard is one Arrow IPC **stream** (``pa.ipc.new_stream``; schema message, record batches,
+  end-of-stream marker), compressed per buffer with ``zstd``, ``lz4`` or not at all
+  (``IpcWriteOptions(compression=...)``). Every shard carries the same schema, the one whose
+  ``schema.serialize()`` the manifest holds in base64.
+- Record batches are about :data:`TARGET_BATCH_BYTES` on disk (more rows per batch where data
+  compresses well), so a reader can decode and use the first batches of a shard long before the
+  whole shard has arrived.
+- A shard's *chunk list* is the concatenation of the raw 32-byte sha256 digests of each
+  ``chunk_bytes`` piece of the shard file (the last piece may be shorter). The manifest's
+  ``ShardEntry.chunks`` is the sha256 hex of that chunk list; the list itself is uploaded as a
+  blob of its own.
+
+Both digests come from one pass: :class:`HashingSink` sits between Arrow's writer and the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+import pyarrow as pa
+
+from ostraca.protocol_spec import ShardEntry
+
+Compression = Literal["zstd", "lz4", "none"]
+COMPRESSIONS: tuple[Compression, ...] = ("zstd", "lz4", "none")
+DEFAULT_SHARD_BYTES = 64 * 1024 * 1024
+DEFAULT_CHUNK_BYTES = 2 * 1024 * 1024
+TARGET_BATCH_BYTES = 2 * 1024 * 1024
+"""Aim for record batches of about this many bytes in the shard file."""
+MAX_BATCH_MEMORY = 16 * 1024 * 1024
+"""Never build a batch larger than this in memory, however well it compresses."""
+MIN_BATCH_MEMORY = 16 * 1024
+
+
+class HashingSink:
+    """A write-only file for ``pa.PythonFile`` that hashes every byte on its way to disk.
+
+    Keeps a whole-file sha256 and a sha256 per fixed ``chunk_bytes`` piece, so that the shard's
+    digest and its chunk list are ready the moment the writer closes: no second read.
+    """
+
+    def __init__(self, fh: BinaryIO, chunk_bytes: int) -> None:
+        self._fh = fh
+        self._chunk_bytes = chunk_bytes
+        self._whole = hashlib.sha256()
+        self._chunk = hashlib.sha256()
+        self._in_chunk = 0
+        self._digests: list[bytes] = []
+        self.size = 0
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        n = len(view)
+        self._fh.write(view)
+        self._whole.update(view)
+        pos = 0
+        while pos < n:
+            take = min(n - pos, self._chunk_bytes - self._in_chunk)
+            self._chunk.update(view[pos : pos + take])
+            self._in_chunk += take
+            pos += take
+            if self._in_chunk == self._chunk_bytes:
+                self._digests.append(self._chunk.digest())
+                self._chunk = hashlib.sha256()
+                self._in_chunk = 0
+        self.size += n
+        return n
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+    def finish(self) -> tuple[str, bytes]:
+        """``(sha256 hex of the file, chunk list)``; call once, after the writer closed."""
+        digests = list(self._digests)
+        if self._in_chunk:
+            digests.append(self._chunk.digest())
+        return self._whole.hexdigest(), b"".join(digests)
+
+
+@dataclass(frozen=True, slots=True)
+class ShardFile:
+    """A finished shard in the staging directory and its chunk list beside it."""
+
+    path: Path
+    chunk_list_path: Path
+    sha256: str
+    bytes: int
+    rows: int
+    chunks: str
+    chunk_list_bytes: int
+
+    def entry(self) -> ShardEntry:
+        return ShardEntry(sha256=self.sha256, bytes=self.bytes, rows=self.rows, chunks=self.chunks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "file": self.path.name,
+            "chunk_list_file": self.chunk_list_path.name,
+            "sha256": self.sha256,
+            "bytes": self.bytes,
+            "rows": self.rows,
+            "chunks": self.chunks,
+            "chunk_list_bytes": self.chunk_list_bytes,
+        }
+
+    @classmethod
+    def from_json(cls, directory: Path, obj: dict[str, Any]) -> ShardFile:
+        return cls(
+            path=directory / str(obj["file"]),
+            chunk_list_path=directory / str(obj["chunk_list_file"]),
+            sha256=str(obj["sha256"]),
+            bytes=int(obj["bytes"]),
+            rows=int(obj["rows"]),
+            chunks=str(obj["chunks"]),
+            chunk_list_bytes=int(obj["chunk_list_bytes"]),
+        )
+
+
+def write_options(compression: Compression) -> pa.ipc.IpcWriteOptions:
+    return pa.ipc.IpcWriteOptions(compression=None if compression == "none" else compression)
+
+
+class ShardWriter:
+    """Re-batches incoming record batches and cuts them into shards of about ``shard_bytes``.
+
+    ``write(batch)`` takes batches of any size (one row or a million); ``close()`` returns the
+    finished shards in order. Files are named ``shard-00000.arrows`` and
+    ``shard-00000.chunks`` in ``directory``.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        schema: pa.Schema,
+        *,
+        shard_bytes: int = DEFAULT_SHARD_BYTES,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        compression: Compression = "zstd",
+        batch_bytes: int = TARGET_BATCH_BYTES,
+    ) -> None:
+        self.directory = directory
+        self.schema = schema
+        self.shard_bytes = shard_bytes
+        self.chunk_bytes = chunk_bytes
+        self.options = write_options(compression)
+        self.batch_bytes = max(MIN_BATCH_MEMORY, min(batch_bytes, shard_bytes // 4))
+        self._ratio = 1.0  # bytes on disk per byte in memory, learnt from batches written
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_bytes = 0
+        self._shards: list[ShardFile] = []
+        self._fh: BinaryIO | None = None
+        self._sink: HashingSink | None = None
+        self._writer: pa.ipc.RecordBatchStreamWriter | None = None
+        self._rows = 0
+        directory.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def shards(self) -> list[ShardFile]:
+        return list(self._shards)
+
+    @property
+    def rows_written(self) -> int:
+        return sum(s.rows for s in self._shards) + self._rows
+
+    def _memory_target(self) -> int:
+        return int(min(MAX_BATCH_MEMORY, max(MIN_BATCH_MEMORY, self.batch_bytes / self._ratio)))
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        row_bytes = max(1.0, batch.nbytes / batch.num_rows)
+        start = 0
+        while start < batch.num_rows:
+            room = self._memory_target() - self._pending_bytes
+            take = max(1, min(batch.num_rows - start, int(room / row_bytes)))
+            piece = batch.slice(start, take)
+            self._pending.append(piece)
+            self._pending_bytes += int(take * row_bytes)
+            start += take
+            if self._pending_bytes >= self._memory_target():
+                self._flush_pending()
+
+    def _flush_pending(self) -> None:
+        if not self._pending:
+            return
+        batch = (
+            self._pending[0]
+            if len(self._pending) == 1
+            else pa.concat_batches(self._pending)  # one contiguous batch
+        )
+        self._pending, self._pending_bytes = [], 0
+        if self._writer is None:
+            self._open_shard()
+        assert self._writer is not None
+        assert self._sink is not None
+        before = self._sink.size
+        self._writer.write_batch(batch)
+        written = self._sink.size - before
+        if batch.nbytes:
+            self._ratio = max(0.01, min(1.0, written / batch.nbytes))
+        self._rows += batch.num_rows
+        if self._sink.size + written > self.shard_bytes:
+            self._close_shard()
+
+    def _open_shard(self) -> None:
+        index = len(self._shards)
+        path = self.directory / f"shard-{index:05d}.arrows"
+        self._fh = open(path, "wb")  # noqa: SIM115 — closed in _close_shard
+        self._sink = HashingSink(self._fh, self.chunk_bytes)
+        self._writer = pa.ipc.new_stream(
+            pa.PythonFile(self._sink, mode="w"), self.schema, options=self.options
+        )
+        self._rows = 0
+
+    def _close_shard(self) -> None:
+        assert self._writer is not None
+        assert self._sink is not None
+        assert self._fh is not None
+        self._writer.close()
+        sha, chunk_list = self._sink.finish()
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        index = len(self._shards)
+        path = self.directory / f"shard-{index:05d}.arrows"
+        chunk_path = self.directory / f"shard-{index:05d}.chunks"
+        chunk_path.write_bytes(chunk_list)
+        self._shards.append(
+            ShardFile(
+                path=path,
+                chunk_list_path=chunk_path,
+                sha256=sha,
+                bytes=self._sink.size,
+                rows=self._rows,
+                chunks=hashlib.sha256(chunk_list).hexdigest(),
+                chunk_list_bytes=len(chunk_list),
+            )
+        )
+        self._writer, self._sink, self._fh, self._rows = None, None, None, 0
+
+    def close(self) -> list[ShardFile]:
+        """Write what is pending, finish the open shard, and return every shard in order."""
+        self._flush_pending()
+        if self._writer is not None:
+            self._close_shard()
+        return self.shards
+
+    def abort(self) -> None:
+        """Close the open file without finishing it (after an error)."""
+        if self._fh is not None:
+            self._fh.close()
+        self._writer, self._sink, self._fh = None, None, None
