@@ -18,37 +18,16 @@ from typing import Any
 import pyarrow as pa
 import pytest
 import uvicorn
+from client_helpers import NAMESPACE, TERMS, Identity, sample_table
 
 from ostraca.client.api import RegistryClient
-from ostraca.client.config import ClientConfig, load_config
+from ostraca.client.config import load_config
 from ostraca.client.keystore import save_signing_key
 from ostraca.client.publish import PublishResult, publish
 from ostraca.protocol_spec import SigningKey
 from ostraca.server.app import create_app
 from ostraca.server.migrate import upgrade_to_head
 from ostraca.server.settings import Settings
-
-NAMESPACE = "acme"
-TERMS = "Research use only. Do not redistribute. Cite the corpus."
-
-
-@dataclass
-class Identity:
-    """One party: its home directory, config, key and a logged-in client."""
-
-    name: str
-    home: Path
-    config: ClientConfig
-    key: SigningKey
-    client: RegistryClient
-
-    @property
-    def keyid(self) -> str:
-        return self.key.keyid
-
-    def env(self) -> dict[str, str]:
-        """Environment for running the CLI as this identity."""
-        return {"OSTRACA_HOME": str(self.home), "OSTRACA_REGISTRY": self.config.registry}
 
 
 @dataclass
@@ -141,20 +120,6 @@ def researcher(tmp_path: Path, registry: str) -> Iterator[Identity]:
     ident = make_identity(tmp_path, registry, "ada", "researcher")
     yield ident
     ident.client.close()
-
-
-def sample_table(rows: int = 1000, *, seed: int = 0, text_bytes: int = 40) -> pa.Table:
-    """A small deterministic table: ``id`` int64, ``text`` string, ``score`` float64."""
-    ids = list(range(seed * rows, seed * rows + rows))
-    return pa.table(
-        {
-            "id": pa.array(ids, pa.int64()),
-            "text": pa.array(
-                [f"row {i} " + "x" * ((i * 7919) % text_bytes) for i in ids], pa.string()
-            ),
-            "score": pa.array([i / 7 for i in ids], pa.float64()),
-        }
-    )
 
 
 @pytest.fixture

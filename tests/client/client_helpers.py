@@ -1,0 +1,81 @@
+"""Helpers shared by the client tests (importable: ``from client_helpers import ...``)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from ostraca.client.api import RegistryClient
+from ostraca.client.config import ClientConfig
+from ostraca.client.publish import PublishResult
+from ostraca.protocol_spec import DatasetManifest, SigningKey, utc_now, verify_manifest
+
+NAMESPACE = "acme"
+TERMS = "Research use only. Do not redistribute. Cite the corpus."
+
+
+@dataclass
+class Identity:
+    """One party: its home directory, config, key and a logged-in client."""
+
+    name: str
+    home: Path
+    config: ClientConfig
+    key: SigningKey
+    client: RegistryClient
+
+    @property
+    def keyid(self) -> str:
+        return self.key.keyid
+
+    def env(self) -> dict[str, str]:
+        """Environment for running the CLI as this identity."""
+        return {"OSTRACA_HOME": str(self.home), "OSTRACA_REGISTRY": self.config.registry}
+
+
+def sample_table(rows: int = 1000, *, seed: int = 0, text_bytes: int = 40) -> pa.Table:
+    """A small deterministic table: ``id`` int64, ``text`` string, ``score`` float64."""
+    ids = list(range(seed * rows, seed * rows + rows))
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.int64()),
+            "text": pa.array(
+                [f"row {i} " + "x" * ((i * 7919) % text_bytes) for i in ids], pa.string()
+            ),
+            "score": pa.array([i / 7 for i in ids], pa.float64()),
+        }
+    )
+
+
+def read_back(client: RegistryClient, result: PublishResult) -> pa.Table:
+    """Fetch every shard and chunk list through the registry, check each digest and the
+    manifest's signature, and decode the shards as Arrow IPC streams."""
+    env = client.get_manifest_envelope(result.dataset, result.version)
+    verified = verify_manifest(
+        env,
+        publisher_keys=client.namespace_keys(result.dataset.split("/")[0]),
+        now=utc_now(),
+        dataset=result.dataset,
+    )
+    m: DatasetManifest = verified.statement
+    assert verified.digest == result.digest
+    schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(m.arrow_schema)))
+    batches: list[pa.RecordBatch] = []
+    for shard in m.shards:
+        data = client.get_blob(shard.sha256)
+        assert len(data) == shard.bytes
+        assert hashlib.sha256(data).hexdigest() == shard.sha256
+        chunk_list = client.get_blob(shard.chunks)
+        assert hashlib.sha256(chunk_list).hexdigest() == shard.chunks
+        pieces = [data[i : i + m.chunk_bytes] for i in range(0, len(data), m.chunk_bytes)]
+        assert chunk_list == b"".join(hashlib.sha256(p).digest() for p in pieces)
+        reader = pa.ipc.open_stream(data)
+        assert reader.schema.equals(schema, check_metadata=True)
+        shard_batches = list(reader)
+        assert sum(b.num_rows for b in shard_batches) == shard.rows
+        batches.extend(shard_batches)
+    return pa.Table.from_batches(batches, schema=schema)
