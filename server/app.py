@@ -1,0 +1,58 @@
+"""The registry's FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from ostraca.protocol_spec.models import utc_now
+
+from . import problems, routes_access, routes_auth, routes_blobs, routes_datasets, routes_ops
+from .db import Database, make_engine
+from .deps import AppContext, Clock
+from .metrics import Metrics, ObservabilityMiddleware
+from .migrate import require_head
+from .settings import Settings
+from .storage import BlobStorage, open_storage
+
+
+def create_app(
+    settings: Settings, *, clock: Clock = utc_now, storage: BlobStorage | None = None
+) -> FastAPI:
+    """Build the registry. Refuses a database that is not at the newest migration.
+
+    ``clock`` returns the current UTC time to the second (tests inject a movable one);
+    ``storage`` replaces the store named by ``settings.storage_url``.
+    """
+    if settings.database_url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.sqlalchemy_url
+    require_head(url)
+    engine = make_engine(url)
+    ctx = AppContext(
+        settings=settings,
+        db=Database(engine),
+        storage=storage if storage is not None else open_storage(settings.storage_url),
+        clock=clock,
+        metrics=Metrics(),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="Ostraca registry",
+        version="1",
+        summary="Signed dataset manifests over Arrow shards, signed access grants.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    problems.install(app)
+    for module in (routes_auth, routes_datasets, routes_blobs, routes_access, routes_ops):
+        app.include_router(module.router, responses=problems.PROBLEM_RESPONSES)
+    app.add_middleware(ObservabilityMiddleware, metrics=ctx.metrics)
+    return app

@@ -1,0 +1,154 @@
+"""Prometheus metrics and structured JSON request logs, as one pure ASGI middleware.
+
+The middleware also turns an unexpected exception into a 500 problem+json without a stack
+trace in the response (the trace goes to the log).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+access_log = logging.getLogger("ostraca.server.access")
+error_log = logging.getLogger("ostraca.server.error")
+
+
+class Metrics:
+    """One registry per app, so several apps (tests) can live in one process."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "ostraca_http_requests",
+            "HTTP requests by route template, method and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "ostraca_http_request_seconds",
+            "Time to the end of the response body",
+            ["method", "route"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60),
+        )
+        self.blob_bytes = Counter(
+            "ostraca_blob_bytes_served", "Blob bytes sent to clients", registry=self.registry
+        )
+        self.decisions = Counter(
+            "ostraca_access_decisions",
+            "Blob access decisions by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
+
+
+PROBLEM_500 = json.dumps(
+    {
+        "type": "urn:ostraca:error:error",
+        "title": "Internal error",
+        "status": 500,
+        "detail": "the registry failed unexpectedly; the incident is in its log",
+        "code": "error",
+    }
+).encode()
+
+
+class ObservabilityMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        state: dict[str, Any] = {"status": 500, "started": False, "bytes": 0}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state["status"] = message["status"]
+                state["started"] = True
+            elif message["type"] == "http.response.body":
+                state["bytes"] += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception:
+            error_log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if state["started"]:
+                raise
+            state["status"] = 500
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/problem+json"),
+                        (b"content-length", str(len(PROBLEM_500)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": PROBLEM_500})
+        finally:
+            elapsed = time.perf_counter() - start
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "(unmatched)"
+            method = scope["method"]
+            self.metrics.requests.labels(method, template, str(state["status"])).inc()
+            self.metrics.latency.labels(method, template).observe(elapsed)
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(
+                    json.dumps(
+                        {
+                            "event": "request",
+                            "method": method,
+                            "path": scope["path"],
+                            "route": template,
+                            "status": state["status"],
+                            "bytes": state["bytes"],
+                            "ms": round(elapsed * 1000, 3),
+                            "client": (scope.get("client") or ("", 0))[0],
+                        },
+                        separators=(",", ":"),
+                    )
+                )
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (and the traceback, if any)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+        }
+        message = record.getMessage()
+        try:
+            parsed = json.loads(message)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            out.update(parsed)
+        else:
+            out["message"] = message
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, separators=(",", ":"))
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Route ``ostraca.server`` logs to stderr as JSON lines (called by the CLI, not by tests)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger("ostraca.server")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False

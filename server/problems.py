@@ -1,0 +1,122 @@
+"""Every failure as RFC 9457 ``application/problem+json``, mapped once.
+
+``OstracaError`` carries its ``code`` and ``http_status``; FastAPI's validation errors become
+422 ``malformed``; Starlette's own 404/405 keep their status. Unexpected exceptions are turned
+into a bare 500 by ``metrics.ObservabilityMiddleware`` (no stack trace leaves the server).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ostraca.protocol_spec.errors import OstracaError, RangeNotSatisfiableError
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class UploadOffsetError(RangeNotSatisfiableError):
+    """A chunk sent at another offset than the session's; carries the current offset."""
+
+    def __init__(self, message: str, *, offset: int) -> None:
+        super().__init__(message, hint=f"resume with Upload-Offset: {offset}")
+        self.headers = {"Upload-Offset": str(offset)}
+
+
+class RangeError(RangeNotSatisfiableError):
+    """A Range header the blob cannot satisfy; carries ``Content-Range: bytes */size``."""
+
+    def __init__(self, message: str, *, size: int) -> None:
+        super().__init__(message)
+        self.headers = {"Content-Range": f"bytes */{size}"}
+
+
+def problem_response(
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    hint: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": f"urn:ostraca:error:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if hint is not None:
+        body["hint"] = hint
+    return Response(
+        content=json.dumps(body, ensure_ascii=False).encode("utf-8"),
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def _ostraca_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, OstracaError)
+    headers: dict[str, str] = dict(getattr(exc, "headers", None) or {})
+    if exc.http_status == 401:
+        headers.setdefault("WWW-Authenticate", "Bearer")
+    return problem_response(
+        status=exc.http_status,
+        code=exc.code,
+        title=exc.title,
+        detail=exc.message,
+        hint=exc.hint,
+        headers=headers or None,
+    )
+
+
+def _validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    parts = []
+    for err in errors[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ())) or "(request)"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return problem_response(
+        status=422,
+        code="malformed",
+        title="Malformed input",
+        detail="; ".join(parts) + more,
+    )
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "error")
+    return problem_response(
+        status=exc.status_code,
+        code=code,
+        title=code.replace("_", " ").capitalize(),
+        detail=str(exc.detail),
+        headers=dict(exc.headers) if exc.headers else None,
+    )
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(OstracaError, _ostraca_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {
+        "description": "Problem details (RFC 9457)",
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    },
+}

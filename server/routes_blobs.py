@@ -1,0 +1,408 @@
+"""Content-addressed blobs after the OCI distribution spec: resumable chunked uploads
+(start → append at offset → finish with digest, re-hashed), HEAD for dedup, ranged GET."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from ostraca.protocol_spec.errors import (
+    AccessDeniedError,
+    DigestMismatchError,
+    MalformedError,
+    NotFoundError,
+    TooLargeError,
+    UnsupportedMediaTypeError,
+)
+
+from .access import Decision, authorize_blob, grant_still_valid, holders
+from .db import Blob, UploadSession
+from .deps import (
+    AppContext,
+    Caller,
+    ContextDep,
+    InstitutionDep,
+    JsonBody,
+    OptionalCallerDep,
+    PrincipalDep,
+    SessionDep,
+)
+from .problems import RangeError, UploadOffsetError
+from .repo import audit
+from .schemas import BlobOut, UploadIn, UploadOut
+
+router = APIRouter(prefix="/v1", tags=["blobs"])
+
+_DIGEST_RE = re.compile(r"^sha256:([0-9a-f]{64})$")
+_UPLOAD_RE = re.compile(r"^[0-9a-f]{32}$")
+_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+WRITE_BUFFER = 1024 * 1024
+RECHECK_BYTES = 8 * 1024 * 1024
+"""While streaming on a grant, re-check revocation and expiry every this many bytes."""
+BLOB_CACHE_CONTROL = "private, max-age=31536000, immutable"
+
+
+def parse_digest(text: str) -> str:
+    m = _DIGEST_RE.match(text)
+    if m is None:
+        raise MalformedError("blob digest must be written sha256:<64 lowercase hex>")
+    return m.group(1)
+
+
+def _check_upload_id(upload_id: str) -> None:
+    if not _UPLOAD_RE.match(upload_id):
+        raise NotFoundError("no such upload session")
+
+
+def _upload_out(u: UploadSession) -> UploadOut:
+    return UploadOut(upload_id=u.id, offset=u.offset, size=u.size, expires=u.expires)
+
+
+def purge_expired_uploads(session: Session, ctx: AppContext) -> int:
+    """Delete abandoned upload sessions and their partial data; returns how many."""
+    now = ctx.clock()
+    ids = list(session.scalars(select(UploadSession.id).where(UploadSession.expires <= now)))
+    for upload_id in ids:
+        ctx.storage.discard_upload(upload_id)
+    if ids:
+        session.execute(delete(UploadSession).where(UploadSession.id.in_(ids)))
+    return len(ids)
+
+
+def _load_upload(
+    session: Session, ctx: AppContext, caller: Caller, upload_id: str
+) -> UploadSession:
+    _check_upload_id(upload_id)
+    upload = session.get(UploadSession, upload_id)
+    if upload is None or upload.principal_id != caller.principal_id:
+        raise NotFoundError("no such upload session")
+    if ctx.clock() >= upload.expires:
+        ctx.storage.discard_upload(upload_id)
+        session.delete(upload)
+        session.commit()
+        raise NotFoundError("upload session expired", hint="start a new upload")
+    return upload
+
+
+@router.post("/uploads", status_code=201, dependencies=[JsonBody])
+def start_upload(
+    body: UploadIn,
+    caller: InstitutionDep,
+    session: SessionDep,
+    ctx: ContextDep,
+    response: Response,
+) -> UploadOut:
+    if body.size > ctx.settings.max_blob_bytes:
+        raise TooLargeError(
+            f"blob of {body.size} bytes is over the limit of {ctx.settings.max_blob_bytes}"
+        )
+    purge_expired_uploads(session, ctx)
+    now = ctx.clock()
+    upload = UploadSession(
+        id=secrets.token_hex(16),
+        principal_id=caller.principal_id,
+        size=body.size,
+        offset=0,
+        created=now,
+        expires=now + timedelta(seconds=ctx.settings.upload_ttl_seconds),
+    )
+    ctx.storage.start_upload(upload.id)
+    session.add(upload)
+    session.commit()
+    response.headers["Location"] = f"/v1/uploads/{upload.id}"
+    return _upload_out(upload)
+
+
+@router.get("/uploads/{upload_id}")
+def upload_status(
+    upload_id: str, caller: PrincipalDep, session: SessionDep, ctx: ContextDep
+) -> UploadOut:
+    return _upload_out(_load_upload(session, ctx, caller, upload_id))
+
+
+def _begin_append(ctx: AppContext, caller: Caller, upload_id: str, offset: int) -> UploadSession:
+    with ctx.db.session() as session:
+        upload = _load_upload(session, ctx, caller, upload_id)
+        session.commit()
+    if offset != upload.offset:
+        raise UploadOffsetError(
+            f"upload is at offset {upload.offset}, not {offset}", offset=upload.offset
+        )
+    return upload
+
+
+def _finish_append(ctx: AppContext, upload_id: str, old: int, new: int) -> UploadSession:
+    with ctx.db.session() as session:
+        moved = session.execute(
+            update(UploadSession)
+            .where(UploadSession.id == upload_id, UploadSession.offset == old)
+            .values(offset=new)
+            .returning(UploadSession.id)
+        ).first()
+        session.commit()
+        upload = session.get(UploadSession, upload_id)
+        if upload is None:
+            raise NotFoundError("upload session vanished while writing")
+        if moved is None:
+            raise UploadOffsetError(
+                f"another request moved the upload to offset {upload.offset}",
+                offset=upload.offset,
+            )
+        return upload
+
+
+@router.patch(
+    "/uploads/{upload_id}",
+    status_code=202,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+        },
+        "parameters": [
+            {
+                "name": "Upload-Offset",
+                "in": "header",
+                "required": True,
+                "schema": {"type": "integer"},
+            }
+        ],
+    },
+)
+async def append_upload(
+    upload_id: str, request: Request, caller: PrincipalDep, ctx: ContextDep
+) -> UploadOut:
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media != "application/octet-stream":
+        raise UnsupportedMediaTypeError(
+            f"upload chunks are application/octet-stream, not {media or '(none)'!r}"
+        )
+    raw_offset = request.headers.get("upload-offset", "")
+    if not raw_offset.isdigit() or len(raw_offset) > 16:
+        raise MalformedError("header Upload-Offset must be a non-negative integer")
+    offset = int(raw_offset)
+    upload = await run_in_threadpool(_begin_append, ctx, caller, upload_id, offset)
+    room = upload.size - offset
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > room:
+        raise TooLargeError(
+            f"{declared} bytes at offset {offset} go past the declared size {upload.size}"
+        )
+    writer = await run_in_threadpool(ctx.storage.open_writer, upload_id, offset)
+    written = 0
+    buffer = bytearray()
+    try:
+        async for chunk in request.stream():
+            if written + len(buffer) + len(chunk) > room:
+                raise TooLargeError(f"the chunk goes past the declared size {upload.size}")
+            buffer += chunk
+            if len(buffer) >= WRITE_BUFFER:
+                await run_in_threadpool(writer.write, bytes(buffer))
+                written += len(buffer)
+                buffer.clear()
+        if buffer:
+            await run_in_threadpool(writer.write, bytes(buffer))
+            written += len(buffer)
+    finally:
+        await run_in_threadpool(writer.close)
+    done = await run_in_threadpool(_finish_append, ctx, upload_id, offset, offset + written)
+    return _upload_out(done)
+
+
+@router.put("/uploads/{upload_id}", status_code=201)
+def finish_upload(
+    upload_id: str,
+    digest: Annotated[str, Query(description="sha256:<hex> of the whole blob")],
+    caller: PrincipalDep,
+    session: SessionDep,
+    ctx: ContextDep,
+    response: Response,
+) -> BlobOut:
+    hexdigest = parse_digest(digest)
+    upload = _load_upload(session, ctx, caller, upload_id)
+    if upload.offset != upload.size:
+        raise UploadOffsetError(
+            f"upload has {upload.offset} of {upload.size} bytes", offset=upload.offset
+        )
+    try:
+        ctx.storage.finalize(upload_id, hexdigest, upload.size)
+    except DigestMismatchError:
+        session.delete(upload)
+        session.commit()
+        raise
+    size = upload.size
+    session.delete(upload)
+    if session.get(Blob, hexdigest) is None:
+        session.add(Blob(digest=hexdigest, size=size, created=ctx.clock()))
+    try:
+        session.commit()
+    except IntegrityError:  # the same blob finished concurrently: that is fine
+        session.rollback()
+        session.execute(delete(UploadSession).where(UploadSession.id == upload_id))
+        session.commit()
+    response.headers["Location"] = f"/v1/blobs/sha256:{hexdigest}"
+    return BlobOut(digest=f"sha256:{hexdigest}", size=size)
+
+
+@router.delete("/uploads/{upload_id}", status_code=204, response_class=Response)
+def cancel_upload(
+    upload_id: str, caller: PrincipalDep, session: SessionDep, ctx: ContextDep
+) -> Response:
+    upload = _load_upload(session, ctx, caller, upload_id)
+    ctx.storage.discard_upload(upload_id)
+    session.delete(upload)
+    session.commit()
+    return Response(status_code=204)
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Range:
+    start: int
+    end: int
+    partial: bool
+
+
+def parse_range(header: str | None, size: int) -> _Range:
+    """One ``bytes=a-b`` / ``bytes=a-`` / ``bytes=-n`` range (RFC 9110 14.1.2)."""
+    if header is None:
+        return _Range(0, size - 1, partial=False)
+    m = _RANGE_RE.match(header.strip())
+    if m is None or (not m.group(1) and not m.group(2)):
+        raise RangeError(f"unsupported Range {header[:100]!r}: use one bytes=a-b", size=size)
+    first, last = m.group(1), m.group(2)
+    if not first:
+        suffix = int(last)
+        if suffix == 0:
+            raise RangeError("an empty suffix range selects nothing", size=size)
+        return _Range(max(0, size - suffix), size - 1, partial=True)
+    start = int(first)
+    end = size - 1 if not last else min(int(last), size - 1)
+    if last and int(last) < start:
+        raise RangeError(f"range end {last} is before its start {start}", size=size)
+    if start >= size:
+        raise RangeError(f"range starts at {start}, the blob has {size} bytes", size=size)
+    return _Range(start, end, partial=True)
+
+
+def _blob_headers(hexdigest: str) -> dict[str, str]:
+    return {
+        "ETag": f'"sha256:{hexdigest}"',
+        "Accept-Ranges": "bytes",
+        "Cache-Control": BLOB_CACHE_CONTROL,
+    }
+
+
+def _decide(
+    session: Session, ctx: AppContext, caller: Caller | None, hexdigest: str
+) -> tuple[Decision, int]:
+    now = ctx.clock()
+    try:
+        decision = authorize_blob(session, caller, hexdigest, now)
+    except AccessDeniedError as exc:
+        ctx.metrics.decisions.labels("refused").inc()
+        assert caller is not None
+        held = holders(session, hexdigest)
+        audit(
+            session,
+            now=now,
+            action="read_refused",
+            principal=caller.keyid,
+            dataset=held[0].dataset,
+            version=held[0].version,
+            detail=f"sha256:{hexdigest}: {exc.code}: {exc.message}",
+        )
+        session.commit()
+        raise
+    size = session.scalar(select(Blob.size).where(Blob.digest == hexdigest))
+    if size is None:
+        raise NotFoundError(f"blob sha256:{hexdigest} is missing from the registry")
+    ctx.metrics.decisions.labels("allowed").inc()
+    return decision, size
+
+
+@router.head("/blobs/{digest}", response_class=Response, responses={404: {}})
+def head_blob(
+    digest: str, caller: OptionalCallerDep, session: SessionDep, ctx: ContextDep
+) -> Response:
+    hexdigest = parse_digest(digest)
+    if caller is not None and caller.is_institution:
+        size = session.scalar(select(Blob.size).where(Blob.digest == hexdigest))
+        if size is None:
+            raise NotFoundError(f"no blob sha256:{hexdigest}")
+    else:
+        _decision, size = _decide(session, ctx, caller, hexdigest)
+    headers = _blob_headers(hexdigest)
+    headers["Content-Length"] = str(size)
+    return Response(status_code=200, headers=headers, media_type="application/octet-stream")
+
+
+def _stream(ctx: AppContext, hexdigest: str, rng: _Range, grant_id: str | None) -> Iterator[bytes]:
+    since_check = 0
+    for block in ctx.storage.read_range(hexdigest, rng.start, rng.end):
+        if grant_id is not None and since_check >= RECHECK_BYTES:
+            with ctx.db.read_session() as session:
+                if not grant_still_valid(session, grant_id, ctx.clock()):
+                    raise AccessDeniedError("the grant was revoked or expired during the read")
+            since_check = 0
+        since_check += len(block)
+        ctx.metrics.blob_bytes.inc(len(block))
+        yield block
+
+
+@router.get(
+    "/blobs/{digest}",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "Blob bytes"},
+        206: {"content": {"application/octet-stream": {}}, "description": "One byte range"},
+    },
+)
+def get_blob(
+    digest: str,
+    request: Request,
+    caller: OptionalCallerDep,
+    session: SessionDep,
+    ctx: ContextDep,
+) -> Response:
+    hexdigest = parse_digest(digest)
+    decision, size = _decide(session, ctx, caller, hexdigest)
+    headers = _blob_headers(hexdigest)
+    if request.headers.get("if-none-match") == headers["ETag"]:
+        session.commit()
+        return Response(status_code=304, headers=headers)
+    rng = parse_range(request.headers.get("range"), size) if size else _Range(0, -1, False)
+    assert caller is not None
+    audit(
+        session,
+        now=ctx.clock(),
+        action="read",
+        principal=caller.keyid,
+        dataset=decision.dataset,
+        version=decision.version,
+        grant_id=decision.grant_id,
+        detail=f"sha256:{hexdigest} bytes {rng.start}-{rng.end}/{size}",
+    )
+    session.commit()
+    headers["Content-Length"] = str(rng.end - rng.start + 1)
+    if rng.partial:
+        headers["Content-Range"] = f"bytes {rng.start}-{rng.end}/{size}"
+    return StreamingResponse(
+        _stream(ctx, hexdigest, rng, decision.grant_id),
+        status_code=206 if rng.partial else 200,
+        headers=headers,
+        media_type="application/octet-stream",
+    )

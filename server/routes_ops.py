@@ -1,0 +1,39 @@
+"""Operations: health and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from .deps import ContextDep
+from .schemas import Health
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", responses={503: {"model": Health}})
+def healthz(ctx: ContextDep, response: Response) -> Health:
+    database = storage = "ok"
+    try:
+        with ctx.db.read_session() as session:
+            session.execute(text("SELECT 1"))
+    except Exception as exc:  # any failure is "unhealthy", reported, not raised
+        database = f"error: {type(exc).__name__}"
+    try:
+        ctx.storage.check()
+    except OSError as exc:
+        storage = f"error: {type(exc).__name__}"
+    healthy = database == "ok" and storage == "ok"
+    if not healthy:
+        response.status_code = 503
+    return Health(status="ok" if healthy else "degraded", database=database, storage=storage)
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
+)
+def metrics(ctx: ContextDep) -> Response:
+    return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,235 @@
+"""API request and response bodies (pydantic). Separate from the ORM: routes build these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from ostraca.protocol_spec.models import Hex256, PublicKey, Timestamp
+
+EnvelopeJSON = dict[str, Any]
+"""A DSSE envelope as a JSON object (exactly the stored bytes, parsed)."""
+
+NamespaceName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- identity ---------------------------------------------------------------------------------
+
+
+class RegisterIn(_In):
+    public_key: PublicKey
+    name: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    kind: Literal["institution", "researcher"]
+    affiliation: Annotated[str, StringConstraints(max_length=256)] = ""
+    signature: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    """Base64 Ed25519 signature over ``registration_message(...)``."""
+
+
+class PrincipalOut(_Out):
+    keyid: str
+    name: str
+    kind: Literal["institution", "researcher"]
+    affiliation: str
+    keys: list[PublicKey]
+    created: Timestamp
+
+
+class ChallengeIn(_In):
+    keyid: Hex256
+
+
+class ChallengeOut(_Out):
+    nonce: str
+    expires: Timestamp
+
+
+class TokenIn(_In):
+    keyid: Hex256
+    nonce: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    signature: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class TokenOut(_Out):
+    token: str
+    expires: Timestamp
+    principal: PrincipalOut
+
+
+# --- namespaces and datasets ------------------------------------------------------------------
+
+
+class NamespaceIn(_In):
+    name: NamespaceName
+
+
+class NamespaceOut(_Out):
+    name: str
+    owner: str
+
+
+class NamespaceDetail(NamespaceOut):
+    keys: list[PublicKey]
+
+
+class ColumnOut(_Out):
+    name: str
+    type: str
+
+
+class DatasetSummary(_Out):
+    dataset: str
+    namespace: str
+    description: str
+    license: str
+    latest_version: int
+    total_rows: int
+    total_bytes: int
+    publisher: str
+    updated: Timestamp
+
+
+class DatasetList(_Out):
+    items: list[DatasetSummary]
+    total: int
+
+
+class VersionOut(_Out):
+    version: int
+    digest: str
+    created: Timestamp
+    total_rows: int
+    total_bytes: int
+    shards: int
+
+
+class DatasetDetail(DatasetSummary):
+    terms: str
+    terms_sha256: str
+    columns: list[ColumnOut]
+    versions: list[VersionOut]
+
+
+class PublishOut(_Out):
+    dataset: str
+    version: int
+    digest: str
+
+
+# --- uploads and blobs ------------------------------------------------------------------------
+
+
+class UploadIn(_In):
+    size: Annotated[int, Field(ge=0, le=2**53 - 1, strict=True)]
+
+
+class UploadOut(_Out):
+    upload_id: str
+    offset: int
+    size: int
+    expires: Timestamp
+
+
+class BlobOut(_Out):
+    digest: str
+    size: int
+
+
+# --- access -----------------------------------------------------------------------------------
+
+
+class RequestItem(_Out):
+    request_id: str
+    dataset: str
+    requester: PrincipalOut
+    purpose: str
+    status: Literal["pending", "granted", "denied"]
+    created: Timestamp
+    decided: Timestamp | None
+    reason: str | None
+    grant_id: str | None
+    envelope: EnvelopeJSON
+
+
+class RequestList(_Out):
+    items: list[RequestItem]
+
+
+class DenyIn(_In):
+    reason: Annotated[str, StringConstraints(max_length=4096)] = ""
+
+
+class GrantItem(_Out):
+    grant_id: str
+    dataset: str
+    publisher: str
+    grantee: str
+    request: str | None
+    min_version: int
+    max_version: int | None
+    columns: list[str] | None
+    not_before: Timestamp
+    expires: Timestamp
+    created: Timestamp
+    revoked: bool
+    revocation: EnvelopeJSON | None
+    envelope: EnvelopeJSON
+
+
+class GrantList(_Out):
+    items: list[GrantItem]
+
+
+class RevocationOut(_Out):
+    grant_id: str
+    revoked_at: Timestamp
+    envelope: EnvelopeJSON
+
+
+class AuditEventOut(_Out):
+    id: int
+    time: Timestamp
+    action: str
+    principal: str | None
+    dataset: str | None
+    version: int | None
+    grant_id: str | None
+    detail: str
+
+
+class AuditList(_Out):
+    items: list[AuditEventOut]
+
+
+# --- operations -------------------------------------------------------------------------------
+
+
+class Health(_Out):
+    status: Literal["ok", "degraded"]
+    database: str
+    storage: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, with Ostraca's stable ``code`` and an optional ``hint``."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    hint: str | None = None
+
+
+def ts(value: datetime) -> datetime:
+    """Drop sub-second precision (API timestamps are whole seconds)."""
+    return value.replace(microsecond=0)

@@ -1,0 +1,78 @@
+"""The registry's configuration: one pydantic-settings class, read from ``OSTRACA_*`` variables.
+
+Zero configuration works: a SQLite file and a blob folder under ``data_dir``. Unsafe values
+(a token that lives for a month, an envelope cap above the protocol's own) are refused at
+start-up with a message that says what to change.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ostraca.protocol_spec.envelope import MAX_ENVELOPE_BYTES
+
+GIB = 1024**3
+MIB = 1024**2
+
+
+class Settings(BaseSettings):
+    """Registry settings. Every field can be set as ``OSTRACA_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="OSTRACA_", extra="ignore")
+
+    data_dir: Path = Path("./ostraca-data")
+    database_url: str = Field(
+        default="", description="SQLAlchemy URL; default sqlite:///<data_dir>/registry.db"
+    )
+    storage_url: str = Field(default="", description="Blob store; default file://<data_dir>/blobs")
+    token_ttl_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    nonce_ttl_seconds: int = Field(default=300, ge=10, le=3600)
+    upload_ttl_seconds: int = Field(default=86400, ge=60, le=30 * 24 * 3600)
+    max_blob_bytes: int = Field(default=4 * GIB, ge=1, le=1024 * GIB)
+    max_envelope_bytes: int = Field(default=512 * MIB, ge=64 * 1024, le=MAX_ENVELOPE_BYTES)
+
+    @model_validator(mode="after")
+    def _defaults_and_safety(self) -> Self:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.data_dir / 'registry.db').as_posix()}"
+        if not self.storage_url:
+            self.storage_url = f"file://{(self.data_dir / 'blobs').resolve().as_posix()}"
+        scheme = self.database_url.partition(":")[0]
+        if scheme not in {"sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg"}:
+            raise ValueError(
+                f"OSTRACA_DATABASE_URL scheme {scheme!r} is not supported: use sqlite:///PATH or "
+                "postgresql+psycopg://USER:PASSWORD@HOST/DB"
+            )
+        if self.database_url.startswith("sqlite") and ":memory:" in self.database_url:
+            raise ValueError(
+                "OSTRACA_DATABASE_URL must not be an in-memory SQLite database: every worker "
+                "and connection would see a different, empty registry"
+            )
+        if not self.storage_url.startswith("file://"):
+            raise ValueError(
+                "OSTRACA_STORAGE_URL must be file:///ABSOLUTE/PATH (the only storage built in)"
+            )
+        if not Path(self.storage_url.removeprefix("file://")).is_absolute():
+            raise ValueError("OSTRACA_STORAGE_URL must name an absolute path (file:///...)")
+        if self.nonce_ttl_seconds > self.token_ttl_seconds:
+            raise ValueError("OSTRACA_NONCE_TTL_SECONDS must not exceed OSTRACA_TOKEN_TTL_SECONDS")
+        return self
+
+    @property
+    def storage_path(self) -> Path:
+        return Path(self.storage_url.removeprefix("file://"))
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The URL with the driver made explicit (``postgresql`` → ``postgresql+psycopg``)."""
+        return normalize_url(self.database_url)
+
+
+def normalize_url(url: str) -> str:
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url

@@ -1,0 +1,173 @@
+"""Blob storage behind one small interface, and the local-directory implementation.
+
+Uploads are written to a per-session temporary file; :meth:`BlobStorage.finalize` re-hashes it
+and only then renames it to ``sha256/<hex>`` (atomic on POSIX, after fsync), so a partial or
+unverified blob never appears under its final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from ostraca.protocol_spec.errors import DigestMismatchError, MalformedError, NotFoundError
+
+_HEX_RE = re.compile(r"^[0-9a-f]{64}$")
+_UPLOAD_RE = re.compile(r"^[0-9a-f]{32}$")
+READ_BLOCK = 1024 * 1024
+
+
+class UploadWriter(Protocol):
+    """Appends to one upload session's data; :meth:`close` makes the bytes durable."""
+
+    def write(self, data: bytes) -> None: ...
+    def close(self) -> None: ...
+
+
+class BlobStorage(Protocol):
+    """What the registry needs from a blob store. Digests are bare lowercase hex."""
+
+    def start_upload(self, upload_id: str) -> None: ...
+    def open_writer(self, upload_id: str, offset: int) -> UploadWriter: ...
+    def finalize(self, upload_id: str, digest: str, size: int) -> None:
+        """Re-hash the upload's first ``size`` bytes; move it to the blob's final name if they
+        match ``digest`` (or drop it if that blob exists). Mismatch: discard, raise."""
+        ...
+
+    def discard_upload(self, upload_id: str) -> None: ...
+    def size(self, digest: str) -> int | None: ...
+    def read_range(self, digest: str, start: int, end: int) -> Iterator[bytes]:
+        """Bytes ``start`` to ``end`` inclusive, in blocks."""
+        ...
+
+    def delete(self, digest: str) -> None: ...
+    def check(self) -> None:
+        """Raise if the store is unusable (for /healthz)."""
+        ...
+
+
+def _check_digest(digest: str) -> str:
+    if not _HEX_RE.match(digest):
+        raise MalformedError("blob digest must be 64 lowercase hex characters")
+    return digest
+
+
+def _check_upload(upload_id: str) -> str:
+    if not _UPLOAD_RE.match(upload_id):
+        raise MalformedError("upload id must be 32 lowercase hex characters")
+    return upload_id
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _FileWriter:
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+
+    def write(self, data: bytes) -> None:
+        self._f.write(data)
+
+    def close(self) -> None:
+        try:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+        finally:
+            self._f.close()
+
+
+class LocalStorage:
+    """Blobs in ``<root>/sha256/<hex>``, uploads in progress in ``<root>/uploads/<id>``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._blobs = root / "sha256"
+        self._uploads = root / "uploads"
+        self._blobs.mkdir(parents=True, exist_ok=True)
+        self._uploads.mkdir(parents=True, exist_ok=True)
+
+    def _blob_path(self, digest: str) -> Path:
+        return self._blobs / _check_digest(digest)
+
+    def _upload_path(self, upload_id: str) -> Path:
+        return self._uploads / _check_upload(upload_id)
+
+    def start_upload(self, upload_id: str) -> None:
+        self._upload_path(upload_id).touch(mode=0o600, exist_ok=False)
+
+    def open_writer(self, upload_id: str, offset: int) -> UploadWriter:
+        path = self._upload_path(upload_id)
+        try:
+            f = path.open("r+b")
+        except FileNotFoundError as exc:
+            raise NotFoundError("upload session has no data file") from exc
+        f.seek(offset)
+        f.truncate()
+        return _FileWriter(f)
+
+    def finalize(self, upload_id: str, digest: str, size: int) -> None:
+        path, final = self._upload_path(upload_id), self._blob_path(digest)
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            remaining = size
+            while remaining:
+                block = f.read(min(READ_BLOCK, remaining))
+                if not block:
+                    break
+                h.update(block)
+                remaining -= len(block)
+            f.seek(0, os.SEEK_END)
+            actual_size = f.tell()
+        if actual_size != size or h.hexdigest() != digest:
+            path.unlink(missing_ok=True)
+            raise DigestMismatchError(
+                f"uploaded bytes hash to sha256:{h.hexdigest()}, not sha256:{digest}"
+            )
+        if final.exists():
+            path.unlink(missing_ok=True)
+            return
+        os.replace(path, final)
+        _fsync_dir(self._blobs)
+
+    def discard_upload(self, upload_id: str) -> None:
+        self._upload_path(upload_id).unlink(missing_ok=True)
+
+    def size(self, digest: str) -> int | None:
+        try:
+            return self._blob_path(digest).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def read_range(self, digest: str, start: int, end: int) -> Iterator[bytes]:
+        with self._blob_path(digest).open("rb") as f:
+            f.seek(start)
+            remaining = end - start + 1
+            while remaining > 0:
+                block = f.read(min(READ_BLOCK, remaining))
+                if not block:
+                    raise OSError(f"blob {digest[:16]}… ended early")
+                remaining -= len(block)
+                yield block
+
+    def delete(self, digest: str) -> None:
+        self._blob_path(digest).unlink(missing_ok=True)
+
+    def check(self) -> None:
+        probe = self._uploads / ".healthz"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+
+
+def open_storage(url: str) -> BlobStorage:
+    if not url.startswith("file://"):
+        raise MalformedError(f"unsupported storage URL {url!r}: use file:///ABSOLUTE/PATH")
+    return LocalStorage(Path(url.removeprefix("file://")))

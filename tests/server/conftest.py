@@ -1,0 +1,154 @@
+"""Server fixtures: every test runs on SQLite and on PostgreSQL, each with its own database.
+
+A migrated template is made once per session and backend (a SQLite file that is copied; a
+PostgreSQL database used as ``CREATE DATABASE ... TEMPLATE``), so a test gets a fresh, migrated
+database in milliseconds. PostgreSQL comes from ``OSTRACA_TEST_DATABASE_URL`` (``source
+scripts/postgres.sh``); without it the PostgreSQL half fails — it is never skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from server_helpers import Identity, MovableClock, new_identity
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from ostraca.server.app import create_app
+from ostraca.server.migrate import upgrade_to_head
+from ostraca.server.settings import Settings
+
+BACKENDS = ["sqlite", "postgresql"]
+PG_ENV = "OSTRACA_TEST_DATABASE_URL"
+
+
+def postgres_base_url() -> str:
+    url = os.environ.get(PG_ENV)
+    if not url:
+        pytest.fail(
+            f"{PG_ENV} is not set: the PostgreSQL half of the server tests cannot run. "
+            "Run `source scripts/postgres.sh` (or `make test`) first.",
+            pytrace=False,
+        )
+    return url
+
+
+def _pg_admin(base: str):  # type: ignore[no-untyped-def]
+    return create_engine(base, isolation_level="AUTOCOMMIT", pool_size=1)
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "registry.db"
+    upgrade_to_head(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def _pg_template() -> Iterator[str]:
+    base = postgres_base_url()
+    name = f"ostraca_tpl_{uuid.uuid4().hex[:12]}"
+    admin = _pg_admin(base)
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    upgrade_to_head(make_url(base).set(database=name).render_as_string(hide_password=False))
+    yield name
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def fresh_database_url(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[str]:
+    if backend == "sqlite":
+        template: Path = request.getfixturevalue("_sqlite_template")
+        path = tmp_path / "registry.db"
+        shutil.copyfile(template, path)
+        yield f"sqlite:///{path}"
+        return
+    tpl: str = request.getfixturevalue("_pg_template")
+    base = postgres_base_url()
+    name = f"ostraca_t_{uuid.uuid4().hex[:16]}"
+    admin = _pg_admin(base)
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{tpl}"'))
+    try:
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def empty_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh database with no tables (for migration tests)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    base = postgres_base_url()
+    name = f"ostraca_e_{uuid.uuid4().hex[:16]}"
+    admin = _pg_admin(base)
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database of the parametrized backend."""
+    yield from fresh_database_url(backend, request, tmp_path)
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        storage_url=f"file://{tmp_path / 'blobs'}",
+        max_blob_bytes=8 * 1024 * 1024,
+    )
+
+
+@pytest.fixture
+def clock() -> MovableClock:
+    return MovableClock()
+
+
+@pytest.fixture
+def app(settings: Settings, clock: MovableClock) -> FastAPI:
+    return create_app(settings, clock=clock)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture
+def institution(client: TestClient) -> Identity:
+    return new_identity(client, "institution", "Acme Institute")
+
+
+@pytest.fixture
+def researcher(client: TestClient) -> Identity:
+    return new_identity(client, "researcher", "Ada Researcher")
