@@ -104,6 +104,20 @@ def split_dataset(name: str) -> tuple[str, str]:
     return ns, rest
 
 
+def _exact_int(value: Any) -> Any:
+    # ``Literal[1]`` alone also takes ``true`` and ``1.0`` (they compare equal to 1).
+    if type(value) is not int:
+        raise ValueError("must be the integer 1")
+    return value
+
+
+def _exact_true(value: Any) -> Any:
+    # ``Literal[True]`` alone also takes ``1`` and ``1.0``.
+    if value is not True:
+        raise ValueError("must be the JSON literal true")
+    return value
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
@@ -113,7 +127,7 @@ class Statement(_Model):
 
     PAYLOAD_TYPE: ClassVar[str]
 
-    spec_version: Literal[1] = 1
+    spec_version: Annotated[Literal[1], BeforeValidator(_exact_int)] = 1
 
     def to_payload(self) -> bytes:
         """The canonical bytes that are signed. The verifier checks the same form."""
@@ -246,7 +260,7 @@ class AccessRequest(Statement):
     purpose: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
     terms_sha256: Hex256
     """sha256 of the UTF-8 terms text the requester accepted."""
-    accept_terms: Literal[True]
+    accept_terms: Annotated[Literal[True], BeforeValidator(_exact_true)]
     created: Timestamp
     nonce: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 

@@ -680,6 +680,11 @@ def negatives() -> list[JSON]:
             spec_version=2,
         ),
         bad_manifest(
+            "spec-version-true",
+            "spec_version true (equal to 1 in some languages).",
+            spec_version=True,
+        ),
+        bad_manifest(
             "path-traversal-dataset", "Dataset name with path traversal.", dataset="acme/../../etc"
         ),
         bad_manifest("dataset-double-dot", "Dataset name containing '..'.", dataset="acme/a..b"),
@@ -904,6 +909,13 @@ def negatives() -> list[JSON]:
             "accept_terms false.",
             "malformed",
             signed_obj(REQUEST_T, {**REQUEST.model_dump(mode="json"), "accept_terms": False}, RES),
+            inputs("request", trusted_keys=[RES.keyid]),
+        ),
+        negative(
+            "request-accept-terms-one",
+            "accept_terms 1 instead of true.",
+            "malformed",
+            signed_obj(REQUEST_T, {**REQUEST.model_dump(mode="json"), "accept_terms": 1}, RES),
             inputs("request", trusted_keys=[RES.keyid]),
         ),
         negative(
