@@ -8,7 +8,6 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from importlib.metadata import version as dist_version
@@ -31,8 +30,10 @@ from ostraca.protocol_spec import (
     utc_now,
     verify_manifest,
 )
+from ostraca.trainer.cli import register_trainer_commands
 
 from .api import GrantItem, Principal, RegistryClient, RequestItem
+from .cli_stream import register_stream_commands
 from .config import (
     CONFIG_KEYS,
     ClientConfig,
@@ -70,13 +71,6 @@ class TermsNotAcceptedError(OstracaError):
     title = "Terms not accepted"
 
 
-@dataclass(frozen=True, slots=True)
-class _Globals:
-    registry: str | None = None
-    identity: Path | None = None
-    passphrase_env: str | None = None
-
-
 def _version_callback(value: bool) -> None:
     if value:
         console.print(f"ostraca {dist_version('ostraca')}")
@@ -92,7 +86,9 @@ def _root(
     ] = False,
     registry: Annotated[
         str | None,
-        typer.Option("--registry", help="Registry URL [env OSTRACA_REGISTRY; config registry]."),
+        typer.Option(
+            "--registry", help="Registry URL (else env OSTRACA_REGISTRY, else config.json)."
+        ),
     ] = None,
     identity: Annotated[
         Path | None,
@@ -107,14 +103,19 @@ def _root(
     ] = None,
 ) -> None:
     """Share licensed training data: signed manifests, signed grants, verified streaming."""
-    ctx.obj = _Globals(registry=registry, identity=identity, passphrase_env=passphrase_env)
+    # Exported so that every command, sub-apps included, sees them through load_config();
+    # run() restores the environment afterwards.
+    for var, value in (
+        ("OSTRACA_REGISTRY", registry),
+        ("OSTRACA_IDENTITY", str(identity) if identity is not None else None),
+        ("OSTRACA_PASSPHRASE_ENV", passphrase_env),
+    ):
+        if value is not None:
+            os.environ[var] = value
 
 
 def _config(ctx: typer.Context) -> ClientConfig:
-    g = ctx.find_root().obj
-    if not isinstance(g, _Globals):
-        g = _Globals()
-    return load_config(registry=g.registry, identity=g.identity, passphrase_env=g.passphrase_env)
+    return load_config()
 
 
 def _client(ctx: typer.Context) -> RegistryClient:
@@ -728,8 +729,21 @@ def _fail(code: str, message: str) -> int:
     return 1
 
 
+register_stream_commands(app)
+register_trainer_commands(app)
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI on ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
+    saved_env = dict(os.environ)
+    try:
+        return _run(argv)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     try:
         app(
             args=list(argv) if argv is not None else None,

@@ -44,7 +44,12 @@ def sample_table(rows: int = 1000, *, seed: int = 0, text_bytes: int = 40) -> pa
         {
             "id": pa.array(ids, pa.int64()),
             "text": pa.array(
-                [f"row {i} " + "x" * ((i * 7919) % text_bytes) for i in ids], pa.string()
+                [
+                    f"row {i} {hashlib.sha256(str(i).encode()).hexdigest()} "
+                    + "x" * ((i * 7919) % text_bytes)
+                    for i in ids
+                ],
+                pa.string(),
             ),
             "score": pa.array([i / 7 for i in ids], pa.float64()),
         }
