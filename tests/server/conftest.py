@@ -12,12 +12,21 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from server_helpers import Identity, MovableClock, new_identity
+from server_helpers import (
+    Built,
+    Identity,
+    MovableClock,
+    grant_access,
+    new_identity,
+    publish_dataset,
+    request_access,
+)
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -152,3 +161,42 @@ def institution(client: TestClient) -> Identity:
 @pytest.fixture
 def researcher(client: TestClient) -> Identity:
     return new_identity(client, "researcher", "Ada Researcher")
+
+
+@dataclass
+class World:
+    """A published dataset and one principal in each role of the authorization matrix."""
+
+    owner: Identity
+    other_institution: Identity
+    granted: Identity
+    ungranted: Identity
+    dataset: str
+    built: Built
+    grant_id: str
+    request_id: str
+
+    @property
+    def shard(self) -> str:
+        return self.built.manifest.shards[0].sha256
+
+
+@pytest.fixture
+def world(client: TestClient) -> World:
+    owner = new_identity(client, "institution", "Acme Institute")
+    other = new_identity(client, "institution", "Globex Labs")
+    granted = new_identity(client, "researcher", "Grace Granted")
+    ungranted = new_identity(client, "researcher", "Ursula Ungranted")
+    built = publish_dataset(client, owner, "acme/books")
+    request_id = request_access(client, granted, "acme/books")
+    grant_id = grant_access(client, owner, granted, "acme/books", request=request_id)
+    return World(
+        owner=owner,
+        other_institution=other,
+        granted=granted,
+        ungranted=ungranted,
+        dataset="acme/books",
+        built=built,
+        grant_id=grant_id,
+        request_id=request_id,
+    )
