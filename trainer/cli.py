@@ -1,0 +1,187 @@
+"""The trainer's commands for the ``ostraca`` CLI: ``train``, ``generate``, ``attest``,
+``verify-attestation``. Torch and the client are imported inside the commands, so that
+``ostraca --help`` stays fast."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ostraca.protocol_spec import OstracaError, PublicKey, VerifyKey
+
+console = Console()
+err_console = Console(stderr=True)
+
+EXIT_REVOKED = 3
+
+
+def _home() -> Path:
+    return Path(os.environ.get("OSTRACA_HOME", Path.home() / ".ostraca"))
+
+
+def parse_dataset_ref(ref: str) -> tuple[str, int | None]:
+    """``ns/name`` or ``ns/name@version`` → (name, version or None)."""
+    m = re.fullmatch(r"([^@\s]+)(?:@(\d+))?", ref)
+    if m is None:
+        raise typer.BadParameter(f"expected ns/name or ns/name@version, got {ref!r}")
+    return m.group(1), (int(m.group(2)) if m.group(2) else None)
+
+
+def _fail(exc: OstracaError) -> typer.Exit:
+    err_console.print(f"[red]error[/red] [{exc.code}] {exc}")
+    return typer.Exit(1)
+
+
+def _load_trainer_key(spec: str | None) -> VerifyKey:
+    """A ``.pub.json`` file (as ``ostraca keygen`` writes), or the raw key in base64."""
+    path = Path(spec) if spec else _home() / "identity.pub.json"
+    if path.exists():
+        obj = json.loads(path.read_text())
+        pub = PublicKey.model_validate({"keyid": obj["keyid"], "public": obj["public"]})
+        return pub.to_verify_key()
+    if spec is None:
+        raise OstracaError(f"no trainer key given and {path} does not exist")
+    return VerifyKey.from_b64(spec)
+
+
+def register_trainer_commands(app: typer.Typer) -> None:
+    """Add ``train``, ``generate``, ``attest`` and ``verify-attestation`` to ``app``."""
+    app.command("train")(train_command)
+    app.command("generate")(generate_command)
+    app.command("attest")(attest_command)
+    app.command("verify-attestation")(verify_attestation_command)
+
+
+def train_command(
+    dataset: Annotated[str, typer.Option(help="Dataset to train on: ns/name[@version].")],
+    out: Annotated[Path, typer.Option(help="Run folder (checkpoint, metrics, tokenizer).")],
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 1000,
+    text_column: Annotated[str, typer.Option(help="Column holding the documents.")] = "text",
+    model_size: Annotated[str, typer.Option(help="toy, mini, 100m or gpt2-small.")] = "toy",
+    batch_size: Annotated[int, typer.Option(help="Sequences per micro-batch per rank.")] = 8,
+    seq_len: Annotated[int | None, typer.Option(help="Tokens per sequence.")] = None,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
+    grad_accum: Annotated[int, typer.Option(help="Micro-batches per step.")] = 1,
+    eval_every: Annotated[int, typer.Option(help="Evaluate every N steps (0: never).")] = 0,
+    eval_shards: Annotated[int, typer.Option(help="Shards held out for evaluation.")] = 0,
+    checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 0,
+    tokenizer: Annotated[str, typer.Option(help="bytes, or bpe (trained here).")] = "bytes",
+    compile: Annotated[bool, typer.Option(help="torch.compile the model.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    resume: Annotated[bool, typer.Option(help="Continue from the run's checkpoint.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation and shuffling.")] = 0,
+) -> None:
+    """Train a Transformer on a verified dataset you hold a grant for."""
+    from ostraca.client import open_dataset  # noqa: PLC0415
+
+    from .train import TrainConfig, train  # noqa: PLC0415
+
+    name, version = parse_dataset_ref(dataset)
+    cfg = TrainConfig(
+        out_dir=out,
+        steps=steps,
+        text_column=text_column,
+        model_size=model_size,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        lr=lr,
+        grad_accum=grad_accum,
+        eval_every=eval_every,
+        eval_shards=eval_shards,
+        checkpoint_every=checkpoint_every,
+        tokenizer=tokenizer,
+        compile=compile,
+        device=device,
+        resume=resume,
+        seed=seed,
+    )
+    try:
+        with open_dataset(name, version=version, columns=[text_column]) as source:
+            result = train(cfg, source=source, log=console.print)
+    except OstracaError as exc:
+        raise _fail(exc) from exc
+    if result.stopped == "revoked":
+        err_console.print(f"[red]stopped[/red] {result.message}")
+        raise typer.Exit(EXIT_REVOKED)
+    console.print(
+        f"step {result.step}, {result.tokens:,} tokens, {result.tokens_per_s:,.0f} tok/s, "
+        f"data wait {result.data_wait_fraction:.1%}; checkpoint {result.checkpoint}"
+    )
+
+
+def generate_command(
+    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    prompt: Annotated[str, typer.Option(help="Text to continue.")] = "",
+    max_tokens: Annotated[int, typer.Option(help="Tokens to generate.")] = 200,
+    temperature: Annotated[float, typer.Option(help="0 for greedy.")] = 0.8,
+    top_k: Annotated[int, typer.Option(help="Sample among the k likeliest (0: all).")] = 50,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    stop_at_eos: Annotated[bool, typer.Option(help="End at the first end of document.")] = False,
+) -> None:
+    """Sample text from a trained run."""
+    from .generate import generate  # noqa: PLC0415
+
+    text = generate(
+        run,
+        prompt,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_k=top_k or None,
+        seed=seed,
+        stop_at_eos=stop_at_eos,
+    )
+    console.print(prompt + text, markup=False, highlight=False)
+
+
+def attest_command(
+    run: Annotated[Path, typer.Argument(help="Run folder (or checkpoint file).")],
+    key: Annotated[
+        Path | None, typer.Option(help="Trainer key [default: $OSTRACA_HOME/identity.pem].")
+    ] = None,
+    passphrase_env: Annotated[
+        str | None, typer.Option(help="Environment variable holding the key's passphrase.")
+    ] = None,
+) -> None:
+    """Sign a TrainingAttestation for the run's checkpoint; write attestation.json beside it."""
+    from ostraca.client.keystore import load_signing_key  # noqa: PLC0415
+
+    from .attest import attest_run  # noqa: PLC0415
+
+    try:
+        passphrase = os.environ.get(passphrase_env) if passphrase_env else None
+        signing = load_signing_key(key or _home() / "identity.pem", passphrase=passphrase)
+        path = attest_run(run, signing)
+    except OstracaError as exc:
+        raise _fail(exc) from exc
+    console.print(f"attestation {path} (trainer {signing.keyid})")
+
+
+def verify_attestation_command(
+    target: Annotated[Path, typer.Argument(help="Run folder or attestation.json.")],
+    trainer_key: Annotated[
+        str | None,
+        typer.Option(help="Trainer's .pub.json or base64 key [default: your identity]."),
+    ] = None,
+) -> None:
+    """Verify a run's attestation: signature, trainer key, and the checkpoint's sha256."""
+    from .attest import verify_run_attestation  # noqa: PLC0415
+
+    try:
+        v = verify_run_attestation(target, trainer_key=_load_trainer_key(trainer_key))
+    except OstracaError as exc:
+        raise _fail(exc) from exc
+    a = v.statement
+    console.print(
+        f"[green]verified[/green] {a.steps} steps, {a.tokens:,} tokens, trainer {a.trainer}"
+    )
+    for d in a.datasets:
+        console.print(
+            f"  {d.dataset}@{d.version} manifest {d.manifest} licence {d.license} "
+            f"grants {', '.join(d.grants)} shards {d.shards_consumed}"
+        )
