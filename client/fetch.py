@@ -96,6 +96,7 @@ class ChunkVerifier:
         self.size = size
         self.chunk_bytes = chunk_bytes
         self._chunks = chunk_list
+        self._last_start = (size - 1) // chunk_bytes * chunk_bytes
         self._fd = fd
         self._whole = hashlib.sha256()
         self._chunk = hashlib.sha256()
@@ -198,7 +199,7 @@ class ChunkVerifier:
             while True:
                 if self._error is not None:
                     raise self._error
-                if self._done or (end <= self.verified and self.verified < self.size):
+                if self._done or end <= min(self.verified, self._last_start):
                     return
                 self._cond.wait()
 
@@ -231,20 +232,24 @@ class BlobFetcher:
         self.retries = retries
         self._buffer_bytes = buffer_bytes
         self._local = threading.local()
+        self._conns: dict[int, http.client.HTTPConnection] = {}
+        self._conns_lock = threading.Lock()
 
     def _connection(self) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            conn = cls(self._host, self._port, timeout=self.timeout)
-            self._local.conn = conn
-        return conn
+        me = threading.get_ident()
+        with self._conns_lock:
+            conn = self._conns.get(me)
+            if conn is None:
+                cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+                conn = cls(self._host, self._port, timeout=self.timeout)
+                self._conns[me] = conn
+            return conn
 
     def _drop_connection(self) -> None:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        with self._conns_lock:
+            conn = self._conns.pop(threading.get_ident(), None)
         if conn is not None:
             conn.close()
-        self._local.conn = None
 
     def _buffer(self) -> memoryview:
         buf: memoryview | None = getattr(self._local, "buf", None)
@@ -253,9 +258,22 @@ class BlobFetcher:
             self._local.buf = buf
         return buf
 
+    def prune(self) -> None:
+        """Close the connections of threads that have ended (a finished prefetch pool's)."""
+        alive = {t.ident for t in threading.enumerate()}
+        with self._conns_lock:
+            dead = [i for i in self._conns if i not in alive]
+            conns = [self._conns.pop(i) for i in dead]
+        for conn in conns:
+            conn.close()
+
     def close(self) -> None:
-        """Close this thread's connection (others close when their threads end)."""
-        self._drop_connection()
+        """Close every connection this fetcher opened."""
+        with self._conns_lock:
+            conns = list(self._conns.values())
+            self._conns.clear()
+        for conn in conns:
+            conn.close()
 
     def path(self, digest: str) -> str:
         return f"{self._prefix}/v1/blobs/sha256:{digest}"

@@ -276,6 +276,7 @@ class VerifiedDataset:
                 done.cancel()
                 ready.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
+            self.fetcher.prune()
 
     def _what(self, index: int) -> str:
         m = self.manifest.statement
