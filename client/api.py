@@ -15,6 +15,7 @@ authenticated call triggers one fresh login and one retry.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -497,12 +498,11 @@ class RegistryClient:
         return token
 
     def logout(self) -> None:
-        """Revoke the cached token on the registry (if any) and forget it."""
-        token = self._valid_token()
-        if token is not None:
-            self._send(
-                "DELETE", "/v1/auth/token", headers={"Authorization": f"Bearer {token.token}"}
-            )
+        """Revoke this identity's tokens on the registry (this session's and the cached one)."""
+        tokens = {t.token for t in (self._token, self._read_cached_token()) if t is not None}
+        for token in tokens:
+            with contextlib.suppress(AuthenticationError):  # already expired or revoked
+                self._send("DELETE", "/v1/auth/token", headers={"Authorization": f"Bearer {token}"})
         self._forget_token()
 
     def whoami(self) -> Principal:

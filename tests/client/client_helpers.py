@@ -10,7 +10,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from ostraca.client.api import RegistryClient
-from ostraca.client.config import ClientConfig
+from ostraca.client.config import ClientConfig, load_config
+from ostraca.client.keystore import save_signing_key
 from ostraca.client.publish import PublishResult
 from ostraca.protocol_spec import DatasetManifest, SigningKey, utc_now, verify_manifest
 
@@ -35,6 +36,22 @@ class Identity:
     def env(self) -> dict[str, str]:
         """Environment for running the CLI as this identity."""
         return {"OSTRACA_HOME": str(self.home), "OSTRACA_REGISTRY": self.config.registry}
+
+
+def make_identity(
+    tmp_path: Path, registry: str, name: str, kind: str, *, register: bool = True
+) -> Identity:
+    home = tmp_path / f"home-{name}"
+    key = SigningKey.generate()
+    save_signing_key(
+        key, home / "identity.pem", profile={"name": name, "kind": kind, "affiliation": "Test"}
+    )
+    config = load_config(home=home, registry=registry)
+    client = RegistryClient(config)
+    if register:
+        client.register(name, kind, "Test")
+        client.login()
+    return Identity(name=name, home=home, config=config, key=key, client=client)
 
 
 def sample_table(rows: int = 1000, *, seed: int = 0, text_bytes: int = 40) -> pa.Table:

@@ -18,13 +18,9 @@ from typing import Any
 import pyarrow as pa
 import pytest
 import uvicorn
-from client_helpers import NAMESPACE, TERMS, Identity, sample_table
+from client_helpers import NAMESPACE, TERMS, Identity, make_identity, sample_table
 
-from ostraca.client.api import RegistryClient
-from ostraca.client.config import load_config
-from ostraca.client.keystore import save_signing_key
 from ostraca.client.publish import PublishResult, publish
-from ostraca.protocol_spec import SigningKey
 from ostraca.server.app import create_app
 from ostraca.server.migrate import upgrade_to_head
 from ostraca.server.settings import Settings
@@ -87,22 +83,6 @@ def registry_server(tmp_path: Path) -> Iterator[Registry]:
 def registry(registry_server: Registry) -> str:
     """Base URL of a fresh registry (``http://127.0.0.1:PORT``)."""
     return registry_server.url
-
-
-def make_identity(
-    tmp_path: Path, registry: str, name: str, kind: str, *, register: bool = True
-) -> Identity:
-    home = tmp_path / f"home-{name}"
-    key = SigningKey.generate()
-    save_signing_key(
-        key, home / "identity.pem", profile={"name": name, "kind": kind, "affiliation": "Test"}
-    )
-    config = load_config(home=home, registry=registry)
-    client = RegistryClient(config)
-    if register:
-        client.register(name, kind, "Test")
-        client.login()
-    return Identity(name=name, home=home, config=config, key=key, client=client)
 
 
 @pytest.fixture

@@ -125,7 +125,7 @@ def test_schema_conflict_is_refused_with_a_per_column_diff(tmp_path: Path) -> No
     pq.write_table(pa.table({"id": ["one"], "text": ["b"], "extra": [1.5]}), tmp_path / "b.parquet")
     # No registry is needed to refuse: the check comes before any network call.
     client = RegistryClient(load_config(home=tmp_path / "home", registry="http://127.0.0.1:9"))
-    with pytest.raises(MalformedError) as info:
+    with client, pytest.raises(MalformedError) as info:
         publish(
             client,
             [tmp_path / "a.parquet", tmp_path / "b.parquet"],
@@ -140,7 +140,7 @@ def test_schema_conflict_is_refused_with_a_per_column_diff(tmp_path: Path) -> No
     assert "b.parquet, missing in" in message
     # Once the column sets agree, the type clash is named per column and per file.
     pq.write_table(pa.table({"id": ["one"], "text": ["b"]}), tmp_path / "b.parquet")
-    with pytest.raises(MalformedError) as info:
+    with client, pytest.raises(MalformedError) as info:
         publish(
             client,
             [tmp_path / "a.parquet", tmp_path / "b.parquet"],
