@@ -263,7 +263,7 @@ def namespace_create(
     """Claim a namespace for your institution's datasets."""
     ns = _client(ctx).create_namespace(name)
     if as_json:
-        _print_json(ns.model_dump(mode="json"))
+        _print_json({"name": ns.name, "owner": ns.owner})
     else:
         console.print(f"namespace {ns.name} created (owner {_short(ns.owner)})")
 
