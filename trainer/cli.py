@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ostraca.protocol_spec import OstracaError, PublicKey, VerifyKey
 
@@ -34,7 +35,7 @@ def parse_dataset_ref(ref: str) -> tuple[str, int | None]:
 
 
 def _fail(exc: OstracaError) -> typer.Exit:
-    err_console.print(f"[red]error[/red] [{exc.code}] {exc}")
+    err_console.print(f"[red]error[/red] {escape(f'[{exc.code}] {exc}')}")
     return typer.Exit(1)
 
 
