@@ -454,14 +454,12 @@ def _encode(
         chunk_bytes=chunk_bytes,
         compression=compression,
     )
-    known = [i.rows for i in inputs]
-    total = sum(r for r in known if r is not None) if all(r is not None for r in known) else None
-    task = progress.add_task("encoding rows", total=total)
+    task = progress.add_task("encoding (bytes read)", total=None)
     try:
         for inp in inputs:
             for batch in _wrap_arrow_errors(inp.label, inp.batches()):
                 writer.write(_conform(batch, schema, inp.label))
-                progress.advance(task, batch.num_rows)
+                progress.advance(task, batch.nbytes)
         shards = writer.close()
     except BaseException:
         writer.abort()
