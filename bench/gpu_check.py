@@ -171,7 +171,7 @@ def main() -> None:
             lr=6e-4,
             compile=compile_,
             device=device,
-            log_every=10,
+            log_every=1 if args.smoke else 10,
             progress=False,
             batch_rows=256,
             shuffle_block_rows=4096,
