@@ -1,9 +1,9 @@
 """Server fixtures: every test runs on SQLite and on PostgreSQL, each with its own database.
 
-A migrated template is made once per session and backend (a SQLite file that is copied; a
-PostgreSQL database used as ``CREATE DATABASE ... TEMPLATE``), so a test gets a fresh, migrated
-database in milliseconds. PostgreSQL comes from ``OSTRACA_TEST_DATABASE_URL`` (``source
-scripts/postgres.sh``); without it the PostgreSQL half fails — it is never skipped.
+SQLite: a migrated template file, copied per test. PostgreSQL: a fresh schema per test
+(selected through ``search_path`` in the URL), migrated with Alembic and dropped afterwards.
+PostgreSQL comes from ``OSTRACA_TEST_DATABASE_URL`` (``source scripts/postgres.sh``); without
+it the PostgreSQL half fails — it is never skipped.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +28,7 @@ from server_helpers import (
     publish_dataset,
     request_access,
 )
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, create_engine, text
 
 from ostraca.server.app import create_app
 from ostraca.server.migrate import upgrade_to_head
@@ -49,8 +49,11 @@ def postgres_base_url() -> str:
     return url
 
 
-def _pg_admin(base: str):  # type: ignore[no-untyped-def]
-    return create_engine(base, isolation_level="AUTOCOMMIT", pool_size=1)
+@pytest.fixture(scope="session")
+def _pg_admin() -> Iterator[Engine]:
+    engine = create_engine(postgres_base_url(), isolation_level="AUTOCOMMIT", pool_size=1)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -60,41 +63,17 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def _pg_template() -> Iterator[str]:
-    base = postgres_base_url()
-    name = f"ostraca_tpl_{uuid.uuid4().hex[:12]}"
-    admin = _pg_admin(base)
+@contextmanager
+def _pg_schema(admin: Engine) -> Iterator[str]:
+    """A fresh, empty PostgreSQL schema; the URL selects it through ``search_path``."""
+    schema = f"t_{uuid.uuid4().hex[:16]}"
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    upgrade_to_head(make_url(base).set(database=name).render_as_string(hide_password=False))
-    yield name
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-def fresh_database_url(
-    backend: str, request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[str]:
-    if backend == "sqlite":
-        template: Path = request.getfixturevalue("_sqlite_template")
-        path = tmp_path / "registry.db"
-        shutil.copyfile(template, path)
-        yield f"sqlite:///{path}"
-        return
-    tpl: str = request.getfixturevalue("_pg_template")
-    base = postgres_base_url()
-    name = f"ostraca_t_{uuid.uuid4().hex[:16]}"
-    admin = _pg_admin(base)
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{tpl}"'))
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     try:
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+        yield f"{postgres_base_url()}?options=-csearch_path%3D{schema}%20-csynchronous_commit%3Doff"
     finally:
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
 @pytest.fixture(params=BACKENDS)
@@ -103,28 +82,29 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def empty_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+def empty_database_url(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[str]:
     """A fresh database with no tables (for migration tests)."""
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
-    base = postgres_base_url()
-    name = f"ostraca_e_{uuid.uuid4().hex[:16]}"
-    admin = _pg_admin(base)
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with _pg_schema(request.getfixturevalue("_pg_admin")) as url:
+        yield url
 
 
 @pytest.fixture
 def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, migrated database of the parametrized backend."""
-    yield from fresh_database_url(backend, request, tmp_path)
+    """A fresh, migrated database of the parametrized backend (its own file or schema)."""
+    if backend == "sqlite":
+        template: Path = request.getfixturevalue("_sqlite_template")
+        path = tmp_path / "registry.db"
+        shutil.copyfile(template, path)
+        yield f"sqlite:///{path}"
+        return
+    with _pg_schema(request.getfixturevalue("_pg_admin")) as url:
+        upgrade_to_head(url)
+        yield url
 
 
 @pytest.fixture
