@@ -729,6 +729,25 @@ def _fail(code: str, message: str) -> int:
     return 1
 
 
+@app.command()
+def demo(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Keep everything here (registry, identities, run) [default: temp]."),
+    ] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Tiny corpus and few steps: well under a minute.")
+    ] = False,
+    steps: Annotated[int | None, typer.Option(min=1, help="Training steps.")] = None,
+    keep: Annotated[bool, typer.Option(help="Keep the temp dir afterwards.")] = False,
+) -> None:
+    """The whole story end to end on the embedded default: publish, request, grant, train,
+    attest, revoke. Needs no configuration and no network."""
+    from .demo import DemoOptions, run_demo  # noqa: PLC0415 - imports torch
+
+    run_demo(DemoOptions(data_dir=data_dir, quick=quick, steps=steps, keep=keep), console)
+
+
 register_stream_commands(app)
 register_trainer_commands(app)
 

@@ -48,6 +48,8 @@ class ShardSource(Protocol):
 
         Shards are fetched ahead with bounded concurrency. Raises ``RevokedError`` (grant revoked
         since the stream opened, at the next shard), ``VerificationError`` (a shard's bytes do not
-        match the manifest; nothing of that shard is yielded) or ``AccessDeniedError``.
+        match the manifest: no row of an unverified chunk is ever yielded — the guarantee is per
+        chunk of the signed chunk list, or per shard where the source was opened with
+        ``verify="shard"``) or ``AccessDeniedError``.
         """
         ...
