@@ -102,7 +102,7 @@ def _grant_item(session: Session, row: GrantRow) -> GrantItem:
 
 @router.post("/requests", status_code=201, openapi_extra=_ENVELOPE_BODY)
 def create_request(
-    body: EnvelopeBody, caller: PrincipalDep, session: SessionDep, ctx: ContextDep
+    caller: PrincipalDep, body: EnvelopeBody, session: SessionDep, ctx: ContextDep
 ) -> RequestItem:
     envelope = Envelope.from_json(body)
     now = ctx.clock()
@@ -227,7 +227,7 @@ def deny_request(
 
 @router.post("/grants", status_code=201, openapi_extra=_ENVELOPE_BODY)
 def create_grant(
-    body: EnvelopeBody, caller: PrincipalDep, session: SessionDep, ctx: ContextDep
+    caller: PrincipalDep, body: EnvelopeBody, session: SessionDep, ctx: ContextDep
 ) -> GrantItem:
     envelope = Envelope.from_json(body)
     if envelope.payload_type != AccessGrant.PAYLOAD_TYPE:
@@ -341,7 +341,7 @@ def get_grant(grant_id: str, caller: PrincipalDep, session: SessionDep) -> Grant
 
 @router.post("/revocations", status_code=201, openapi_extra=_ENVELOPE_BODY)
 def revoke(
-    body: EnvelopeBody, caller: PrincipalDep, session: SessionDep, ctx: ContextDep
+    caller: PrincipalDep, body: EnvelopeBody, session: SessionDep, ctx: ContextDep
 ) -> RevocationOut:
     envelope = Envelope.from_json(body)
     if envelope.payload_type != Revocation.PAYLOAD_TYPE:

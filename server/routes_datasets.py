@@ -177,8 +177,8 @@ def dataset_detail(ns: str, name: str, session: ReadSessionDep) -> DatasetDetail
 def publish(
     ns: str,
     name: str,
-    body: EnvelopeBody,
     caller: InstitutionDep,
+    body: EnvelopeBody,
     session: SessionDep,
     ctx: ContextDep,
 ) -> PublishOut:
