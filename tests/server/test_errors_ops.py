@@ -104,7 +104,7 @@ def test_malformed_json_and_content_types(client: TestClient, world: World) -> N
 
 def test_envelope_size_cap(database_url: str, tmp_path: Path) -> None:
     settings = Settings(
-        data_dir=tmp_path,  # type: ignore[arg-type]
+        data_dir=tmp_path,
         database_url=database_url,
         max_envelope_bytes=64 * 1024,
     )
