@@ -30,6 +30,7 @@ from ostraca.protocol_spec import (
     utc_now,
     verify_manifest,
 )
+from ostraca.server.cli import server_app
 from ostraca.trainer.cli import register_trainer_commands
 
 from .api import GrantItem, Principal, RegistryClient, RequestItem
@@ -59,6 +60,7 @@ namespace_app = typer.Typer(help="Namespaces: an institution publishes datasets 
 config_app = typer.Typer(help="Show or change this client's settings ($OSTRACA_HOME/config.json).")
 app.add_typer(namespace_app, name="namespace", no_args_is_help=True)
 app.add_typer(config_app, name="config", no_args_is_help=True)
+app.add_typer(server_app, name="server", no_args_is_help=True)
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)

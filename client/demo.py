@@ -27,6 +27,7 @@ import httpx
 import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ostraca.protocol_spec import OstracaError, RevokedError, SigningKey, utc_now
 from ostraca.protocol_spec.errors import UnavailableError
@@ -200,7 +201,8 @@ def run_demo(options: DemoOptions, console: Console) -> None:
             license="PSF-2.0",
             terms=TERMS,
             description="CPython standard library source files, one row per file.",
-            shard_bytes=(1 if options.quick else 4) * 1024 * 1024,
+            shard_bytes=(512 if options.quick else 4096) * 1024,
+            chunk_bytes=(128 if options.quick else 1024) * 1024,
             progress=console.is_terminal,
         )
         console.print(
@@ -226,13 +228,13 @@ def run_demo(options: DemoOptions, console: Console) -> None:
 
         step(6, "The researcher trains a Transformer straight from the verified stream")
         run_dir = data_dir / "runs" / "stdlib-toy"
-        steps = options.steps or (30 if options.quick else 600)
+        steps = options.steps or (30 if options.quick else 400)
         cfg = TrainConfig(
             out_dir=run_dir,
             steps=steps,
             text_column="text",
             model_size="toy",
-            batch_size=8 if options.quick else 16,
+            batch_size=8,
             seq_len=128 if options.quick else 256,
             lr=3e-3,
             eval_every=0,
@@ -245,12 +247,13 @@ def run_demo(options: DemoOptions, console: Console) -> None:
         loss_before = _mean(result.losses[:window])
         loss_after = _mean(result.losses[-window:])
         console.print(
-            f"loss {loss_before:.3f} → {loss_after:.3f} over {len(result.losses)} steps, "
+            f"loss {loss_before:.3f} → {loss_after:.3f} (mean of the first and last "
+            f"{window} logged steps of {steps}), "
             f"{result.tokens_per_s:,.0f} tokens/s, data wait {result.data_wait_fraction:.1%}"
         )
         sample = generate(run_dir, prompt="def ", max_tokens=160, temperature=0.8, top_k=40)
-        console.print("sample:", style="bold")
-        console.print(sample, markup=False, highlight=False)
+        console.print("sample (prompt 'def '):", style="bold")
+        console.print("def " + sample, markup=False, highlight=False)
 
         step(7, "Signing and verifying the training attestation")
         att_path = attest_run(run_dir, res.key)
@@ -270,7 +273,7 @@ def run_demo(options: DemoOptions, console: Console) -> None:
                 next(iter(again))
         except OstracaError as exc:
             refused = f"[{exc.code}] {exc}"
-            console.print(f"refused: {refused}")
+            console.print(f"refused: {refused}", markup=False, highlight=False)
         if not refused:
             raise RevokedError("the read after revocation was not refused: this is a bug")
 
@@ -287,7 +290,7 @@ def run_demo(options: DemoOptions, console: Console) -> None:
         summary.add_row("throughput", f"{result.tokens_per_s:,.0f} tokens/s")
         summary.add_row("loss", f"{loss_before:.3f} → {loss_after:.3f}")
         summary.add_row("attestation", str(att_path))
-        summary.add_row("read after revocation", refused)
+        summary.add_row("read after revocation", Text(refused))
         summary.add_row("artifacts", str(data_dir))
         summary.add_row("time", f"{time.monotonic() - started:.0f} s")
         console.print(summary)

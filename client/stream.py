@@ -461,14 +461,17 @@ def find_grant(
 ) -> tuple[Verified[AccessGrant], Envelope]:
     """The caller's best grant for ``manifest`` among ``items``, verified locally.
 
-    Revoked grants (as the registry reports them) are excluded; the one valid longest wins.
+    Grants the registry reports revoked count as revoked (check G12); the one valid longest
+    wins. When every grant of the caller failed for the same reason (all revoked, all expired),
+    that error is raised, so the message says what happened rather than only "no grant".
     """
     dataset = manifest.statement.dataset
     revoked = {i.grant_id for i in items if i.revoked}
     usable: list[tuple[Verified[AccessGrant], Envelope]] = []
+    failures: list[OstracaError] = []
     reasons: list[str] = []
     for item in items:
-        if item.revoked or item.grantee != grantee or item.dataset != dataset:
+        if item.grantee != grantee or item.dataset != dataset:
             continue
         try:
             env = item.signed
@@ -476,12 +479,17 @@ def find_grant(
                 env, manifest=manifest, grantee=grantee, now=now, revoked=revoked, columns=columns
             )
         except OstracaError as exc:
+            failures.append(exc)
             reasons.append(f"grant {item.grant_id[:12]}…: {exc.message}")
             continue
         usable.append((v, env))
     if not usable:
         why = f" ({'; '.join(reasons)})" if reasons else ""
-        raise AccessDeniedError(
+        kinds = {type(f) for f in failures}
+        error = kinds.pop() if len(kinds) == 1 else AccessDeniedError
+        if not issubclass(error, AccessDeniedError):
+            error = AccessDeniedError
+        raise error(
             f"no valid grant of yours covers {dataset} version {manifest.statement.version}{why}",
             hint=request_hint(dataset),
         )
