@@ -18,12 +18,13 @@ from typing import Any
 import pyarrow as pa
 import pytest
 import uvicorn
-from client_helpers import NAMESPACE, TERMS, Identity, make_identity, sample_table
 
 from ostraca.client.publish import PublishResult, publish
 from ostraca.server.app import create_app
 from ostraca.server.migrate import upgrade_to_head
 from ostraca.server.settings import Settings
+
+from .client_helpers import NAMESPACE, TERMS, Identity, make_identity, sample_table
 
 
 @dataclass

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from client_helpers import TERMS, Identity, make_identity
 
 from ostraca.client.api import RegistryClient
 from ostraca.client.config import (
@@ -37,6 +36,8 @@ from ostraca.protocol_spec import (
     verify_manifest,
 )
 from ostraca.protocol_spec.errors import UnavailableError
+
+from .client_helpers import TERMS, Identity, make_identity
 
 PublishFn = Callable[..., PublishResult]
 

@@ -10,10 +10,11 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from client_helpers import TERMS, Identity, sample_table
 
 from ostraca.client.cli import parse_expiry, parse_versions, run
 from ostraca.protocol_spec import DatasetManifest, MalformedError, RevokedError, utc_now
+
+from .client_helpers import TERMS, Identity, sample_table
 
 _ENV_VARS = (
     "OSTRACA_HOME",

@@ -12,7 +12,6 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
-from client_helpers import TERMS, Identity, read_back, sample_table
 
 from ostraca.client.api import RegistryClient
 from ostraca.client.config import load_config
@@ -25,6 +24,8 @@ from ostraca.protocol_spec import (
     SigningKey,
 )
 from ostraca.protocol_spec.errors import UnavailableError
+
+from .client_helpers import TERMS, Identity, read_back, sample_table
 
 PublishFn = Callable[..., PublishResult]
 SMALL = {"shard_bytes": 96 * 1024, "chunk_bytes": 65536}

@@ -9,12 +9,13 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 import typer
-from stream_helpers import IdentityLike, flip_byte, grant_access
 from typer.testing import CliRunner
 
 from ostraca.client.cli_stream import register_stream_commands
 from ostraca.client.publish import PublishResult
 from ostraca.client.pull import pull, verify_copy
+
+from .stream_helpers import IdentityLike, flip_byte, grant_access
 
 DATASET = "acme/books"
 CHUNK = 64 * 1024

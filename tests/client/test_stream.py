@@ -12,20 +12,6 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from stream_helpers import (
-    IdentityLike as Identity,
-)
-from stream_helpers import (
-    Proxy,
-    batch_end_offsets,
-    blob_file,
-    flip_byte,
-    grant_access,
-    with_registry,
-)
-from stream_helpers import (
-    RegistryLike as Registry,
-)
 
 from ostraca.client import open_dataset
 from ostraca.client.api import RegistryClient
@@ -38,6 +24,21 @@ from ostraca.protocol_spec import (
     RevokedError,
     RollbackError,
     VerificationError,
+)
+
+from .stream_helpers import (
+    IdentityLike as Identity,
+)
+from .stream_helpers import (
+    Proxy,
+    batch_end_offsets,
+    blob_file,
+    flip_byte,
+    grant_access,
+    with_registry,
+)
+from .stream_helpers import (
+    RegistryLike as Registry,
 )
 
 DATASET = "acme/books"

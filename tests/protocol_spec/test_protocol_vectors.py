@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from vector_runner import VECTORS, load, run
 
 from ostraca.protocol_spec import OstracaError, canonical_bytes, pae, sha256_hex
 from ostraca.protocol_spec.auth import login_message, registration_message
 from ostraca.protocol_spec.errors import ERRORS_BY_CODE
+
+from .vector_runner import VECTORS, load, run
 
 ROOT = Path(__file__).resolve().parents[2]
 POSITIVE = load("positive.json")["vectors"]

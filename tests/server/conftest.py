@@ -19,7 +19,13 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from server_helpers import (
+from sqlalchemy import Engine, create_engine, text
+
+from ostraca.server.app import create_app
+from ostraca.server.migrate import upgrade_to_head
+from ostraca.server.settings import Settings
+
+from .server_helpers import (
     Built,
     Identity,
     MovableClock,
@@ -28,11 +34,6 @@ from server_helpers import (
     publish_dataset,
     request_access,
 )
-from sqlalchemy import Engine, create_engine, text
-
-from ostraca.server.app import create_app
-from ostraca.server.migrate import upgrade_to_head
-from ostraca.server.settings import Settings
 
 BACKENDS = ["sqlite", "postgresql"]
 PG_ENV = "OSTRACA_TEST_DATABASE_URL"

@@ -2,9 +2,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from conftest import World
 from fastapi.testclient import TestClient
-from server_helpers import (
+
+from ostraca.protocol_spec import utc_now
+
+from .conftest import World
+from .server_helpers import (
     Identity,
     MovableClock,
     assert_problem,
@@ -19,8 +22,6 @@ from server_helpers import (
     sign_request,
     sign_revocation,
 )
-
-from ostraca.protocol_spec import utc_now
 
 
 def _blob(client: TestClient, who: Identity, digest: str, **headers: str):  # type: ignore[no-untyped-def]

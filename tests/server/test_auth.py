@@ -3,7 +3,11 @@ from __future__ import annotations
 import base64
 
 from fastapi.testclient import TestClient
-from server_helpers import (
+
+from ostraca.protocol_spec import SigningKey
+from ostraca.protocol_spec.auth import login_message
+
+from .server_helpers import (
     Identity,
     MovableClock,
     assert_problem,
@@ -11,9 +15,6 @@ from server_helpers import (
     new_identity,
     registration_body,
 )
-
-from ostraca.protocol_spec import SigningKey
-from ostraca.protocol_spec.auth import login_message
 
 
 def test_register_and_whoami(client: TestClient) -> None:

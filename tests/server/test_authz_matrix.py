@@ -8,9 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from conftest import World
 from fastapi.testclient import TestClient
-from server_helpers import (
+
+from .conftest import World
+from .server_helpers import (
     Identity,
     arrow_shard,
     build_manifest,

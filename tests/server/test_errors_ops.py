@@ -5,14 +5,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import World
 from fastapi.testclient import TestClient
-from server_helpers import Identity, assert_problem, new_identity, registration_body
 
 from ostraca.protocol_spec import SigningKey
 from ostraca.server.app import create_app
 from ostraca.server.settings import Settings
 from ostraca.server.storage import LocalStorage
+
+from .conftest import World
+from .server_helpers import Identity, assert_problem, new_identity, registration_body
 
 API_PATHS = {
     "/v1/principals": {"post"},

@@ -7,7 +7,10 @@ import json
 import httpx
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from server_helpers import (
+
+from ostraca.protocol_spec import SigningKey, sign_statement
+
+from .server_helpers import (
     Built,
     Identity,
     arrow_shard,
@@ -18,8 +21,6 @@ from server_helpers import (
     publish_dataset,
     upload_blob,
 )
-
-from ostraca.protocol_spec import SigningKey, sign_statement
 
 
 def _namespace(client: TestClient, who: Identity, name: str = "acme") -> None:

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from server_helpers import Identity, MovableClock, assert_problem, login, new_identity, upload_blob
 
 from ostraca.protocol_spec.errors import DigestMismatchError
 from ostraca.server.settings import Settings
 from ostraca.server.storage import LocalStorage
+
+from .server_helpers import Identity, MovableClock, assert_problem, login, new_identity, upload_blob
 
 
 def _start(client: TestClient, who: Identity, size: int) -> str:

@@ -12,9 +12,10 @@ import torch
 import torch.distributed as dist
 from torch.multiprocessing.spawn import spawn
 from torch.utils.data import DataLoader
-from trainer_testlib import DirSource, id_shards
 
 from ostraca.client.torch import Item, ShardDataLoader, ShardDataset
+
+from .trainer_testlib import DirSource, id_shards
 
 ROWS = [37, 50, 23, 64, 41, 9, 30]  # 254 rows in 7 uneven shards
 

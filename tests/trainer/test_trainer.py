@@ -13,13 +13,14 @@ import pytest
 import torch
 import torch.distributed as dist
 from torch.multiprocessing.spawn import spawn
-from trainer_testlib import DirSource, text_shards
 
 from ostraca.protocol_spec import SigningKey, VerificationError, utc_now
 from ostraca.trainer.attest import ATTESTATION_FILE, attest_run, verify_run_attestation
 from ostraca.trainer.generate import generate
 from ostraca.trainer.model import ModelConfig
 from ostraca.trainer.train import CHECKPOINT_FILE, TrainConfig, iter_metrics, load_checkpoint, train
+
+from .trainer_testlib import DirSource, text_shards
 
 TINY = ModelConfig(n_layer=2, n_head=2, n_embd=64, seq_len=64)
 

@@ -11,7 +11,6 @@ import pyarrow as pa
 import pytest
 import torch
 import typer
-from trainer_testlib import DirSource, corpus, text_shards
 from typer.testing import CliRunner
 
 from ostraca.client.torch import ShardDataset
@@ -22,6 +21,8 @@ from ostraca.trainer.packing import Packer
 from ostraca.trainer.schedule import lr_at
 from ostraca.trainer.tokenizer import BPETokenizer, ByteTokenizer, load_tokenizer
 from ostraca.trainer.train import TrainConfig, train
+
+from .trainer_testlib import DirSource, corpus, text_shards
 
 TEXTS = ["héllo wörld ✓", "", "second\ndoc", "日本語のテキスト"]
 
