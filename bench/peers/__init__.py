@@ -1,0 +1,1 @@
+"""Benchmark harness: Ostraca against its peers and the physical limits (``python -m bench``)."""
