@@ -27,3 +27,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# Ostraca against MosaicML Streaming, WebDataset, LitData and HF datasets (their own venv).
+bench: venv
+	$(VENV)/bin/python -m bench $(BENCH_ARGS)
