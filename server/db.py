@@ -1,7 +1,8 @@
 """The registry's tables (SQLAlchemy 2.0 typed ORM) and engine creation.
 
-Signed envelopes (manifests, requests, grants, revocations) are stored byte for byte as received;
-the other columns beside them are indexes for queries, filled from the verified statement.
+Signed envelopes (manifests, requests, grants, revocations, key rotations) are stored byte for
+byte as received; the other columns beside them are indexes for queries, filled from the
+verified statement.
 The API never returns these objects: ``schemas.py`` holds the response types.
 """
 
@@ -97,6 +98,18 @@ class PrincipalKey(Base):
     """Base64 of the raw 32-byte Ed25519 public key."""
     created: Mapped[datetime]
     revoked: Mapped[datetime | None]
+    rotated: Mapped[datetime | None]
+    """When a key rotation handed this key's authority to its successor. A rotated key still
+    verifies what it signed before; it signs nothing new and cannot log in."""
+    replaces: Mapped[str | None] = mapped_column(
+        String(HEX), ForeignKey("principal_keys.keyid"), unique=True
+    )
+    """The key this one succeeded by rotation (``None`` for the key the principal registered
+    with). Unique: a key hands over its authority once, so the chain of keys cannot fork."""
+    rotation_id: Mapped[str | None] = mapped_column(String(HEX), unique=True)
+    """Id (payload sha256) of the KeyRotation that introduced this key."""
+    rotation: Mapped[bytes | None]
+    """That KeyRotation envelope, exactly as received (signed by the old and the new key)."""
 
 
 class Namespace(Base):

@@ -9,15 +9,18 @@ from typing import Any, Literal, cast
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ostraca.protocol_spec.errors import AccessDeniedError, NotFoundError
+from ostraca.protocol_spec.envelope import Envelope
+from ostraca.protocol_spec.errors import AccessDeniedError, NotFoundError, UntrustedKeyError
 from ostraca.protocol_spec.keys import VerifyKey
 from ostraca.protocol_spec.models import PublicKey, split_dataset
 
 from .db import AuditEvent, Dataset, Namespace, Principal, PrincipalKey
 from .deps import Caller
-from .schemas import PrincipalOut, ts
+from .schemas import KeyOut, PrincipalOut, ts
 
-AuditAction = Literal["publish", "request", "grant", "deny", "revoke", "read", "read_refused"]
+AuditAction = Literal[
+    "publish", "request", "grant", "deny", "revoke", "read", "read_refused", "rotate_key"
+]
 
 
 def envelope_json(data: bytes) -> dict[str, Any]:
@@ -25,29 +28,85 @@ def envelope_json(data: bytes) -> dict[str, Any]:
     return cast("dict[str, Any]", json.loads(data))
 
 
-def principal_keys(session: Session, principal_id: int) -> list[PrincipalKey]:
-    return list(
-        session.scalars(
-            select(PrincipalKey)
-            .where(PrincipalKey.principal_id == principal_id, PrincipalKey.revoked.is_(None))
-            .order_by(PrincipalKey.created, PrincipalKey.keyid)
-        )
+def principal_keys(
+    session: Session, principal_id: int, *, rotated: bool = False
+) -> list[PrincipalKey]:
+    """The principal's unrevoked keys: the active ones (oldest first); with ``rotated``, then
+    the rotated ones (most recently rotated first)."""
+    query = select(PrincipalKey).where(
+        PrincipalKey.principal_id == principal_id, PrincipalKey.revoked.is_(None)
     )
+    if not rotated:
+        query = query.where(PrincipalKey.rotated.is_(None))
+    rows = list(session.scalars(query.order_by(PrincipalKey.created, PrincipalKey.keyid)))
+    active = [k for k in rows if k.rotated is None]
+    old = sorted((k for k in rows if k.rotated is not None), key=_rotated_at, reverse=True)
+    return active + old
+
+
+def _rotated_at(key: PrincipalKey) -> datetime:
+    assert key.rotated is not None
+    return key.rotated
 
 
 def verify_keys(session: Session, principal_id: int) -> dict[str, VerifyKey]:
+    """The principal's active keys: the ones that may sign new statements."""
     return {k.keyid: VerifyKey.from_b64(k.public) for k in principal_keys(session, principal_id)}
 
 
+def rotated_key_error(key: PrincipalKey, successor: str | None) -> UntrustedKeyError:
+    when = "" if key.rotated is None else f" at {key.rotated:%Y-%m-%dT%H:%M:%SZ}"
+    to = "" if successor is None else f" to {successor[:16]}…"
+    return UntrustedKeyError(
+        f"key {key.keyid[:16]}… was rotated{to}{when}: it still verifies what it signed "
+        "before, but it can no longer sign new statements",
+        hint="sign with the active key (`ostraca rotate-key` moved your identity file to it)",
+    )
+
+
+def signing_keys(session: Session, principal_id: int, envelope: Envelope) -> dict[str, VerifyKey]:
+    """The keys trusted to sign a new statement of the principal: its active keys.
+
+    An envelope signed by none of them but by one of the principal's rotated keys is refused
+    here, with an error that says so (rather than a bare ``untrusted_key`` later).
+    """
+    rows = principal_keys(session, principal_id, rotated=True)
+    active = {k.keyid: VerifyKey.from_b64(k.public) for k in rows if k.rotated is None}
+    signers = {s.keyid for s in envelope.signatures}
+    if not signers & active.keys():
+        for k in rows:
+            if k.keyid in signers:
+                successor = next((r.keyid for r in rows if r.replaces == k.keyid), None)
+                raise rotated_key_error(k, successor)
+    return active
+
+
+def key_outs(session: Session, principal_id: int) -> list[KeyOut]:
+    """Active and rotated keys of a principal, with their status."""
+    rows = principal_keys(session, principal_id, rotated=True)
+    successor = {k.replaces: k.keyid for k in rows if k.replaces is not None}
+    return [
+        KeyOut(
+            keyid=k.keyid,
+            public=k.public,
+            status="active" if k.rotated is None else "rotated",
+            created=ts(k.created),
+            rotated=None if k.rotated is None else ts(k.rotated),
+            successor=successor.get(k.keyid),
+        )
+        for k in rows
+    ]
+
+
 def principal_out(session: Session, principal: Principal) -> PrincipalOut:
+    keys = key_outs(session, principal.id)
     return PrincipalOut(
         keyid=principal.keyid,
         name=principal.name,
         kind=cast("Literal['institution', 'researcher']", principal.kind),
         affiliation=principal.affiliation,
-        keys=[
-            PublicKey(keyid=k.keyid, public=k.public) for k in principal_keys(session, principal.id)
-        ],
+        keys=[PublicKey(keyid=k.keyid, public=k.public) for k in keys if k.status == "active"],
+        rotated_keys=[k for k in keys if k.status == "rotated"],
         created=ts(principal.created),
     )
 
@@ -126,3 +185,4 @@ def audit(
             detail=detail,
         )
     )
+

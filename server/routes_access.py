@@ -34,7 +34,7 @@ from .repo import (
     principal_by_key,
     principal_out,
     require_owner,
-    verify_keys,
+    signing_keys,
 )
 from .schemas import DenyIn, GrantItem, GrantList, RequestItem, RequestList, RevocationOut
 
@@ -106,9 +106,9 @@ def create_request(
 ) -> RequestItem:
     envelope = Envelope.from_json(body)
     now = ctx.clock()
-    key = verify_keys(session, caller.principal_id).get(caller.keyid)
+    key = signing_keys(session, caller.principal_id, envelope).get(caller.keyid)
     if key is None:
-        raise UntrustedKeyError("the key you logged in with has been revoked")
+        raise UntrustedKeyError("the key you logged in with has been revoked or rotated")
     # Q1–Q6: signed by the caller's key, a valid request, not from the future.
     verified = verify_request(envelope, requester_key=key, now=now)
     ds = get_dataset(session, verified.statement.dataset)
@@ -238,11 +238,11 @@ def create_grant(
     claimed = AccessGrant.from_json_obj(parse_canonical(envelope.payload))
     ds = get_dataset(session, claimed.dataset)
     require_owner(session, caller, ds)
-    # G1–G4: signed by a key of the namespace owner.
+    # G1–G4: signed by an active key of the namespace owner (a rotated key grants nothing new).
     signer = verify_envelope(
         envelope,
         payload_type=AccessGrant.PAYLOAD_TYPE,
-        trusted=verify_keys(session, owner_of(session, ds)),
+        trusted=signing_keys(session, owner_of(session, ds), envelope),
     )
     g, grant_id = claimed, envelope.digest
     # G5: the grant names the key that signed it.
@@ -356,7 +356,7 @@ def revoke(
     assert ds is not None
     if grant.publisher_id != caller.principal_id:
         raise AccessDeniedError("only the publisher who issued a grant may revoke it")
-    key = verify_keys(session, caller.principal_id).get(claimed.publisher)
+    key = signing_keys(session, caller.principal_id, envelope).get(claimed.publisher)
     if key is None:
         raise UntrustedKeyError("the revocation names a key that is not the publisher's")
     now = ctx.clock()

@@ -17,7 +17,6 @@ from ostraca.protocol_spec.errors import (
     NotFoundError,
     VerificationError,
 )
-from ostraca.protocol_spec.models import PublicKey
 from ostraca.protocol_spec.verify import verify_manifest
 
 from .db import AuditEvent, Blob, Dataset, Namespace, Principal, Version, VersionBlob
@@ -30,7 +29,15 @@ from .deps import (
     ReadSessionDep,
     SessionDep,
 )
-from .repo import audit, dataset_name, get_dataset, get_namespace, require_owner, verify_keys
+from .repo import (
+    audit,
+    dataset_name,
+    get_dataset,
+    get_namespace,
+    key_outs,
+    require_owner,
+    signing_keys,
+)
 from .schemas import (
     AuditEventOut,
     AuditList,
@@ -91,12 +98,7 @@ def namespace_detail(ns: str, session: ReadSessionDep) -> NamespaceDetail:
     namespace = get_namespace(session, ns)
     owner = session.get(Principal, namespace.owner_id)
     assert owner is not None
-    keys = verify_keys(session, owner.id)
-    return NamespaceDetail(
-        name=namespace.name,
-        owner=owner.keyid,
-        keys=[PublicKey.from_verify_key(k) for k in keys.values()],
-    )
+    return NamespaceDetail(name=namespace.name, owner=owner.keyid, keys=key_outs(session, owner.id))
 
 
 # --- datasets ---------------------------------------------------------------------------------
@@ -188,10 +190,11 @@ def publish(
         raise AccessDeniedError(f"namespace {ns!r} belongs to another institution")
     envelope = Envelope.from_json(body)
     now = ctx.clock()
-    # Signature by a key of the namespace owner, payload valid, for this dataset (M1–M7).
+    # Signature by an active key of the namespace owner (a rotated key signs nothing new),
+    # payload valid, for this dataset (M1–M7).
     verified = verify_manifest(
         envelope,
-        publisher_keys=verify_keys(session, namespace.owner_id),
+        publisher_keys=signing_keys(session, namespace.owner_id, envelope),
         now=now,
         dataset=full,
     )

@@ -35,12 +35,33 @@ class RegisterIn(_In):
     """Base64 Ed25519 signature over ``registration_message(...)``."""
 
 
+KeyStatus = Literal["active", "rotated"]
+
+
+class KeyOut(_Out):
+    """A principal's key: a ``PublicKey`` plus its status (old clients read it as a PublicKey and
+    ignore the rest). ``active`` keys sign new statements; a ``rotated`` key handed its
+    authority to ``successor`` at ``rotated`` and only verifies what it signed before."""
+
+    keyid: str
+    algorithm: Literal["ed25519"] = "ed25519"
+    public: str
+    status: KeyStatus
+    created: Timestamp
+    rotated: Timestamp | None = None
+    successor: str | None = None
+
+
 class PrincipalOut(_Out):
     keyid: str
+    """The key the principal registered with: its stable id (also after rotations)."""
     name: str
     kind: Literal["institution", "researcher"]
     affiliation: str
     keys: list[PublicKey]
+    """The active keys: the ones it signs new statements and logs in with."""
+    rotated_keys: list[KeyOut] = []
+    """Keys it rotated away from (most recent first): they verify what they signed before."""
     created: Timestamp
 
 
@@ -65,6 +86,28 @@ class TokenOut(_Out):
     principal: PrincipalOut
 
 
+class RotationOut(_Out):
+    rotation_id: str
+    """Id (payload sha256) of the KeyRotation statement."""
+    principal: str
+    old_key: str
+    new_key: PublicKey
+    reason: str
+    created: Timestamp
+    """The statement's own ``created`` time."""
+    rotated_at: Timestamp
+    """When the registry accepted it."""
+    envelope: EnvelopeJSON
+
+
+class RotationList(_Out):
+    principal: str
+    active_key: str
+    items: list[RotationOut]
+    """The chain, oldest first: ``items[0].old_key`` is the key the principal registered with,
+    each ``old_key`` is the previous item's ``new_key``, the last ``new_key`` is ``active_key``."""
+
+
 # --- namespaces and datasets ------------------------------------------------------------------
 
 
@@ -78,7 +121,9 @@ class NamespaceOut(_Out):
 
 
 class NamespaceDetail(NamespaceOut):
-    keys: list[PublicKey]
+    keys: list[KeyOut]
+    """The owner's keys: ``active`` ones sign new manifests and grants; ``rotated`` ones verify
+    the versions and grants they signed before their rotation."""
 
 
 class ColumnOut(_Out):
