@@ -212,6 +212,13 @@ class Bench:
                     extra["mode"] = "http"
                 r = self.child(self.cfg(system, corpus, "epoch", **extra))
                 self.record(f"{tag}/{system}/cold", r)
+                if rep == 0 and tag == "d1" and system.startswith("ostraca"):
+                    # Memory flat in dataset size: the same cold read stopped at 50%.
+                    self.clear_cache(system, corpus)
+                    half = self.cfg(system, corpus, "epoch", stop_after=corpus.num_rows // 2)
+                    self.record(f"half/{system}/cold", self.child(half))
+                    self.clear_cache(system, corpus)
+                    self.child(self.cfg(system, corpus, "epoch"))  # refill for the warm run
                 if not warm:
                     continue
                 if system in ("hf", "wds"):
@@ -369,11 +376,81 @@ class Bench:
                     f"train/{system}", self.child(self.cfg(system, corpus, "train", **extra))
                 )
 
+    def profile(self, corpus: Corpus) -> None:
+        """Where Ostraca's CPU goes when it misses a target: py-spy (all threads, 250 Hz) over
+        one cold and one warm read, summarised by self and inclusive samples."""
+        spy = shutil.which("py-spy") or str(VENV_PY.parent / "py-spy")
+        if not Path(spy).exists():
+            self.results["profile"] = "py-spy is not installed in bench/.venv: no profile."
+            return
+        parts: list[str] = []
+        for system in ("ostraca", "ostraca-nginx"):
+            if system not in self.plan.systems:
+                continue
+            self.clear_cache(system, corpus)
+            for temp in ("cold",) if self.plan.quick else ("cold", "warm"):
+                raw = self.tmp / f"profile-{system}-{temp}.txt"
+                cmd = [spy, "record", "-r", "250", "-f", "raw", "--threads", "-o", str(raw), "--"]
+                r = run_child(
+                    ["--config", json.dumps(self.cfg(system, corpus, "epoch"))],
+                    timeout=self.plan.timeout,
+                    prefix=cmd,
+                )
+                if not raw.exists():
+                    parts.append(f"- {system} {temp}: no profile ({r.error or 'py-spy failed'})")
+                    continue
+                parts.append(
+                    f"**{SYSTEMS[system]['label']}, {temp}** "
+                    f"({_rate_txt(r)}; py-spy, all threads, CPU samples only):\n"
+                )
+                parts.append(_profile_summary(raw.read_text()))
+        self.results["profile"] = "\n".join(parts)
+
     @property
     def ostraca_blob_dir(self) -> Path:
         from bench.peers.ostraca_setup import Registry
 
         return Registry().blob_dir
+
+
+def _rate_txt(r: RunResult) -> str:
+    m = r.metrics
+    if not r.ok or not m.get("elapsed_s"):
+        return f"failed: {r.error}"
+    return f"{m['bytes'] / m['elapsed_s'] / 1e6:.0f} MB/s under the profiler"
+
+
+def _profile_summary(raw: str, top: int = 12) -> str:
+    """Top functions by self samples (leaf frame) with their inclusive share, from py-spy's raw
+    (collapsed-stack) output; thread roots are listed with their shares."""
+    self_c: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    threads: dict[str, int] = {}
+    total = 0
+    for line in raw.splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        count = int(n)
+        total += count
+        frames = stack.split(";")
+        threads[frames[0]] = threads.get(frames[0], 0) + count
+        leaf = frames[-1]
+        self_c[leaf] = self_c.get(leaf, 0) + count
+        for f in set(frames[1:]):
+            incl[f] = incl.get(f, 0) + count
+    if not total:
+        return "(no samples)\n"
+    rows = ["| function (file:line) | self | inclusive |", "|---|---|---|"]
+    for f, c in sorted(self_c.items(), key=lambda kv: -kv[1])[:top]:
+        rows.append(
+            f"| `{f[:110]}` | {100 * c / total:.1f}% | {100 * incl.get(f, c) / total:.1f}% |"
+        )
+    th = ", ".join(
+        f"{k[:40]} {100 * v / total:.0f}%"
+        for k, v in sorted(threads.items(), key=lambda kv: -kv[1])[:6]
+    )
+    return "\n".join(rows) + f"\n\n{total} samples; by thread: {th}.\n"
 
 
 def _flip(path: Path, offset: int) -> None:
@@ -467,6 +544,10 @@ def plan_for(args: argparse.Namespace) -> Plan:
             load_seconds=5.0,
             systems=list(SYSTEMS),
         )
+    if args.d1_mib:
+        plan.d1 = Corpus("tokens", "tokens", args.d1_mib * MiB, plan.d1.shard_bytes)
+    if args.d2_mib:
+        plan.d2 = Corpus("text", "text", args.d2_mib * MiB, plan.d2.shard_bytes)
     if args.systems:
         plan.systems = [s for s in args.systems.split(",") if s in SYSTEMS]
     return plan
@@ -518,6 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     if why_not is not None:
         bench.results["notes"]["ostraca"] = f"not yet available: {why_not}"
         plan.systems = [s for s in plan.systems if not s.startswith("ostraca")]
+    ostraca_setup.reset()  # publish with the code as it is now, every run
     with ostraca_setup.Registry() as reg:
         bench.registry_url = reg.url
         if why_not is None:
@@ -545,6 +627,8 @@ def main(argv: list[str] | None = None) -> int:
                 bench.corruption(plan.d1)
             if "train" not in skip:
                 bench.train(plan.d1)
+            if "profile" not in skip and any(s.startswith("ostraca") for s in plan.systems):
+                bench.profile(plan.d1)
         if "load" not in skip:
             from bench.peers import load
 

@@ -260,6 +260,7 @@ def run_child(
     timeout: float,
     env: dict[str, str] | None = None,
     python: Path | str | None = None,
+    prefix: Sequence[str] = (),
 ) -> RunResult:
     """Run ``python -m bench.peers.run ARGS`` fresh; sample its tree's memory; read its JSON line.
 
@@ -269,7 +270,8 @@ def run_child(
     out_path = (
         Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-child-{os.getpid()}-{time.time_ns()}"
     )
-    cmd = [str(python or sys.executable), "-m", "bench.peers.run", "--out", str(out_path), *args]
+    cmd = [*prefix, str(python or sys.executable), "-m", "bench.peers.run", "--out", str(out_path)]
+    cmd += args
     full_env = dict(os.environ)
     full_env.update(env or {})
     full_env["PYTHONPATH"] = str(REPO_DIR)

@@ -142,6 +142,7 @@ def summarize(results: dict[str, Any], systems: dict[str, dict[str, str]]) -> di
             "half_peak_rss_mb": median_spread(r["peak_rss"] / 1e6 for r in r1 if r.get("ok")),
         }
     s["resume"] = res
+    s["half"] = {k.split("/")[1]: _stats(v) for k, v in runs.items() if k.startswith("half/")}
     s["coverage"] = {
         k.split("/", 1)[1]: {kk: vv for kk, vv in v[0].items() if kk != "ranks"}
         for k, v in runs.items()
@@ -343,12 +344,12 @@ def markdown(
                 f"{'met' if st['ttfb_s']['median'] <= bound else 'NOT met'} | |"
             )
     for o in ("ostraca", "ostraca-nginx"):
-        half = s.get("resume", {}).get(o, {}).get("half_peak_rss_mb")
+        half = s.get("half", {}).get(o, {}).get("peak_rss_mb")
         full = d1t.get(f"{o}/cold", {}).get("peak_rss_mb") if d1t.get(f"{o}/cold") else None
         if half and full:
             md.append(
-                f"| peak memory flat in dataset size ({o}): peak RSS reading 50% vs 100% of "
-                f"D1 | {half['median']:.0f} MB vs {full['median']:.0f} MB | |"
+                f"| peak memory flat in dataset size ({o}): peak RSS of a cold read stopped at "
+                f"50% vs the whole of D1 | {half['median']:.0f} MB vs {full['median']:.0f} MB | |"
             )
     md.append("")
     # behaviour
@@ -373,6 +374,8 @@ def markdown(
             lat, exact = f"not supported/failed: {rs['error']}", "—"
         else:
             lat = _f(rs["latency_s"], "{:.3f} s")
+            if rs.get("half_peak_rss_mb"):
+                lat += f" (peak RSS of the first half: {rs['half_peak_rss_mb']['median']:.0f} MB)"
             chk = rs.get("check") or {}
             exact = (
                 "exact"

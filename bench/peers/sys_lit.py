@@ -40,7 +40,7 @@ class System:
 
         ds = self.dataset()
         text = self.key == "text"
-        if not (cfg.get("state") or cfg.get("stop_after") is not None):
+        if not (cfg.get("state") or cfg.get("state_out")):
             # Throughput: the dataset iterated in process, one sample at a time.
             for s in ds:
                 v = s[self.key]

@@ -21,7 +21,6 @@ from bench.peers.common import TOKEN
 from ostraca.client.config import load_config
 from ostraca.client.fetch import BlobFetcher
 from ostraca.client.stream import open_dataset
-from ostraca.client.torch import ShardDataset
 
 
 class System:
@@ -57,10 +56,12 @@ class System:
     def iterate(self, cfg: dict[str, Any]) -> Iterator[tuple[Any, Any, int]]:
         vd = self.open()
         try:
-            if not (cfg.get("state") or cfg.get("stop_after") is not None):
+            if not (cfg.get("state") or cfg.get("state_out")):
                 for _, batch in vd.read_shards(range(len(vd.shard_rows))):
                     yield self._out(batch)
                 return
+            from ostraca.client.torch import ShardDataset  # torch only where it is used
+
             ds = ShardDataset(
                 vd, shuffle=False, batch_rows=1024, output="arrow", rank=0, world_size=1
             )
@@ -77,6 +78,8 @@ class System:
 
     def rank_ids(self, cfg: dict[str, Any], *, rank: int, world: int, workers: int) -> list[int]:
         from torch.utils.data import DataLoader
+
+        from ostraca.client.torch import ShardDataset
 
         ds = ShardDataset(
             self.open,
