@@ -34,6 +34,7 @@ from ostraca.protocol_spec import (
     AuthenticationError,
     DatasetManifest,
     Envelope,
+    KeyRotation,
     MalformedError,
     OstracaError,
     PublicKey,
@@ -49,6 +50,7 @@ from ostraca.protocol_spec.errors import UnavailableError, error_from_code
 
 from .config import ClientConfig
 from .keystore import load_signing_key
+from .trust import OfferedKeys
 
 __all__ = [
     "AuditEvent",
@@ -59,12 +61,14 @@ __all__ = [
     "DatasetList",
     "DatasetSummary",
     "GrantItem",
+    "KeyInfo",
     "Namespace",
     "Principal",
     "PublishedVersion",
     "RegistryClient",
     "RequestItem",
     "RevocationItem",
+    "RotationItem",
     "TokenInfo",
     "UploadStatus",
     "VersionInfo",
@@ -93,12 +97,33 @@ class _HasEnvelope(_Resp):
         return Envelope.from_dict(self.envelope)
 
 
+class KeyInfo(_Resp):
+    """A key as the registry lists it: a :class:`PublicKey` plus its status. A registry older
+    than key rotation sends no status: every key it lists is active."""
+
+    keyid: str
+    algorithm: Literal["ed25519"] = "ed25519"
+    public: str
+    status: Literal["active", "rotated"] = "active"
+    created: datetime | None = None
+    rotated: datetime | None = None
+    successor: str | None = None
+
+    def to_verify_key(self) -> VerifyKey:
+        key = VerifyKey.from_b64(self.public)
+        if key.keyid != self.keyid:
+            raise MalformedError(f"the registry lists key {self.keyid[:16]}… under another id")
+        return key
+
+
 class Principal(_Resp):
     keyid: str
     name: str
     kind: Literal["institution", "researcher"]
     affiliation: str = ""
     keys: list[PublicKey] = Field(default_factory=list)
+    """Active keys."""
+    rotated_keys: list[KeyInfo] = Field(default_factory=list)
     created: datetime | None = None
 
 
@@ -116,7 +141,8 @@ class TokenInfo(_Resp):
 class Namespace(_Resp):
     name: str
     owner: str
-    keys: list[PublicKey] = Field(default_factory=list)
+    keys: list[KeyInfo] = Field(default_factory=list)
+    """Active keys (sign new versions and grants) and rotated ones (verify what they signed)."""
 
 
 class DatasetSummary(_Resp):
@@ -206,6 +232,24 @@ class GrantItem(_HasEnvelope):
 class RevocationItem(_HasEnvelope):
     grant_id: str
     revoked_at: datetime
+
+
+class RotationItem(_HasEnvelope):
+    """A stored KeyRotation (``signed`` is the envelope: verify it with the old key)."""
+
+    rotation_id: str
+    principal: str
+    old_key: str
+    new_key: PublicKey
+    reason: str = ""
+    created: datetime | None = None
+    rotated_at: datetime | None = None
+
+
+class RotationChain(_Resp):
+    principal: str
+    active_key: str
+    items: list[RotationItem] = Field(default_factory=list)
 
 
 class AuditEvent(_Resp):
@@ -508,6 +552,39 @@ class RegistryClient:
     def whoami(self) -> Principal:
         return self._json(self._send("GET", "/v1/whoami", auth=True), Principal)
 
+    def rotate_key(self, new_key: SigningKey, *, reason: str = "") -> RotationItem:
+        """Hand this identity's authority to ``new_key``: sign a :class:`KeyRotation` with the
+        current key and with ``new_key`` (proof of possession of both) and submit it.
+
+        From then on this client signs and logs in with ``new_key`` (the registry revoked every
+        token of the old one). Saving ``new_key`` to the identity file is the caller's job
+        (``ostraca rotate-key`` does it, keeping the old file).
+        """
+        old = self.key
+        statement = KeyRotation(
+            old_key=old.keyid,
+            new_key=PublicKey.from_verify_key(new_key.public),
+            reason=reason,
+            created=utc_now(),
+        )
+        envelope = sign_statement(statement, [old, new_key])
+        response = self._send(
+            "POST",
+            f"/v1/principals/{old.keyid}/rotations",
+            content=envelope.to_json(),
+            headers={"Content-Type": "application/json"},
+        )
+        item = self._json(response, RotationItem)
+        self._forget_token()
+        self._key = new_key
+        return item
+
+    def rotations(self, keyid: str) -> list[RotationItem]:
+        """The rotation chain of the principal with key ``keyid`` (any of its keys), oldest
+        first. Not verified here: each link must verify with the key before it."""
+        response = self._send("GET", f"/v1/principals/{keyid}/rotations")
+        return self._json(response, RotationChain).items
+
     # namespaces and datasets
 
     def create_namespace(self, name: str) -> Namespace:
@@ -517,9 +594,24 @@ class RegistryClient:
     def get_namespace(self, name: str) -> Namespace:
         return self._json(self._send("GET", f"/v1/namespaces/{name}"), Namespace)
 
-    def namespace_keys(self, name: str) -> dict[str, VerifyKey]:
-        """The keys the registry says may sign ``name``'s manifests and grants, by key id."""
-        return {k.keyid: k.to_verify_key() for k in self.get_namespace(name).keys}
+    def namespace_keys(self, name: str) -> OfferedKeys:
+        """The keys the registry lists for ``name``, by key id: the active ones and the rotated
+        ones (which still verify the versions and grants they signed before their rotation).
+
+        A plain mapping for verification; :class:`~ostraca.client.trust.TrustStore` also reads
+        which keys are rotated and fetches the owner's rotation chain from it when a pinned
+        namespace presents a new key.
+        """
+        ns = self.get_namespace(name)
+        return OfferedKeys(
+            {k.keyid: k.to_verify_key() for k in ns.keys},
+            rotated={
+                k.keyid: k.rotated or datetime(1970, 1, 1, tzinfo=UTC)
+                for k in ns.keys
+                if k.status == "rotated"
+            },
+            fetch_rotations=lambda: [r.signed for r in self.rotations(ns.owner)],
+        )
 
     def list_datasets(
         self, *, search: str | None = None, limit: int | None = None, offset: int | None = None

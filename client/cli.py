@@ -25,6 +25,7 @@ from ostraca.protocol_spec import (
     MalformedError,
     NotFoundError,
     OstracaError,
+    PublicKey,
     SigningKey,
     split_dataset,
     utc_now,
@@ -43,7 +44,7 @@ from .config import (
     parse_size,
     set_config_value,
 )
-from .keystore import public_path, save_signing_key
+from .keystore import load_signing_key, public_path, save_signing_key
 from .publish import publish as publish_dataset
 from .shards import DEFAULT_CHUNK_BYTES
 
@@ -253,6 +254,99 @@ def whoami(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         _print_principal(principal)
 
 
+def _rotated_name(path: Path, when: datetime) -> Path:
+    """``identity.pem.rotated-2026-11-27`` (then ``…-2``, ``…-3``: never an existing file)."""
+    base = path.with_name(f"{path.name}.rotated-{when:%Y-%m-%d}")
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Create ``path`` with mode 0600 (never replacing a file) and write ``data``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+@app.command("rotate-key")
+def rotate_key(
+    ctx: typer.Context,
+    new_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--new-key",
+            help="Rotate to the private key in this file [default: generate a new key].",
+        ),
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why (recorded in the signed rotation).")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Replace this identity's key: sign a KeyRotation with the old and the new key, submit it,
+    then move the identity file to the new key. The old key file is kept beside it as
+    <identity>.rotated-<date> (mode 0600): it still verifies what it signed before, but the
+    registry refuses it for anything new. Every token of the old key is revoked; this logs in
+    again with the new key."""
+    client = _client(ctx)
+    config = client.config
+    path = config.identity_path
+    old = client.key  # loads (and checks) the current identity file first
+    passphrase = config.passphrase
+    new = (
+        SigningKey.generate()
+        if new_key is None
+        else load_signing_key(new_key.expanduser(), passphrase=passphrase)
+    )
+    if new.keyid == old.keyid:
+        raise MalformedError("the new key is the current key")
+    # The new key is on disk before the registry hears of it: whatever fails afterwards, the
+    # key the registry now trusts is never lost.
+    staged = path.with_name(f".{path.name}.rotating-{new.keyid[:16]}")
+    staged.unlink(missing_ok=True)
+    _write_private(staged, new.to_pem(passphrase.encode() if passphrase else None))
+    try:
+        rotation = client.rotate_key(new, reason=reason)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    backup = _rotated_name(path, utc_now())
+    _write_private(backup, path.read_bytes())
+    os.replace(staged, path)
+    pub = public_path(path)
+    try:
+        info = json.loads(pub.read_text())
+    except (OSError, ValueError):
+        info = {}
+    if pub.exists():
+        pub.replace(backup.with_name(backup.name + ".pub.json"))
+    info.update(PublicKey.from_verify_key(new.public).model_dump())
+    pub.write_text(json.dumps(info, indent=2) + "\n")
+    token = client.login()
+    out = {
+        "old_key": old.keyid,
+        "new_key": new.keyid,
+        "rotation_id": rotation.rotation_id,
+        "identity": str(path),
+        "old_identity": str(backup),
+        "principal": token.principal.keyid,
+    }
+    if as_json:
+        _print_json(out)
+        return
+    console.print(f"key rotated  {_short(old.keyid)} → {new.keyid}", highlight=False)
+    console.print(f"identity     {path} (the new key)", highlight=False)
+    console.print(
+        f"old key      {backup} (kept, mode 0600: it verifies what it signed before and can "
+        "sign nothing new)",
+        highlight=False,
+    )
+    console.print(f"logged in again as {token.principal.name}", highlight=False)
+
+
 # ── namespaces and datasets ──────────────────────────────────────────────────────────────────
 
 
@@ -279,7 +373,8 @@ def namespace_show(ctx: typer.Context, name: str, as_json: JsonOpt = False) -> N
     else:
         console.print(f"namespace {ns.name}\nowner     {ns.owner}")
         for k in ns.keys:
-            console.print(f"key       {k.keyid}")
+            extra = "" if k.status == "active" else f" (rotated {_when(k.rotated)})"
+            console.print(f"key       {k.keyid}{extra}", highlight=False)
 
 
 class CompressionOpt(StrEnum):

@@ -3,7 +3,9 @@
 ``$OSTRACA_HOME/trusted_keys.json``::
 
     {"namespaces": {"acme": {"keys": {"<keyid>": "<base64 raw key>"}, "source": "tofu"|"config"|
-                             "rotation", "pinned": "2026-…Z"}},
+                             "rotation", "pinned": "2026-…Z",
+                             "retired": {"<keyid>": {"public": "<base64>", "until": "2026-…Z",
+                                                     "successor": "<keyid>"}}}},
      "datasets":   {"acme/books": {"latest": 3, "versions": {"1": "<digest>", "2": …, "3": …}}}}
 
 and ``$OSTRACA_HOME/trusted_manifests/<digest>.json``: the newest verified manifest envelope of
@@ -14,7 +16,15 @@ Keys. A namespace's keys are pinned either by hand (edit the file, ``source: "co
 a clearly printed notice). From then on only pinned keys verify; if the registry lists a key that
 is not pinned, the namespace is refused with :class:`UntrustedKeyError` unless a verified
 :class:`KeyRotation` (signed by a pinned key and by the new one) links them — the new key then
-replaces the old one in the pin.
+replaces the old one in the pin. The rotation chain is fetched from the registry when it lists a
+key that is not pinned (``OfferedKeys.fetch_rotations``, set by
+:meth:`RegistryClient.namespace_keys`), and every link is verified from the pinned key: the
+registry can only relay a rotation, never make one.
+
+Retired keys. A key rotated away from is kept under ``retired`` with the time of its rotation
+(``until``: the KeyRotation's ``created``): it verifies manifests created up to then, so old
+versions still verify, but a manifest it signed later is refused. It never signs for
+:meth:`TrustStore.keys_for` (which returns the active keys only).
 
 Manifests. The newest verified version and the digest of every version seen are remembered, so a
 registry that serves an older "latest" is caught (:class:`RollbackError`), one that serves a
@@ -29,7 +39,7 @@ import fcntl
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,13 +54,33 @@ from ostraca.protocol_spec import (
     Verified,
     VerifyKey,
     split_dataset,
-    verify_chain,
     verify_key_rotation,
     verify_manifest,
 )
 from ostraca.protocol_spec.models import TIMESTAMP_FORMAT, utc_now
 
 TRUST_FILE = "trusted_keys.json"
+
+
+class OfferedKeys(dict[str, VerifyKey]):
+    """Keys a registry lists for a namespace, by key id — a plain mapping, as before — plus what
+    following a rotation needs: which keys it lists as rotated (and when), and how to fetch the
+    namespace owner's rotation chain (unverified envelopes, oldest first)."""
+
+    def __init__(
+        self,
+        keys: Mapping[str, VerifyKey] | None = None,
+        *,
+        rotated: Mapping[str, datetime] | None = None,
+        fetch_rotations: Callable[[], Sequence[Envelope]] | None = None,
+    ) -> None:
+        super().__init__(keys or {})
+        self.rotated: dict[str, datetime] = dict(rotated or {})
+        self.fetch_rotations = fetch_rotations
+
+    @property
+    def active(self) -> dict[str, VerifyKey]:
+        return {k: v for k, v in self.items() if k not in self.rotated}
 
 
 class ManifestSource(Protocol):
@@ -111,6 +141,12 @@ class TrustStore:
         entry = self._read()["namespaces"].get(namespace)
         return None if entry is None else _keys_of(entry, self.path, namespace)
 
+    def retired(self, namespace: str) -> dict[str, tuple[VerifyKey, datetime]]:
+        """Keys of ``namespace`` rotated away from, each with the time of its rotation: they
+        verify statements created up to then, and nothing newer."""
+        entry = self._read()["namespaces"].get(namespace)
+        return {} if entry is None else _retired_of(entry, self.path, namespace)
+
     def pin(self, namespace: str, keys: Mapping[str, VerifyKey], *, source: str = "config") -> None:
         """Pin exactly ``keys`` for ``namespace`` (replacing any earlier pin)."""
         if not keys:
@@ -126,48 +162,69 @@ class TrustStore:
         now: datetime,
         rotations: Sequence[Envelope] = (),
     ) -> dict[str, VerifyKey]:
-        """The keys to verify ``namespace``'s statements with, given what the registry lists.
+        """The keys to verify ``namespace``'s new statements with, given what the registry lists.
 
-        First use pins ``offered`` (TOFU, announced). Afterwards a key in ``offered`` that is
-        not pinned must be reached from the pin by verified ``rotations``, else
-        :class:`UntrustedKeyError`. Keys the registry stopped listing stay pinned (the registry
-        cannot revoke a publisher's authority, only the publisher can, by rotation).
+        First use pins ``offered``'s active keys (TOFU, announced; keys it lists as rotated are
+        kept as retired). Afterwards an active key in ``offered`` that is not pinned must be
+        reached from the pin by verified rotations — ``rotations``, and the chain
+        ``offered.fetch_rotations`` fetches when ``offered`` is :class:`OfferedKeys` — else
+        :class:`UntrustedKeyError`. Keys rotated away from move to the retired keys
+        (:meth:`retired`). Keys the registry stopped listing stay pinned (the registry cannot
+        revoke a publisher's authority, only the publisher can, by rotation).
         """
         for keyid, key in offered.items():
             if key.keyid != keyid:
                 raise UntrustedKeyError(f"the registry lists key {keyid[:16]}… under another id")
+        listed_rotated = offered.rotated if isinstance(offered, OfferedKeys) else {}
+        active = {k: v for k, v in offered.items() if k not in listed_rotated}
         with self._locked() as data:
             entry = data["namespaces"].get(namespace)
             if entry is None:
-                if not offered:
+                if not active:
                     raise UntrustedKeyError(f"the registry lists no keys for namespace {namespace}")
-                data["namespaces"][namespace] = _entry(offered, "tofu")
+                retired = {
+                    k: _retired_entry(offered[k], until) for k, until in listed_rotated.items()
+                }
+                data["namespaces"][namespace] = _entry(active, "tofu", retired)
+                also = (
+                    f", and rotated key(s) {_short(list(retired))} for what they signed before"
+                    if retired
+                    else ""
+                )
                 self._announce(
-                    f"trusting on first use: publisher key(s) {_short(list(offered))} for "
+                    f"trusting on first use: publisher key(s) {_short(list(active))}{also} for "
                     f"namespace '{namespace}' (pinned in {self.path}; compare the key id with "
                     "the publisher's out of band)"
                 )
-                return dict(offered)
+                return dict(active)
             pinned = _keys_of(entry, self.path, namespace)
-            unknown = set(offered) - set(pinned)
+            retired = dict(entry.get("retired") or {})
+            unknown = set(active) - set(pinned)
             if not unknown:
                 return pinned
-            rotated = dict(pinned)
+            chain = list(rotations)
+            fetch = offered.fetch_rotations if isinstance(offered, OfferedKeys) else None
+            if fetch is not None:
+                # The registry only relays the chain: every link is verified below.
+                with contextlib.suppress(OstracaError):
+                    chain += list(fetch())
+            current = dict(pinned)
             changed = True
             while changed:
                 changed = False
-                for env in rotations:
-                    for old_id, old_key in list(rotated.items()):
+                for env in chain:
+                    for old_id, old_key in list(current.items()):
                         try:
                             rot = verify_key_rotation(env, old_key=old_key, now=now).statement
                         except OstracaError:
                             continue
                         new = rot.new_key.to_verify_key()
-                        if new.keyid not in rotated:
-                            del rotated[old_id]
-                            rotated[new.keyid] = new
+                        if new.keyid not in current and new.keyid not in retired:
+                            del current[old_id]
+                            current[new.keyid] = new
+                            retired[old_id] = _retired_entry(old_key, rot.created, new.keyid)
                             changed = True
-            still = set(offered) - set(rotated)
+            still = set(active) - set(current)
             if still:
                 raise UntrustedKeyError(
                     f"the registry lists key(s) {_short(list(still))} for namespace "
@@ -179,12 +236,12 @@ class TrustStore:
                         f"{self.path} after checking the new key id with the publisher"
                     ),
                 )
-            data["namespaces"][namespace] = _entry(rotated, "rotation")
+            data["namespaces"][namespace] = _entry(current, "rotation", retired)
             self._announce(
                 f"namespace '{namespace}': key rotation verified, now trusting "
-                f"{_short(list(rotated))}"
+                f"{_short(list(current))} (the rotated key verifies only what it signed before)"
             )
-            return rotated
+            return current
 
     # manifests
 
@@ -208,8 +265,12 @@ class TrustStore:
                 f"the trusted manifest of {dataset} version {entry['latest']} is missing",
                 hint=f"restore {self.manifests_dir} or remove {dataset} from {self.path}",
             ) from exc
-        verified = verify_manifest(
-            Envelope.from_json(raw), publisher_keys=keys, now=now, dataset=dataset
+        verified = _verify_with_retired(
+            Envelope.from_json(raw),
+            keys=keys,
+            retired=self.retired(split_dataset(dataset)[0]),
+            now=now,
+            dataset=dataset,
         )
         if verified.digest != digest:
             raise ChainError(f"{self.manifests_dir / digest}.json does not hold that manifest")
@@ -238,12 +299,76 @@ class TrustStore:
                     entry["latest"] = m.version
 
 
-def _entry(keys: Mapping[str, VerifyKey], source: str) -> dict[str, Any]:
-    return {
+def _entry(
+    keys: Mapping[str, VerifyKey], source: str, retired: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
         "keys": {k.keyid: k.b64 for k in keys.values()},
         "source": source,
         "pinned": utc_now().strftime(TIMESTAMP_FORMAT),
     }
+    if retired:
+        entry["retired"] = dict(retired)
+    return entry
+
+
+def _retired_entry(key: VerifyKey, until: datetime, successor: str | None = None) -> dict[str, Any]:
+    out = {"public": key.b64, "until": until.astimezone(UTC).strftime(TIMESTAMP_FORMAT)}
+    if successor is not None:
+        out["successor"] = successor
+    return out
+
+
+def _retired_of(entry: Any, path: Path, namespace: str) -> dict[str, tuple[VerifyKey, datetime]]:
+    raw = entry.get("retired") if isinstance(entry, dict) else None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise MalformedError(f"{path}: 'retired' of namespace '{namespace}' must be an object")
+    out = {}
+    for keyid, item in raw.items():
+        try:
+            key = VerifyKey.from_b64(str(item["public"]))
+            until = datetime.strptime(str(item["until"]), TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+        except (TypeError, KeyError, ValueError) as exc:
+            raise MalformedError(
+                f"{path}: retired key {keyid[:16]}… of '{namespace}': {exc}"
+            ) from exc
+        if key.keyid != keyid:
+            raise MalformedError(
+                f"{path}: retired key {keyid[:16]}… of '{namespace}' has another id"
+            )
+        out[keyid] = (key, until)
+    return out
+
+
+def _verify_with_retired(
+    envelope: Envelope,
+    *,
+    keys: Mapping[str, VerifyKey],
+    retired: Mapping[str, tuple[VerifyKey, datetime]],
+    now: datetime,
+    dataset: str,
+    previous: Verified[DatasetManifest] | None = None,
+) -> Verified[DatasetManifest]:
+    """``verify_manifest`` with the active ``keys`` and the retired ones, where a retired key
+    only verifies a manifest created no later than its rotation."""
+    trusted = {k: key for k, (key, _until) in retired.items()}
+    trusted.update(keys)
+    v = verify_manifest(
+        envelope, publisher_keys=trusted, now=now, dataset=dataset, previous=previous
+    )
+    signer = v.signer.keyid
+    if signer not in keys and signer in retired:
+        until = retired[signer][1]
+        if v.statement.created > until:
+            raise UntrustedKeyError(
+                f"{dataset} version {v.statement.version} is signed by key {signer[:16]}…, "
+                f"created after that key was rotated away ({until:%Y-%m-%dT%H:%M:%SZ})",
+                hint="a rotated key signs nothing new: this manifest may be forged with an old "
+                "(perhaps stolen) key; report it to the publisher",
+            )
+    return v
 
 
 def _keys_of(entry: Any, path: Path, namespace: str) -> dict[str, VerifyKey]:
@@ -281,14 +406,24 @@ def resolve_manifest(
 ) -> tuple[Verified[DatasetManifest], Envelope]:
     """Fetch and verify ``dataset``'s manifest (``version`` or the latest) against what we trust.
 
-    1. Signature by a pinned key, the right dataset, not from the future (``verify_manifest``).
+    1. Signature by a pinned key, the right dataset, not from the future (``verify_manifest``);
+       a retired key of the namespace verifies only manifests created before its rotation.
     2. Against the newest trusted version: older "latest" → :class:`RollbackError`; newer →
        every intermediate version is fetched and the chain verified (``verify_chain``); an
        explicitly requested older version must link forward to the trusted one (or match the
        digest remembered for it).
     3. Remember what verified.
     """
-    split_dataset(dataset)
+    namespace, _ = split_dataset(dataset)
+    retired = store.retired(namespace)
+
+    def check(
+        e: Envelope, previous: Verified[DatasetManifest] | None = None
+    ) -> Verified[DatasetManifest]:
+        return _verify_with_retired(
+            e, keys=keys, retired=retired, now=now, dataset=dataset, previous=previous
+        )
+
     trusted = store.trusted_manifest(dataset, keys=keys, now=now)
     env = source.get_manifest_envelope(dataset, "latest" if version is None else version)
     claimed = _peek_version(env)
@@ -296,7 +431,7 @@ def resolve_manifest(
         raise ChainError(f"asked for {dataset} version {version}, the registry sent {claimed}")
     seen: list[tuple[Verified[DatasetManifest], Envelope]] = []
     if trusted is None or claimed == trusted.statement.version:
-        v = verify_manifest(env, publisher_keys=keys, now=now, dataset=dataset, previous=trusted)
+        v = check(env, trusted)
         seen.append((v, env))
     elif claimed > trusted.statement.version:
         between = [
@@ -305,13 +440,11 @@ def resolve_manifest(
         ]
         current = trusted
         for e in [*between, env]:
-            current = verify_chain(
-                [e], publisher_keys=keys, now=now, dataset=dataset, trusted=current
-            )
+            current = check(e, current)  # verify_chain, one link at a time
             seen.append((current, e))
         v = current
     elif version is None:
-        verify_manifest(env, publisher_keys=keys, now=now, dataset=dataset)
+        check(env)
         raise RollbackError(
             f"the registry's latest {dataset} is version {claimed}, older than version "
             f"{trusted.statement.version} which this client has already verified",
@@ -319,7 +452,7 @@ def resolve_manifest(
             "rolled-back data; try again later or report it to the registry operator",
         )
     else:
-        v = verify_manifest(env, publisher_keys=keys, now=now, dataset=dataset)
+        v = check(env)
         known = store.known_digest(dataset, claimed)
         if known is None:
             # Walk forward from the requested version to the trusted one: the chain must meet it.
@@ -329,9 +462,7 @@ def resolve_manifest(
             ]
             current = v
             for e in later:
-                current = verify_manifest(
-                    e, publisher_keys=keys, now=now, dataset=dataset, previous=current
-                )
+                current = check(e, current)
                 seen.append((current, e))
             if current.digest != trusted.digest:
                 raise ChainError(

@@ -40,13 +40,16 @@ def principal_keys(
         query = query.where(PrincipalKey.rotated.is_(None))
     rows = list(session.scalars(query.order_by(PrincipalKey.created, PrincipalKey.keyid)))
     active = [k for k in rows if k.rotated is None]
-    old = sorted((k for k in rows if k.rotated is not None), key=_rotated_at, reverse=True)
+    # Rotated keys newest first: walk the chain back from the active keys (times may tie).
+    by_id = {k.keyid: k for k in rows}
+    old: list[PrincipalKey] = []
+    for k in active:
+        cur = by_id.get(k.replaces or "")
+        while cur is not None and cur.rotated is not None and cur not in old:
+            old.append(cur)
+            cur = by_id.get(cur.replaces or "")
+    old += [k for k in reversed(rows) if k.rotated is not None and k not in old]
     return active + old
-
-
-def _rotated_at(key: PrincipalKey) -> datetime:
-    assert key.rotated is not None
-    return key.rotated
 
 
 def verify_keys(session: Session, principal_id: int) -> dict[str, VerifyKey]:

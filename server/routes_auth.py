@@ -1,5 +1,16 @@
 """Identity without passwords: register a key with proof of possession, log in by signing a
-single-use challenge, receive a short-lived bearer token (stored hashed)."""
+single-use challenge, receive a short-lived bearer token (stored hashed); rotate a key with a
+KeyRotation signed by the old and the new key.
+
+Rotation rules (HTTP_API.md, "Key rotation"):
+
+- The old key must be the principal's active key; the new key must not be registered to anyone.
+- Afterwards the old key is ``rotated``: still listed (with its status) so that the versions,
+  grants and revocations it signed before keep verifying, but it signs nothing new (publishing,
+  granting, revoking, requesting with it is refused) and cannot log in.
+- Every bearer token of the principal is revoked: whoever held the old key (possibly a thief)
+  loses the sessions it opened; the owner logs in again with the new key.
+"""
 
 from __future__ import annotations
 
@@ -11,27 +22,52 @@ from datetime import timedelta
 from fastapi import APIRouter, Response
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from ostraca.protocol_spec.auth import login_message, registration_message
+from ostraca.protocol_spec.canonical import parse_canonical
+from ostraca.protocol_spec.envelope import Envelope
 from ostraca.protocol_spec.errors import (
     AuthenticationError,
     ConflictError,
     MalformedError,
     NotFoundError,
+    PayloadTypeError,
     SignatureError,
+    UntrustedKeyError,
 )
 from ostraca.protocol_spec.keys import VerifyKey
+from ostraca.protocol_spec.models import KeyRotation
+from ostraca.protocol_spec.verify import verify_key_rotation
 
-from .db import AuthToken, LoginNonce, Principal, PrincipalKey
-from .deps import ContextDep, JsonBody, PrincipalDep, ReadSessionDep, SessionDep, token_sha256
-from .repo import get_principal, principal_by_key, principal_out
+from .db import AuthToken, Dataset, LoginNonce, Namespace, Principal, PrincipalKey
+from .deps import (
+    ContextDep,
+    EnvelopeBody,
+    JsonBody,
+    PrincipalDep,
+    ReadSessionDep,
+    SessionDep,
+    token_sha256,
+)
+from .repo import (
+    audit,
+    envelope_json,
+    get_principal,
+    principal_by_key,
+    principal_out,
+    rotated_key_error,
+)
 from .schemas import (
     ChallengeIn,
     ChallengeOut,
     PrincipalOut,
     RegisterIn,
+    RotationList,
+    RotationOut,
     TokenIn,
     TokenOut,
+    ts,
 )
 
 router = APIRouter(prefix="/v1", tags=["identity"])
@@ -124,6 +160,11 @@ def token(body: TokenIn, session: SessionDep, ctx: ContextDep) -> TokenOut:
     key_row = session.get(PrincipalKey, body.keyid)
     if key_row is None or key_row.revoked is not None:
         raise AuthenticationError(f"key {body.keyid} is not registered", hint="ostraca register")
+    if key_row.rotated is not None:
+        refused = rotated_key_error(key_row, _successor(session, key_row.keyid))
+        raise AuthenticationError(
+            f"{refused.message}; log in with the key it was rotated to", hint=refused.hint
+        )
     try:
         VerifyKey.from_b64(key_row.public).verify(
             _signature(body.signature), login_message(body.nonce)
@@ -164,3 +205,153 @@ def logout(caller: PrincipalDep, session: SessionDep, ctx: ContextDep) -> Respon
 def whoami(caller: PrincipalDep, session: ReadSessionDep) -> PrincipalOut:
     principal = session.scalars(select(Principal).where(Principal.id == caller.principal_id)).one()
     return principal_out(session, principal)
+
+
+# --- key rotation ------------------------------------------------------------------------------
+
+_ROTATION_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "object"}}},
+        "description": "The DSSE envelope of a KeyRotation signed by the old and the new key.",
+    }
+}
+
+
+def _successor(session: Session, keyid: str) -> str | None:
+    return session.scalars(select(PrincipalKey.keyid).where(PrincipalKey.replaces == keyid)).first()
+
+
+def _rotation_out(principal: Principal, row: PrincipalKey) -> RotationOut:
+    """A stored rotation (the row of the key it introduced), re-read from its envelope."""
+    assert row.rotation is not None
+    assert row.rotation_id is not None
+    rot = KeyRotation.from_json_obj(parse_canonical(Envelope.from_json(row.rotation).payload))
+    return RotationOut(
+        rotation_id=row.rotation_id,
+        principal=principal.keyid,
+        old_key=rot.old_key,
+        new_key=rot.new_key,
+        reason=rot.reason,
+        created=ts(rot.created),
+        rotated_at=ts(row.created),
+        envelope=envelope_json(row.rotation),
+    )
+
+
+def _find_principal(session: Session, keyid: str) -> Principal:
+    principal = principal_by_key(session, keyid)
+    if principal is None:
+        raise NotFoundError(f"no principal with key {keyid[:64]}")
+    return principal
+
+
+@router.post("/principals/{keyid}/rotations", status_code=201, openapi_extra=_ROTATION_BODY)
+def rotate_key(keyid: str, body: EnvelopeBody, session: SessionDep, ctx: ContextDep) -> RotationOut:
+    """Hand the principal's authority from its active key to a new one (SPEC.md 5.5).
+
+    No bearer token: the two signatures are the authority, as for registration."""
+    principal = _find_principal(session, keyid)
+    envelope = Envelope.from_json(body)
+    if envelope.payload_type != KeyRotation.PAYLOAD_TYPE:
+        raise PayloadTypeError(
+            f"expected payloadType {KeyRotation.PAYLOAD_TYPE!r}, got {envelope.payload_type!r}"
+        )
+    # The payload names the old key; it must be this principal's active key. Nothing of the
+    # claim is trusted before verify_key_rotation below checks it (K1–K7).
+    claimed = KeyRotation.from_json_obj(parse_canonical(envelope.payload))
+    old = session.get(PrincipalKey, claimed.old_key)
+    if old is None or old.principal_id != principal.id or old.revoked is not None:
+        raise UntrustedKeyError(
+            f"the rotation hands over key {claimed.old_key[:16]}…, which is not a key of "
+            f"principal {principal.keyid[:16]}…"
+        )
+    if old.rotated is not None:
+        successor = _successor(session, old.keyid)
+        raise ConflictError(
+            f"key {old.keyid[:16]}… was already rotated"
+            + ("" if successor is None else f" to {successor[:16]}…")
+            + f" at {old.rotated:%Y-%m-%dT%H:%M:%SZ}",
+            hint="rotate from the active key (GET /v1/principals/{keyid}/rotations)",
+        )
+    now = ctx.clock()
+    # K1–K7: signed by the old key and by the new one, not from the future.
+    verified = verify_key_rotation(envelope, old_key=VerifyKey.from_b64(old.public), now=now)
+    new = verified.statement.new_key
+    if session.get(PrincipalKey, new.keyid) is not None:
+        raise ConflictError(f"key {new.keyid} is already registered", hint="rotate to a fresh key")
+    # The old key stops being active exactly once: of two concurrent rotations one wins here,
+    # the other finds nothing to update (or loses on the unique ``replaces``).
+    handed_over = session.execute(
+        update(PrincipalKey)
+        .where(
+            PrincipalKey.keyid == old.keyid,
+            PrincipalKey.rotated.is_(None),
+            PrincipalKey.revoked.is_(None),
+        )
+        .values(rotated=now)
+        .returning(PrincipalKey.keyid)
+    ).first()
+    if handed_over is None:
+        session.rollback()
+        raise ConflictError(f"key {old.keyid[:16]}… was rotated concurrently")
+    row = PrincipalKey(
+        keyid=new.keyid,
+        principal_id=principal.id,
+        public=new.public,
+        created=now,
+        revoked=None,
+        rotated=None,
+        replaces=old.keyid,
+        rotation_id=verified.digest,
+        rotation=body,
+    )
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        session.rollback()
+        raise ConflictError(f"key {new.keyid} is already registered") from exc
+    # Sessions opened with the old key (by its owner or by whoever stole it) end now.
+    session.execute(
+        update(AuthToken)
+        .where(AuthToken.principal_id == principal.id, AuthToken.revoked.is_(None))
+        .values(revoked=now)
+    )
+    detail = f"key rotation {verified.digest}: {old.keyid} -> {new.keyid}"
+    if verified.statement.reason:
+        detail += f"; reason: {verified.statement.reason}"
+    audit(session, now=now, action="rotate_key", principal=old.keyid, dataset=None, detail=detail)
+    # Also in the audit log of every dataset the principal publishes: their readers' trust in
+    # the publisher key changes here.
+    datasets = session.scalars(
+        select(Dataset.name)
+        .join(Namespace, Namespace.id == Dataset.namespace_id)
+        .where(Namespace.owner_id == principal.id)
+        .order_by(Dataset.name)
+    )
+    for name in datasets:
+        audit(
+            session, now=now, action="rotate_key", principal=old.keyid, dataset=name, detail=detail
+        )
+    out = _rotation_out(principal, row)
+    session.commit()
+    return out
+
+
+@router.get("/principals/{keyid}/rotations")
+def list_rotations(keyid: str, session: ReadSessionDep) -> RotationList:
+    """The principal's chain of KeyRotation envelopes, oldest first (public: clients that pinned
+    an older key follow it, verifying each link with the key before)."""
+    principal = _find_principal(session, keyid)
+    rows = list(
+        session.scalars(select(PrincipalKey).where(PrincipalKey.principal_id == principal.id))
+    )
+    by_old = {k.replaces: k for k in rows if k.replaces is not None}
+    items: list[RotationOut] = []
+    current = principal.keyid
+    while current in by_old and len(items) < len(rows):
+        row = by_old[current]
+        items.append(_rotation_out(principal, row))
+        current = row.keyid
+    return RotationList(principal=principal.keyid, active_key=current, items=items)

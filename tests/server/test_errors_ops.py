@@ -18,6 +18,7 @@ from .server_helpers import Identity, assert_problem, new_identity, registration
 API_PATHS = {
     "/v1/principals": {"post"},
     "/v1/principals/{keyid}": {"get"},
+    "/v1/principals/{keyid}/rotations": {"post", "get"},
     "/v1/auth/challenge": {"post"},
     "/v1/auth/token": {"post", "delete"},
     "/v1/whoami": {"get"},
