@@ -664,10 +664,25 @@ def parse_versions(text: str) -> tuple[int, int | None]:
     return low, high
 
 
+def _resolve_id(given: str, known: Sequence[str], what: str) -> str:
+    """A full id from a unique prefix of one (the tables show ids shortened, as git does)."""
+    given = given.strip().rstrip("…").lower()
+    if re.fullmatch(r"[0-9a-f]{64}", given):
+        return given
+    if not re.fullmatch(r"[0-9a-f]{4,63}", given):
+        raise MalformedError(f"{what} id must be hex (at least 4 characters of it), got {given!r}")
+    matches = sorted({k for k in known if k.startswith(given)})
+    if not matches:
+        raise NotFoundError(f"no {what} of yours has an id starting with {given}")
+    if len(matches) > 1:
+        raise MalformedError(f"{given} is ambiguous: {len(matches)} {what}s start with it")
+    return matches[0]
+
+
 @app.command()
 def approve(
     ctx: typer.Context,
-    request_id: Annotated[str, typer.Argument(help="The request's id (see `ostraca requests`).")],
+    request_id: Annotated[str, typer.Argument(help="Request id or a unique prefix of it.")],
     expires: Annotated[str, typer.Option(help="Lifetime (90d, 12h) or date.")] = "90d",
     versions: Annotated[
         str | None, typer.Option(help="Versions covered: N, A..B, A.. [default: all].")
@@ -683,9 +698,14 @@ def approve(
     cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     if columns is not None and not cols:
         raise MalformedError("--columns names no column")
-    grant = _client(ctx).approve(
+    expires_at = parse_expiry(expires, now=now)
+    client = _client(ctx)
+    request_id = _resolve_id(
+        request_id, [r.request_id for r in client.list_requests(status="pending")], "request"
+    )
+    grant = client.approve(
         request_id,
-        expires=parse_expiry(expires, now=now),
+        expires=expires_at,
         not_before=now,
         min_version=low,
         max_version=high,
@@ -704,12 +724,16 @@ def approve(
 @app.command()
 def deny(
     ctx: typer.Context,
-    request_id: Annotated[str, typer.Argument(help="The request's id.")],
+    request_id: Annotated[str, typer.Argument(help="The request's id, or a unique prefix.")],
     reason: Annotated[str, typer.Option(help="Told to the requester.")] = "",
     as_json: JsonOpt = False,
 ) -> None:
     """Deny a pending request."""
-    item = _client(ctx).deny_request(request_id, reason)
+    client = _client(ctx)
+    request_id = _resolve_id(
+        request_id, [r.request_id for r in client.list_requests(status="pending")], "request"
+    )
+    item = client.deny_request(request_id, reason)
     if as_json:
         _print_json(_request_json(item))
     else:
@@ -748,12 +772,14 @@ def grants(
 @app.command()
 def revoke(
     ctx: typer.Context,
-    grant_id: Annotated[str, typer.Argument(help="The grant's id (see `ostraca grants --json`).")],
+    grant_id: Annotated[str, typer.Argument(help="Grant id or a unique prefix of it.")],
     reason: Annotated[str, typer.Option(help="Recorded in the signed revocation.")] = "",
     as_json: JsonOpt = False,
 ) -> None:
     """Revoke a grant: signs a Revocation; the registry refuses the very next byte."""
-    item = _client(ctx).revoke(grant_id, reason=reason)
+    client = _client(ctx)
+    grant_id = _resolve_id(grant_id, [g.grant_id for g in client.list_grants()], "grant")
+    item = client.revoke(grant_id, reason=reason)
     if as_json:
         _print_json(item.model_dump(mode="json"))
     else:
