@@ -422,7 +422,8 @@ def _rate_txt(r: RunResult) -> str:
 
 def _profile_summary(raw: str, top: int = 12) -> str:
     """Top functions by self samples (leaf frame) with their inclusive share, from py-spy's raw
-    (collapsed-stack) output; thread roots are listed with their shares."""
+    (collapsed-stack) output, import stacks left out; thread roots are listed with their shares.
+    py-spy's idle detection is heuristic: some waits (``Condition.wait``) still show up."""
     self_c: dict[str, int] = {}
     incl: dict[str, int] = {}
     threads: dict[str, int] = {}
@@ -432,8 +433,10 @@ def _profile_summary(raw: str, top: int = 12) -> str:
         if not stack or not n.isdigit():
             continue
         count = int(n)
-        total += count
         frames = stack.split(";")
+        if any("importlib" in f for f in frames):
+            continue  # module imports (before the dataset is opened) are not the read path
+        total += count
         threads[frames[0]] = threads.get(frames[0], 0) + count
         leaf = frames[-1]
         self_c[leaf] = self_c.get(leaf, 0) + count
@@ -559,10 +562,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small data, fewer repetitions (<3 min)")
     ap.add_argument("--reps", type=int, default=0, help="repetitions (default 5; quick 2)")
     ap.add_argument("--systems", default="", help="comma-separated subset of " + ",".join(SYSTEMS))
+    ap.add_argument("--d1-mib", type=int, default=0, help="D1 size in MiB (default 2048; quick 64)")
+    ap.add_argument("--d2-mib", type=int, default=0, help="D2 size in MiB (default 1024; quick 32)")
     ap.add_argument(
         "--skip",
         default="",
-        help="comma-separated phases to skip: d2,resume,coverage,corrupt,train,load",
+        help="comma-separated phases to skip: d2,resume,coverage,corrupt,train,profile,load",
     )
     args = ap.parse_args(argv)
     _reexec_in_venv(argv)
@@ -642,15 +647,19 @@ def main(argv: list[str] | None = None) -> int:
     bench.results["duration_s"] = time.perf_counter() - t_start
     shutil.rmtree(bench.tmp, ignore_errors=True)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    partial = bool(args.systems or skip or args.d1_mib or args.d2_mib or args.reps)
     stamp = started.strftime("%Y-%m-%d") + ("-quick" if plan.quick else "")
+    stamp += "-partial" if partial else ""
     out_json = RESULTS_DIR / f"{stamp}.json"
     summary = report.summarize(bench.results, SYSTEMS)
     bench.results["summary"] = summary
     out_json.write_text(json.dumps(bench.results, indent=1, default=str))
     plots = report.plots(summary, RESULTS_DIR, stamp)
     md = report.markdown(bench.results, summary, SYSTEMS, plots, out_json.name)
-    (BENCH_DIR / "RESULTS.md").write_text(md)
-    log(f"wrote {out_json.relative_to(BENCH_DIR.parent)}, bench/RESULTS.md and {len(plots)} plots")
+    # A partial run (subset, skipped phases, other sizes) never replaces RESULTS.md.
+    md_path = RESULTS_DIR / f"{stamp}.md" if partial else BENCH_DIR / "RESULTS.md"
+    md_path.write_text(md.replace("](results/", "](" if partial else "](results/"))
+    log(f"wrote {out_json.relative_to(BENCH_DIR.parent)}, {md_path} and {len(plots)} plots")
     _ = median_spread
     return 0
 
