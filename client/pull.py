@@ -12,12 +12,13 @@ A pulled copy is self-describing::
 it downloads (or comes from the verified cache) and only then renamed into place; a file already
 present with the right size and digest is kept (a pull resumes). :func:`verify_copy` checks a
 copy with no network: signatures (with the pinned keys of ``$OSTRACA_HOME`` when there are some,
-else ``keys.json``), the grant, every digest, every chunk; it returns a report.
+else ``keys.json``), the grant, every digest, every chunk; it returns a report. Both it and
+:func:`~ostraca.client.local.open_pulled` (train from a copy, offline) check with the functions of
+``local.py``, which check shards with streaming's :class:`~ostraca.client.fetch.ChunkVerifier`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -29,23 +30,27 @@ from pathlib import Path
 
 from ostraca.protocol_spec import (
     DigestMismatchError,
-    Envelope,
-    MalformedError,
     OstracaError,
     ShardEntry,
-    VerifyKey,
+    VerificationError,
     utc_now,
-    verify_grant,
-    verify_manifest,
 )
 
 from .api import RegistryClient
 from .config import ClientConfig
-from .fetch import DIGEST_BYTES, ChunkVerifier
+from .fetch import ChunkVerifier
+from .local import (
+    CHUNKS_DIR,
+    GRANT_FILE,
+    KEYS_FILE,
+    MANIFEST_FILE,
+    SHARDS_DIR,
+    copy_keys,
+    verify_copy_grant,
+    verify_copy_manifest,
+    verify_shard_file,
+)
 from .stream import VerifiedDataset, open_dataset
-from .trust import TrustStore
-
-HASH_BLOCK = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,16 +65,6 @@ class PullResult:
     downloaded_bytes: int
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    buf = bytearray(HASH_BLOCK)
-    view = memoryview(buf)
-    with path.open("rb", buffering=0) as fh:
-        while n := fh.readinto(buf):
-            h.update(view[:n])
-    return h.hexdigest()
-
-
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_bytes(data)
@@ -79,16 +74,18 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def _pull_shard(ds: VerifiedDataset, index: int, dest: Path) -> int:
     """Put shard ``index`` at ``dest`` verified; return how many bytes came over the network."""
     entry = ds.manifest.statement.shards[index]
-    target = dest / "shards" / entry.sha256
-    chunk_target = dest / "chunks" / entry.chunks
+    target = dest / SHARDS_DIR / entry.sha256
+    chunk_target = dest / CHUNKS_DIR / entry.chunks
     chunks = ds.chunk_list(index)
     if not chunk_target.exists():
         _write_atomic(chunk_target, chunks)
-    if (
-        target.exists()
-        and target.stat().st_size == entry.bytes
-        and _file_sha256(target) == entry.sha256
-    ):
+    try:  # already here and intact (a pull that resumes)
+        verify_shard_file(
+            dest, entry, chunk_bytes=ds.manifest.statement.chunk_bytes, what=f"shard {index}"
+        )
+    except VerificationError:
+        pass
+    else:
         return 0
     cached = ds.cache.blob_path(entry.sha256)
     fh = ds.cache.open(entry.sha256, entry.bytes)
@@ -151,13 +148,13 @@ def pull(
         dataset, version=version, config=config, client=client, now=now, recheck_access=False
     ) as ds:
         m = ds.manifest.statement
-        (dest / "shards").mkdir(parents=True, exist_ok=True)
-        (dest / "chunks").mkdir(parents=True, exist_ok=True)
-        _write_atomic(dest / "manifest.json", ds.manifest_envelope.to_json())
-        _write_atomic(dest / "grant.json", ds.grant_envelope.to_json())
+        (dest / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
+        (dest / CHUNKS_DIR).mkdir(parents=True, exist_ok=True)
+        _write_atomic(dest / MANIFEST_FILE, ds.manifest_envelope.to_json())
+        _write_atomic(dest / GRANT_FILE, ds.grant_envelope.to_json())
         publisher = ds.manifest.signer
         keys = {"namespace": m.namespace, "keys": {publisher.keyid: publisher.b64}}
-        _write_atomic(dest / "keys.json", (json.dumps(keys, indent=2) + "\n").encode())
+        _write_atomic(dest / KEYS_FILE, (json.dumps(keys, indent=2) + "\n").encode())
         if on_start is not None:
             on_start(len(m.shards), m.total_bytes)
         downloaded = 0
@@ -211,56 +208,12 @@ class CopyReport:
         return [c for c in self.checks if not c.ok]
 
 
-def _load_keys(directory: Path, home: Path | None) -> tuple[dict[str, VerifyKey], str]:
-    data = json.loads((directory / "keys.json").read_text())
-    ns = str(data["namespace"])
-    if home is not None:
-        pinned = TrustStore(home).pinned(ns)
-        if pinned is not None:
-            return pinned, f"keys pinned in {home}"
-    keys = {}
-    for keyid, b64 in dict(data["keys"]).items():
-        key = VerifyKey.from_b64(str(b64))
-        if key.keyid != keyid:
-            raise MalformedError(f"keys.json: key {keyid[:16]}… has another id")
-        keys[keyid] = key
-    return keys, "keys.json (no pin for this namespace here)"
-
-
 def _check_shard(directory: Path, index: int, entry: ShardEntry, chunk_bytes: int) -> Check:
     what = f"shard {index} {entry.sha256[:16]}…"
-    path = directory / "shards" / entry.sha256
-    chunk_path = directory / "chunks" / entry.chunks
     try:
-        chunks = chunk_path.read_bytes()
-    except FileNotFoundError:
-        return Check(what, ok=False, detail="chunk list missing")
-    if hashlib.sha256(chunks).hexdigest() != entry.chunks:
-        return Check(what, ok=False, detail="chunk list does not match the manifest")
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return Check(what, ok=False, detail="file missing")
-    if size != entry.bytes:
-        return Check(what, ok=False, detail=f"{size} bytes, the manifest says {entry.bytes}")
-    whole = hashlib.sha256()
-    buf = bytearray(chunk_bytes)
-    view = memoryview(buf)
-    bad: list[int] = []
-    with path.open("rb", buffering=0) as fh:
-        index_ = 0
-        while n := fh.readinto(buf):
-            piece = view[:n]
-            whole.update(piece)
-            expected = chunks[index_ * DIGEST_BYTES : (index_ + 1) * DIGEST_BYTES]
-            if hashlib.sha256(piece).digest() != expected:
-                bad.append(index_)
-            index_ += 1
-    if whole.hexdigest() != entry.sha256:
-        where = f" (chunk(s) {', '.join(map(str, bad[:8]))} differ)" if bad else ""
-        return Check(what, ok=False, detail=f"sha256 does not match the manifest{where}")
-    if bad:
-        return Check(what, ok=False, detail=f"chunk(s) {bad[:8]} do not match the chunk list")
+        verify_shard_file(directory, entry, chunk_bytes=chunk_bytes, what=what)
+    except VerificationError as exc:
+        return Check(what, ok=False, detail=exc.message.removeprefix(f"{what}: "))
     return Check(what, ok=True, detail=f"{entry.rows} rows, {entry.bytes} bytes")
 
 
@@ -272,9 +225,8 @@ def verify_copy(
     now = now or utc_now()
     report = CopyReport(directory=directory)
     try:
-        keys, key_source = _load_keys(directory, home)
-        manifest_env = Envelope.from_json((directory / "manifest.json").read_bytes())
-        manifest = verify_manifest(manifest_env, publisher_keys=keys, now=now)
+        keys = copy_keys(directory, home=home)
+        manifest, _ = verify_copy_manifest(directory, keys, now=now)
     except (OstracaError, OSError, ValueError, KeyError, TypeError) as exc:
         report.checks.append(Check("manifest signature", ok=False, detail=str(exc)))
         return report
@@ -285,13 +237,11 @@ def verify_copy(
             "manifest signature",
             ok=True,
             detail=f"{m.dataset}@{m.version} signed by {manifest.signer.keyid[:16]}… "
-            f"({key_source})",
+            f"({keys.source})",
         )
     )
     try:
-        grant_env = Envelope.from_json((directory / "grant.json").read_bytes())
-        grantee = json.loads(grant_env.payload).get("grantee", "")
-        grant = verify_grant(grant_env, manifest=manifest, grantee=str(grantee), now=now)
+        grant, _ = verify_copy_grant(directory, manifest, now=now)
         report.checks.append(
             Check(
                 "grant",

@@ -39,16 +39,24 @@ def _fail(exc: OstracaError) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _load_trainer_key(spec: str | None) -> VerifyKey:
+def _load_key(spec: str) -> VerifyKey:
     """A ``.pub.json`` file (as ``ostraca keygen`` writes), or the raw key in base64."""
-    path = Path(spec) if spec else _home() / "identity.pub.json"
+    path = Path(spec)
     if path.exists():
         obj = json.loads(path.read_text())
         pub = PublicKey.model_validate({"keyid": obj["keyid"], "public": obj["public"]})
         return pub.to_verify_key()
-    if spec is None:
-        raise OstracaError(f"no trainer key given and {path} does not exist")
     return VerifyKey.from_b64(spec)
+
+
+def _load_trainer_key(spec: str | None) -> VerifyKey:
+    """``spec`` (see :func:`_load_key`), by default this identity's ``identity.pub.json``."""
+    if spec is not None:
+        return _load_key(spec)
+    path = _home() / "identity.pub.json"
+    if not path.exists():
+        raise OstracaError(f"no trainer key given and {path} does not exist")
+    return _load_key(str(path))
 
 
 def register_trainer_commands(app: typer.Typer) -> None:
@@ -60,8 +68,26 @@ def register_trainer_commands(app: typer.Typer) -> None:
 
 
 def train_command(
-    dataset: Annotated[str, typer.Option(help="Dataset to train on: ns/name[@version].")],
     out: Annotated[Path, typer.Option(help="Run folder (checkpoint, metrics, tokenizer).")],
+    dataset: Annotated[
+        str | None,
+        typer.Option(help="Dataset to stream from the registry: ns/name[@version]."),
+    ] = None,
+    from_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-dir",
+            help="Train from a copy `ostraca pull` wrote, offline (for nodes that cannot reach "
+            "the registry): signatures, grant validity and every shard are verified here.",
+        ),
+    ] = None,
+    publisher_key: Annotated[
+        str | None,
+        typer.Option(
+            help="With --from-dir: the publisher key to trust (.pub.json or base64) [default: "
+            "the key pinned in $OSTRACA_HOME, else the copy's keys.json].",
+        ),
+    ] = None,
     steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 1000,
     text_column: Annotated[str, typer.Option(help="Column holding the documents.")] = "text",
     model_size: Annotated[str, typer.Option(help="toy, mini, 100m or gpt2-small.")] = "toy",
@@ -78,12 +104,17 @@ def train_command(
     resume: Annotated[bool, typer.Option(help="Continue from the run's checkpoint.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for initialisation and shuffling.")] = 0,
 ) -> None:
-    """Train a Transformer on a verified dataset you hold a grant for."""
-    from ostraca.client import open_dataset  # noqa: PLC0415
+    """Train a Transformer on a verified dataset you hold a grant for: streamed from the
+    registry (--dataset), or from a pulled copy (--from-dir)."""
+    if (dataset is None) == (from_dir is None):
+        raise typer.BadParameter("give exactly one of --dataset and --from-dir")
+    if publisher_key is not None and from_dir is None:
+        raise typer.BadParameter("--publisher-key goes with --from-dir")
+    from ostraca.client.local import PulledDataset, open_pulled  # noqa: PLC0415
+    from ostraca.client.stream import VerifiedDataset, open_dataset  # noqa: PLC0415
 
     from .train import TrainConfig, train  # noqa: PLC0415
 
-    name, version = parse_dataset_ref(dataset)
     cfg = TrainConfig(
         out_dir=out,
         steps=steps,
@@ -103,7 +134,15 @@ def train_command(
         seed=seed,
     )
     try:
-        with open_dataset(name, version=version, columns=[text_column]) as source:
+        source: VerifiedDataset | PulledDataset
+        if from_dir is not None:
+            keys = None if publisher_key is None else [_load_key(publisher_key)]
+            source = open_pulled(from_dir, publisher_keys=keys, home=_home(), columns=[text_column])
+        else:
+            assert dataset is not None
+            name, version = parse_dataset_ref(dataset)
+            source = open_dataset(name, version=version, columns=[text_column])
+        with source:
             result = train(cfg, source=source, log=console.print)
     except OstracaError as exc:
         raise _fail(exc) from exc

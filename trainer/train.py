@@ -626,6 +626,10 @@ def train(
                         break
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < end:
                     save(step)
+    except BaseException:
+        if metrics_fh is not None:
+            metrics_fh.close()
+        raise
     finally:
         prefetch.close()
     if result.stopped is None and step < cfg.steps:

@@ -1,4 +1,8 @@
-"""The PyTorch adapter: exactly-once split, deterministic shuffle, exact mid-epoch resume."""
+"""The PyTorch adapter: exactly-once split, deterministic shuffle, exact mid-epoch resume.
+
+The rows come from ``acme/ids`` (``ids_table``: 254 rows in uneven shards), published to a real
+registry and read back verified: from the pulled copy (``open_pulled``), and where marked, also
+streamed from the registry (``open_dataset``)."""
 
 from __future__ import annotations
 
@@ -9,15 +13,16 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 import torch
-import torch.distributed as dist
 from torch.multiprocessing.spawn import spawn
-from torch.utils.data import DataLoader
 
+from ostraca.client.local import PulledDataset
+from ostraca.client.source import ShardSource
 from ostraca.client.torch import Item, ShardDataLoader, ShardDataset
 
-from .trainer_testlib import DirSource, id_shards
+from .spawned import ddp_adapter_rank
+from .trainer_testlib import TrainerData
 
-ROWS = [37, 50, 23, 64, 41, 9, 30]  # 254 rows in 7 uneven shards
+TOTAL = 254
 
 
 def ids(items: list[Item]) -> list[int]:
@@ -31,29 +36,47 @@ def ids(items: list[Item]) -> list[int]:
 
 
 @pytest.fixture
-def source(tmp_path: Path) -> DirSource:
-    return DirSource(id_shards(tmp_path / "ids", ROWS))
+def source(data: TrainerData) -> PulledDataset:
+    return data.pulled(data.ids)
 
 
-def make(source: DirSource, **kw: object) -> ShardDataset:
-    args: dict[str, object] = {"seed": 7, "block_rows": 40, "batch_rows": 16}
+@pytest.fixture
+def shard_rows(source: PulledDataset) -> list[int]:
+    rows = list(source.shard_rows)
+    assert sum(rows) == TOTAL
+    assert len(rows) >= 5
+    assert len(set(rows)) > 1  # uneven
+    return rows
+
+
+def make(source: ShardSource, **kw: object) -> ShardDataset:
+    args: dict[str, object] = {
+        "seed": 7,
+        "block_rows": 40,
+        "batch_rows": 16,
+        "columns": ["id", "x"],
+    }
     args.update(kw)
     return ShardDataset(source, **args)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("how", ["pulled", "streamed"])
 @pytest.mark.parametrize("world", [1, 2, 3, 4])
-def test_every_row_once_per_epoch_across_ranks(source: DirSource, world: int) -> None:
-    seen = []
-    for rank in range(world):
-        seen += ids(list(make(source, rank=rank, world_size=world)))
-    assert sorted(seen) == list(range(sum(ROWS)))
+def test_every_row_once_per_epoch_across_ranks(data: TrainerData, world: int, how: str) -> None:
+    with data.stream(data.ids) if how == "streamed" else data.pulled(data.ids) as source:
+        seen = []
+        for rank in range(world):
+            seen += ids(list(make(source, rank=rank, world_size=world)))
+    assert sorted(seen) == list(range(TOTAL))
 
 
-def test_same_seed_and_epoch_same_order_other_epoch_other_order(source: DirSource) -> None:
+def test_same_seed_and_epoch_same_order_other_epoch_other_order(
+    source: PulledDataset, shard_rows: list[int]
+) -> None:
     a, b = make(source), make(source)
     first = ids(list(a))
     assert first == ids(list(b))
-    assert first != list(range(sum(ROWS)))  # rows really are shuffled
+    assert first != list(range(sum(shard_rows)))  # rows really are shuffled
     b.set_epoch(1)
     second = ids(list(b))
     assert second != first
@@ -61,21 +84,21 @@ def test_same_seed_and_epoch_same_order_other_epoch_other_order(source: DirSourc
     assert ids(list(make(source, seed=8))) != first
 
 
-def test_block_shuffle_is_bounded(source: DirSource) -> None:
+def test_block_shuffle_is_bounded(source: PulledDataset, shard_rows: list[int]) -> None:
     # With shuffle off the stream is the manifest order; with it on, a row moves only within
     # its block of block_rows rows of the (permuted) shard sequence.
     plain = ids(list(make(source, shuffle=False)))
-    assert plain == list(range(sum(ROWS)))
+    assert plain == list(range(sum(shard_rows)))
     ds = make(source)
     order = ds.shard_order(0)
-    stream = [i for s in order for i in range(sum(ROWS[:s]), sum(ROWS[: s + 1]))]
+    stream = [i for s in order for i in range(sum(shard_rows[:s]), sum(shard_rows[: s + 1]))]
     got = ids(list(ds))
     for lo in range(0, len(got), 40):
         assert sorted(got[lo : lo + 40]) == sorted(stream[lo : lo + 40])
 
 
 @pytest.mark.parametrize("cut", [0, 1, 3, 5, 9, 15])
-def test_resume_in_process_yields_exactly_the_rest(source: DirSource, cut: int) -> None:
+def test_resume_in_process_yields_exactly_the_rest(source: PulledDataset, cut: int) -> None:
     full = ids(list(make(source, rank=1, world_size=2)))
     ds = make(source, rank=1, world_size=2)
     it = iter(ds)
@@ -86,9 +109,9 @@ def test_resume_in_process_yields_exactly_the_rest(source: DirSource, cut: int) 
     assert head + ids(list(resumed)) == full
 
 
-def test_resume_with_two_dataloader_workers(source: DirSource) -> None:
+def test_resume_with_two_dataloader_workers(source: PulledDataset, shard_rows: list[int]) -> None:
     full = ids(list(ShardDataLoader(make(source), num_workers=2)))
-    assert sorted(full) == list(range(sum(ROWS)))
+    assert sorted(full) == list(range(sum(shard_rows)))
     for cut in (3, 6):
         loader = ShardDataLoader(make(source), num_workers=2)
         head = ids(list(itertools.islice(iter(loader), cut)))
@@ -98,7 +121,7 @@ def test_resume_with_two_dataloader_workers(source: DirSource) -> None:
         assert head + ids(list(again)) == full
 
 
-def test_resume_refuses_another_worker_count(source: DirSource) -> None:
+def test_resume_refuses_another_worker_count(source: PulledDataset) -> None:
     ds = make(source)
     next(iter(ds))
     other = ShardDataLoader(make(source), num_workers=2)
@@ -107,7 +130,7 @@ def test_resume_refuses_another_worker_count(source: DirSource) -> None:
         list(other)
 
 
-def test_torch_output_is_whole_batch_tensors(source: DirSource) -> None:
+def test_torch_output_is_whole_batch_tensors(source: PulledDataset) -> None:
     items = list(make(source, output="torch", shuffle=False))
     assert all(isinstance(i, dict) for i in items)
     first = items[0]
@@ -117,44 +140,31 @@ def test_torch_output_is_whole_batch_tensors(source: DirSource) -> None:
     assert torch.equal(first["x"], first["id"].double() / 2)
 
 
-def test_shards_read_follows_progress(source: DirSource) -> None:
+def test_shards_read_follows_progress(source: PulledDataset, shard_rows: list[int]) -> None:
     ds = make(source, shuffle=False, block_rows=10, batch_rows=10)
     it = iter(ds)
     next(it)
     assert ds.shards_read() == {0}
-    list(itertools.islice(it, 4))  # rows 10..49 → shard 1 starts at row 37
+    assert 10 <= shard_rows[0] < 50 <= shard_rows[0] + shard_rows[1]
+    list(itertools.islice(it, 4))  # rows 10..49 → shard 1 starts at row shard_rows[0]
     assert ds.shards_read() == {0, 1}
 
 
-def _ddp_worker(rank: int, world: int, root: str, init: str, out: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
-    try:
-        ds = ShardDataset(DirSource(Path(root)), seed=3, block_rows=40, batch_rows=16)
-        assert (ds.rank, ds.world_size) == (rank, world)
-        seen = []
-        for epoch in (0, 1):
-            ds.set_epoch(epoch)
-            loader = DataLoader(ds, batch_size=None, num_workers=2)
-            got = [b.column("id").to_pylist() for b in loader]
-            seen.append(",".join(str(i) for batch in got for i in batch))
-        Path(out, f"rank{rank}.txt").write_text("\n".join(seen))
-    finally:
-        dist.destroy_process_group()
-
-
-def test_two_ranks_two_workers_see_every_row_once(source: DirSource, tmp_path: Path) -> None:
+def test_two_ranks_two_workers_see_every_row_once(
+    data: TrainerData, source: PulledDataset, tmp_path: Path, shard_rows: list[int]
+) -> None:
     init = f"file://{tmp_path / 'rendezvous'}"
-    spawn(_ddp_worker, args=(2, str(source.root), init, str(tmp_path)), nprocs=2)  # type: ignore[no-untyped-call]
+    args = (2, str(source.directory), str(data.researcher.home), init, str(tmp_path))
+    spawn(ddp_adapter_rank, args=args, nprocs=2)  # type: ignore[no-untyped-call]
     per_rank = [(tmp_path / f"rank{r}.txt").read_text().split("\n") for r in range(2)]
     for epoch in (0, 1):
         rows = [int(i) for r in range(2) for i in per_rank[r][epoch].split(",") if i]
-        assert sorted(rows) == list(range(sum(ROWS))), f"epoch {epoch}"
+        assert sorted(rows) == list(range(sum(shard_rows))), f"epoch {epoch}"
     assert per_rank[0][0] != per_rank[0][1]  # a new epoch, a new order
 
 
-def test_unknown_shard_index_is_refused(source: DirSource) -> None:
+def test_unknown_shard_index_is_refused(source: PulledDataset) -> None:
     with pytest.raises(ValueError, match="distinct"):
         make(source, shards=[0, 99])
     assert pa.types.is_int64(source.schema.field("id").type)
-    assert os.path.isdir(source.root)
+    assert os.path.isdir(source.directory)

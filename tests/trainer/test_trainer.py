@@ -1,60 +1,38 @@
 """The trainer end to end on CPU: learning, exact resume, DDP equivalence, revocation,
-attestation, generation."""
+attestation, generation. The data is ``acme/corpus`` (6 shards × 120 documents) on a real
+registry, streamed (``open_dataset``) or read from the researcher's pulled copy
+(``open_pulled``)."""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
 from torch.multiprocessing.spawn import spawn
 
+from ostraca.client.stream import open_dataset
 from ostraca.protocol_spec import SigningKey, VerificationError, utc_now
 from ostraca.trainer.attest import ATTESTATION_FILE, attest_run, verify_run_attestation
 from ostraca.trainer.generate import generate
-from ostraca.trainer.model import ModelConfig
-from ostraca.trainer.train import CHECKPOINT_FILE, TrainConfig, iter_metrics, load_checkpoint, train
+from ostraca.trainer.train import CHECKPOINT_FILE, iter_metrics, load_checkpoint, train
 
-from .trainer_testlib import DirSource, text_shards
-
-TINY = ModelConfig(n_layer=2, n_head=2, n_embd=64, seq_len=64)
-
-
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return text_shards(tmp_path_factory.mktemp("corpus"), shards=6, docs_per_shard=120)
-
-
-def config(out: Path, **kw: object) -> TrainConfig:
-    base = TrainConfig(
-        out_dir=out,
-        steps=24,
-        model=TINY,
-        batch_size=4,
-        seq_len=64,
-        lr=3e-3,
-        warmup=4,
-        shuffle_block_rows=50,
-        batch_rows=20,
-        progress=False,
-    )
-    return replace(base, **kw)  # type: ignore[arg-type]
+from ..client.client_helpers import make_identity
+from .spawned import config, ddp_train_rank
+from .trainer_testlib import RevokeAfter, TrainerData
 
 
 def losses(run: Path) -> list[float]:
     return [m["loss"] for m in iter_metrics(run) if "loss" in m]
 
 
-def test_loss_falls_and_eval_runs(shards: Path, tmp_path: Path) -> None:
+def test_loss_falls_and_eval_runs(data: TrainerData, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = train(
-        config(out, steps=40, eval_every=20, eval_shards=1), source=DirSource(shards), log=None
-    )
+    with data.stream(data.corpus, columns=["text"]) as source:
+        result = train(config(out, steps=40, eval_every=20, eval_shards=1), source=source, log=None)
     assert result.stopped is None
     assert result.step == 40
     first, last = result.losses[:5], result.losses[-5:]
@@ -76,13 +54,17 @@ def test_loss_falls_and_eval_runs(shards: Path, tmp_path: Path) -> None:
     assert prov["shards_consumed"] == len(prov["shards"])
 
 
-def test_resume_continues_bit_for_bit(shards: Path, tmp_path: Path) -> None:
+def test_resume_continues_bit_for_bit(data: TrainerData, tmp_path: Path) -> None:
+    # The whole run streams from the registry; the interrupted one reads the pulled copy: the
+    # two sources are the same verified data, so the runs agree to the bit.
     whole = tmp_path / "whole"
-    train(config(whole), source=DirSource(shards))
+    with data.stream(data.corpus) as streamed:
+        assert streamed.provenance == data.pulled(data.corpus).provenance
+        train(config(whole), source=streamed)
     parts = tmp_path / "parts"
-    first = train(config(parts, stop_after=11), source=DirSource(shards))
+    first = train(config(parts, stop_after=11), source=data.pulled(data.corpus))
     assert first.stopped == "stop_after"
-    second = train(config(parts, resume=True), source=DirSource(shards))
+    second = train(config(parts, resume=True), source=data.pulled(data.corpus))
     assert second.step == 24
     assert losses(parts) == losses(whole)  # floats from JSON: exact equality, every step
     a = load_checkpoint(whole / CHECKPOINT_FILE)["model"]
@@ -90,26 +72,18 @@ def test_resume_continues_bit_for_bit(shards: Path, tmp_path: Path) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def _ddp_rank(rank: int, shards: str, out: str, init: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
-    try:
-        train(config(Path(out), steps=8, grad_accum=1), source=DirSource(Path(shards)))
-    finally:
-        dist.destroy_process_group()
-
-
-def test_two_process_ddp_matches_one_process(shards: Path, tmp_path: Path) -> None:
+def test_two_process_ddp_matches_one_process(data: TrainerData, tmp_path: Path) -> None:
     # One process accumulating 2 micro-batches reads data streams 0 and 1; two DDP ranks
     # (grad_accum 1) read stream 0 and stream 1 — the same tokens per step. The gradients are
     # then g0/2 + g1/2 (accumulated) against (g0 + g1)/2 (DDP's average): halving is exact in
     # floating point, so they agree to the last bit or nearly; the logged loss is summed in a
     # different order, hence a tolerance of a few ulps rather than equality.
     single = tmp_path / "single"
-    train(config(single, steps=8, grad_accum=2), source=DirSource(shards))
+    train(config(single, steps=8, grad_accum=2), source=data.pulled(data.corpus))
     ddp = tmp_path / "ddp"
     init = f"file://{tmp_path / 'rendezvous'}"
-    spawn(_ddp_rank, args=(str(shards), str(ddp), init), nprocs=2)  # type: ignore[no-untyped-call]
+    args = (str(data.corpus.copy), str(data.researcher.home), str(ddp), init)
+    spawn(ddp_train_rank, args=args, nprocs=2)  # type: ignore[no-untyped-call]
     a, b = losses(single), losses(ddp)
     assert len(a) == len(b) == 8
     assert a[0] != a[-1]
@@ -119,10 +93,22 @@ def test_two_process_ddp_matches_one_process(shards: Path, tmp_path: Path) -> No
     assert all(torch.allclose(ma[k], mb[k], rtol=1e-4, atol=1e-6) for k in ma)
 
 
-def test_revocation_saves_a_checkpoint_and_stops(shards: Path, tmp_path: Path) -> None:
+def test_revocation_saves_a_checkpoint_and_stops(data: TrainerData, tmp_path: Path) -> None:
     out = tmp_path / "revoked"
-    # The grant is revoked after 3 shard reads: the 4th read raises at its shard boundary.
-    result = train(config(out, steps=200), source=DirSource(shards, revoke_after=3))
+    # A researcher of their own, with a grant of their own, streams from the registry. The
+    # publisher revokes that grant once the trainer has begun its 3rd shard: the stream's
+    # access check at the next shard boundary refuses the 4th.
+    bob = make_identity(tmp_path, data.registry.url, "bob", "researcher")
+    request = bob.client.request_access(data.corpus.dataset, purpose="a revocable run")
+    grant = data.publisher.client.approve(request.request_id, expires=utc_now() + timedelta(days=1))
+    with open_dataset(data.corpus.dataset, client=bob.client, columns=["text"]) as streamed:
+        assert streamed.provenance.grant_id == grant.grant_id
+        source = RevokeAfter(
+            streamed, shards=3, revoke=lambda: data.publisher.client.revoke(grant.grant_id)
+        )
+        result = train(config(out, steps=200), source=source)
+    bob.client.close()
+    assert source.revoked
     assert result.stopped == "revoked"
     assert "revoked" in result.message
     assert 0 < result.step < 200
@@ -132,9 +118,9 @@ def test_revocation_saves_a_checkpoint_and_stops(shards: Path, tmp_path: Path) -
     assert losses(out)[-1] == result.losses[-1]
 
 
-def test_attestation_verifies_and_detects_tampering(shards: Path, tmp_path: Path) -> None:
+def test_attestation_verifies_and_detects_tampering(data: TrainerData, tmp_path: Path) -> None:
     out = tmp_path / "attested"
-    source = DirSource(shards)
+    source = data.pulled(data.corpus)
     train(config(out, steps=3), source=source)
     key = SigningKey.from_seed(b"\x07" * 32)
     path = attest_run(out, key)
@@ -153,16 +139,16 @@ def test_attestation_verifies_and_detects_tampering(shards: Path, tmp_path: Path
     with pytest.raises(VerificationError):  # created in the verifier's past-future: refused
         verify_run_attestation(out, trainer_key=key.public, now=utc_now() - timedelta(days=1))
     ckpt = out / CHECKPOINT_FILE
-    data = bytearray(ckpt.read_bytes())
-    data[len(data) // 2] ^= 1
-    ckpt.write_bytes(bytes(data))
+    raw = bytearray(ckpt.read_bytes())
+    raw[len(raw) // 2] ^= 1
+    ckpt.write_bytes(bytes(raw))
     with pytest.raises(VerificationError, match="sha256"):
         verify_run_attestation(out / ATTESTATION_FILE, trainer_key=key.public)
 
 
-def test_generation_returns_text(shards: Path, tmp_path: Path) -> None:
+def test_generation_returns_text(data: TrainerData, tmp_path: Path) -> None:
     out = tmp_path / "gen"
-    train(config(out, steps=30), source=DirSource(shards))
+    train(config(out, steps=30), source=data.pulled(data.corpus))
     text = generate(out, "the cat", max_tokens=40, temperature=0.8, top_k=20, seed=1)
     assert isinstance(text, str)
     assert text

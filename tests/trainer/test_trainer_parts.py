@@ -22,7 +22,7 @@ from ostraca.trainer.schedule import lr_at
 from ostraca.trainer.tokenizer import BPETokenizer, ByteTokenizer, load_tokenizer
 from ostraca.trainer.train import TrainConfig, train
 
-from .trainer_testlib import DirSource, corpus, text_shards
+from .trainer_testlib import TrainerData, corpus
 
 TEXTS = ["héllo wörld ✓", "", "second\ndoc", "日本語のテキスト"]
 
@@ -55,8 +55,8 @@ def test_bpe_trains_locally_saves_and_round_trips(tmp_path: Path) -> None:
     assert len(ids) < 2 * len(text)  # merges learned: fewer tokens than bytes
 
 
-def test_packer_resumes_token_for_token(tmp_path: Path) -> None:
-    source = DirSource(text_shards(tmp_path / "c", shards=3, docs_per_shard=50))
+def test_packer_resumes_token_for_token(data: TrainerData) -> None:
+    source = data.pulled(data.small)  # 150 documents
 
     def packer() -> Packer:
         ds = ShardDataset(source, columns=["text"], seed=1, block_rows=30, batch_rows=8)
@@ -112,8 +112,8 @@ def test_dataset_refs_parse() -> None:
         parse_dataset_ref("acme/corpus@x")
 
 
-def test_cli_generate_attest_and_verify(tmp_path: Path) -> None:
-    source = DirSource(text_shards(tmp_path / "c", shards=2, docs_per_shard=60))
+def test_cli_generate_attest_and_verify(data: TrainerData, tmp_path: Path) -> None:
+    source = data.pulled(data.small)
     run = tmp_path / "run"
     cfg = TrainConfig(
         out_dir=run,

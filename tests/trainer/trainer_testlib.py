@@ -1,21 +1,24 @@
-"""A test-only ShardSource: real Arrow IPC stream shards in a folder, sha256-checked on read.
-
-It stands in for the client's registry-backed source, which needs a running registry; it keeps
-the contract that matters here: a shard's rows are yielded only after its bytes match the
-digest recorded when it was written, and a revoked grant surfaces at a shard boundary.
+"""Data for the trainer tests, through the real path: tables published with the real publisher
+to a real registry, then streamed (``open_dataset``) or pulled and opened offline
+(``open_pulled``). The session's datasets are built once in ``conftest.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 
-from ostraca.client.source import Provenance
-from ostraca.protocol_spec import DigestMismatchError, RevokedError
+from ostraca.client.local import PulledDataset, open_pulled
+from ostraca.client.publish import PublishResult
+from ostraca.client.source import Provenance, ShardSource
+from ostraca.client.stream import VerifiedDataset, open_dataset
+
+from ..client.client_helpers import Identity
+from ..registry_helpers import Registry
 
 WORDS = [
     "the",
@@ -37,6 +40,13 @@ WORDS = [
     "sun",
 ]
 
+SHARD_BYTES = 64 * 1024
+"""The publisher's smallest shard (one 64 KiB chunk): a ``pad`` column that no test reads makes
+each shard of these small corpora hold as few documents as a trainer test wants."""
+
+TEXT_PAD_BYTES = 380
+"""With 64 KiB shards this gives 120 documents per shard."""
+
 
 def corpus(n_docs: int, *, seed: int = 0) -> list[str]:
     """Short, repetitive sentences: a tiny model learns their statistics in a few steps."""
@@ -46,92 +56,97 @@ def corpus(n_docs: int, *, seed: int = 0) -> list[str]:
     ]
 
 
-class DirSource:
-    """Shards ``shard-XXXX.arrows`` in ``root``; ``revoke_after``: refuse shard reads after this
-    many have been served (counted per process)."""
+def text_table(n_docs: int, *, seed: int = 0) -> pa.Table:
+    """``text`` (the documents) and ``pad`` (incompressible bytes the trainer never reads)."""
+    rng = random.Random(seed + 1000)
+    docs = corpus(n_docs, seed=seed)
+    pad = [rng.randbytes(TEXT_PAD_BYTES) for _ in docs]
+    return pa.table({"text": docs, "pad": pa.array(pad, pa.binary())})
 
-    def __init__(
-        self, root: Path, *, revoke_after: int | None = None, name: str = "acme/corpus"
-    ) -> None:
-        self.root = root
-        self.revoke_after = revoke_after
-        self.served = 0
-        paths = sorted(root.glob("shard-*.arrows"))
-        self._paths = paths
-        self._digests = [p.with_suffix(".sha256").read_text().strip() for p in paths]
-        self._rows = [int(p.with_suffix(".rows").read_text()) for p in paths]
-        with pa.ipc.open_stream(paths[0].read_bytes()) as r:
-            self._schema = r.schema
-        manifest = hashlib.sha256("".join(self._digests).encode()).hexdigest()
-        self._prov = Provenance(
-            dataset=name,
-            version=1,
-            manifest_digest=manifest,
-            license="CC-BY-4.0",
-            terms_sha256=hashlib.sha256(b"research only").hexdigest(),
-            grant_id=hashlib.sha256(b"grant:" + manifest.encode()).hexdigest(),
-            publisher=hashlib.sha256(b"publisher").hexdigest(),
-        )
 
-    @classmethod
-    def write(cls, root: Path, tables: Sequence[pa.Table], *, max_chunksize: int = 64) -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        for i, table in enumerate(tables):
-            sink = pa.BufferOutputStream()
-            with pa.ipc.new_stream(sink, table.schema) as w:
-                for b in table.to_batches(max_chunksize=max_chunksize):
-                    w.write_batch(b)
-            data = sink.getvalue().to_pybytes()
-            path = root / f"shard-{i:04d}.arrows"
-            path.write_bytes(data)
-            path.with_suffix(".sha256").write_text(hashlib.sha256(data).hexdigest())
-            path.with_suffix(".rows").write_text(str(table.num_rows))
+def ids_table(n_rows: int = 254) -> pa.Table:
+    """Rows with a global ``id`` (0…N-1), a float ``x`` = id / 2 and a ``pad`` whose size varies
+    by region, so that 64 KiB shards hold uneven numbers of rows."""
+    rng = random.Random(2)
+    pad = [rng.randbytes(700 + 1500 * ((i // 31) % 3)) for i in range(n_rows)]
+    return pa.table(
+        {
+            "id": pa.array(range(n_rows), pa.int64()),
+            "x": pa.array([i / 2 for i in range(n_rows)]),
+            "pad": pa.array(pad, pa.binary()),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Published:
+    """A dataset version on the session's registry, and the researcher's pulled copy of it."""
+
+    dataset: str
+    result: PublishResult
+    copy: Path
+
+
+@dataclass
+class TrainerData:
+    """The session's registry, its two parties and the datasets published on it."""
+
+    registry: Registry
+    publisher: Identity
+    researcher: Identity
+    corpus: Published
+    """6 shards × 120 documents."""
+    small: Published
+    """150 documents (2 shards)."""
+    ids: Published
+    """254 rows of ``ids_table`` in uneven shards."""
+
+    def stream(self, what: Published, **kw: object) -> VerifiedDataset:
+        """Stream ``what`` from the registry as the researcher, verified."""
+        return open_dataset(what.dataset, client=self.researcher.client, **kw)  # type: ignore[arg-type]
+
+    def pulled(self, what: Published, **kw: object) -> PulledDataset:
+        """Open the researcher's pulled copy of ``what``, offline, verified."""
+        return open_pulled(what.copy, home=self.researcher.home, **kw)  # type: ignore[arg-type]
+
+
+class RevokeAfter:
+    """A real source whose grant gets revoked on the registry — by its publisher, for real —
+    as soon as the consumer has begun its ``shards``-th shard. The source's own check at the
+    next shard boundary then refuses the read (``RevokedError``)."""
+
+    def __init__(self, source: ShardSource, *, shards: int, revoke: Callable[[], object]) -> None:
+        self._source = source
+        self._shards = shards
+        self._revoke = revoke
+        self._started: set[int] = set()
+        self.revoked = False
 
     @property
     def provenance(self) -> Provenance:
-        return self._prov
+        return self._source.provenance
 
     @property
     def shard_rows(self) -> Sequence[int]:
-        return self._rows
+        return self._source.shard_rows
 
     @property
     def schema(self) -> pa.Schema:
-        return self._schema
+        return self._source.schema
 
     def read_shards(
         self, order: Sequence[int], *, columns: Sequence[str] | None = None
     ) -> Iterator[tuple[int, pa.RecordBatch]]:
-        for i in order:
-            if self.revoke_after is not None and self.served >= self.revoke_after:
-                raise RevokedError(f"grant {self._prov.grant_id[:12]}… was revoked")
-            self.served += 1
-            data = self._paths[i].read_bytes()
-            if hashlib.sha256(data).hexdigest() != self._digests[i]:
-                raise DigestMismatchError(f"shard {i} does not match its digest")
-            with pa.ipc.open_stream(data) as r:
-                for batch in r:
-                    yield i, (batch if columns is None else batch.select(list(columns)))
+        for index, batch in self._source.read_shards(order, columns=columns):
+            if index not in self._started:
+                self._started.add(index)
+                if len(self._started) == self._shards and not self.revoked:
+                    self._revoke()
+                    self.revoked = True
+            yield index, batch
 
 
-def text_shards(root: Path, *, shards: int, docs_per_shard: int, seed: int = 0) -> Path:
-    docs = corpus(shards * docs_per_shard, seed=seed)
-    tables = [
-        pa.table({"text": docs[s * docs_per_shard : (s + 1) * docs_per_shard]})
-        for s in range(shards)
-    ]
-    DirSource.write(root, tables)
-    return root
-
-
-def id_shards(root: Path, rows: Sequence[int]) -> Path:
-    """Shards whose rows carry a global ``id`` (0…N-1) and a float ``x`` = id / 2."""
-    tables, start = [], 0
-    for n in rows:
-        ids = pa.array(range(start, start + n), pa.int64())
-        tables.append(
-            pa.table({"id": ids, "x": pa.array([i / 2 for i in range(start, start + n)])})
-        )
-        start += n
-    DirSource.write(root, tables, max_chunksize=7)
-    return root
+def flip_middle_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))

@@ -1,0 +1,420 @@
+"""Read a pulled copy offline, verified: :func:`open_pulled` (for nodes that cannot reach the
+registry).
+
+A directory written by :func:`~ostraca.client.pull.pull` (layout in ``pull.py``) holds the
+manifest and grant envelopes byte for byte, the publisher keys trusted when it was pulled, every
+shard and every chunk list. :func:`open_pulled` re-verifies it with no network, in the same
+order as streaming does:
+
+1. The manifest envelope against the publisher keys: the ones given explicitly, else the keys
+   pinned for the namespace in ``home`` (``$OSTRACA_HOME``), else the ``keys.json`` that pull
+   recorded (which only guards against corruption: whoever can rewrite the copy can rewrite it).
+2. The grant envelope (``verify_grant`` with ``now``): signed by the manifest's key, for this
+   dataset and version, valid now — an expired grant refuses, so training from a pulled copy
+   still honours the licence window — and covering the columns asked for. A revocation made
+   after the pull cannot be seen offline; only streaming can check for one.
+3. Each shard as it is read: its chunk list against the manifest, then every chunk and the
+   whole file against the chunk list and the shard's sha256 (:class:`~.fetch.ChunkVerifier`, the
+   verifier streaming and ``ostraca verify`` use). A local shard is checked whole before any of
+   its rows is decoded — on a prefetch thread, ahead of the consumer — so no row of a tampered
+   shard is ever yielded (streaming's ``verify="shard"`` guarantee).
+
+Like the verified cache, a shard is memory-mapped after it verified: the copy must not be
+rewritten while a trainer reads it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import mmap
+import os
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ostraca.protocol_spec import (
+    AccessGrant,
+    DatasetManifest,
+    DigestMismatchError,
+    Envelope,
+    MalformedError,
+    ScopeError,
+    ShardEntry,
+    VerificationError,
+    Verified,
+    VerifyKey,
+    split_dataset,
+    utc_now,
+    verify_grant,
+    verify_manifest,
+)
+
+from .fetch import ChunkVerifier
+from .source import Provenance
+from .trust import TrustStore
+
+MANIFEST_FILE = "manifest.json"
+GRANT_FILE = "grant.json"
+KEYS_FILE = "keys.json"
+SHARDS_DIR = "shards"
+CHUNKS_DIR = "chunks"
+
+
+# ── the envelopes ──────────────────────────────────────────────────────────────────────────
+@dataclass(frozen=True, slots=True)
+class CopyKeys:
+    """The publisher keys a copy is checked against, and where they came from."""
+
+    namespace: str
+    keys: dict[str, VerifyKey]
+    source: str
+
+
+def copy_keys(
+    directory: Path,
+    *,
+    home: Path | None = None,
+    publisher_keys: Mapping[str, VerifyKey] | Sequence[VerifyKey] | None = None,
+) -> CopyKeys:
+    """The keys to verify ``directory``'s manifest with: explicit, else pinned in ``home``,
+    else the copy's ``keys.json``."""
+    data = json.loads((directory / KEYS_FILE).read_text())
+    ns = str(data["namespace"])
+    if publisher_keys is not None:
+        given = (
+            list(publisher_keys.values())
+            if isinstance(publisher_keys, Mapping)
+            else list(publisher_keys)
+        )
+        return CopyKeys(ns, {k.keyid: k for k in given}, "keys given explicitly")
+    if home is not None:
+        pinned = TrustStore(home).pinned(ns)
+        if pinned is not None:
+            return CopyKeys(ns, dict(pinned), f"keys pinned in {home}")
+    keys = {}
+    for keyid, b64 in dict(data["keys"]).items():
+        key = VerifyKey.from_b64(str(b64))
+        if key.keyid != keyid:
+            raise MalformedError(f"{KEYS_FILE}: key {keyid[:16]}… has another id")
+        keys[keyid] = key
+    return CopyKeys(ns, keys, f"{KEYS_FILE} (no pin for this namespace here)")
+
+
+def verify_copy_manifest(
+    directory: Path, keys: CopyKeys, *, now: datetime
+) -> tuple[Verified[DatasetManifest], Envelope]:
+    """Check ``manifest.json``'s signature (and that it is of the keys' namespace)."""
+    envelope = Envelope.from_json((directory / MANIFEST_FILE).read_bytes())
+    manifest = verify_manifest(envelope, publisher_keys=keys.keys, now=now)
+    ns, _ = split_dataset(manifest.statement.dataset)
+    if ns != keys.namespace:
+        raise ScopeError(f"the manifest is for {manifest.statement.dataset}, not namespace {ns}")
+    return manifest, envelope
+
+
+def verify_copy_grant(
+    directory: Path,
+    manifest: Verified[DatasetManifest],
+    *,
+    now: datetime,
+    grantee: str | None = None,
+    columns: Sequence[str] | None = None,
+) -> tuple[Verified[AccessGrant], Envelope]:
+    """Check ``grant.json`` for ``manifest`` (``grantee``: the key it must name; default the
+    one it names)."""
+    envelope = Envelope.from_json((directory / GRANT_FILE).read_bytes())
+    if grantee is None:
+        payload = json.loads(envelope.payload)
+        grantee = str(payload.get("grantee", "")) if isinstance(payload, dict) else ""
+    grant = verify_grant(envelope, manifest=manifest, grantee=grantee, now=now, columns=columns)
+    return grant, envelope
+
+
+# ── the shards ──────────────────────────────────────────────────────────────────────────────
+def shard_path(directory: Path, entry: ShardEntry) -> Path:
+    return directory / SHARDS_DIR / entry.sha256
+
+
+def verify_shard_file(
+    directory: Path, entry: ShardEntry, *, chunk_bytes: int, what: str, fd: int | None = None
+) -> None:
+    """Check a copy's shard: its chunk list against the manifest, each chunk against the list,
+    the whole file against its sha256 and length. Raises :class:`DigestMismatchError` (or
+    :class:`VerificationError` for a missing file). ``fd``: the shard, already open."""
+    try:
+        chunks = (directory / CHUNKS_DIR / entry.chunks).read_bytes()
+    except FileNotFoundError:
+        raise VerificationError(f"{what}: chunk list missing") from None
+    if hashlib.sha256(chunks).hexdigest() != entry.chunks:
+        raise DigestMismatchError(f"{what}: chunk list does not match the manifest")
+    own = fd is None
+    if fd is None:
+        try:
+            fd = os.open(shard_path(directory, entry), os.O_RDONLY)
+        except FileNotFoundError:
+            raise VerificationError(f"{what}: file missing") from None
+    try:
+        size = os.fstat(fd).st_size
+        if size != entry.bytes:
+            raise DigestMismatchError(f"{what}: {size} bytes, the manifest says {entry.bytes}")
+        verifier = ChunkVerifier(
+            name=what,
+            digest=entry.sha256,
+            size=entry.bytes,
+            chunk_bytes=chunk_bytes,
+            chunk_list=chunks,
+            fd=fd,
+        )
+        good = verifier.resume_existing()
+        if good < entry.bytes:
+            bad = good // chunk_bytes
+            raise DigestMismatchError(
+                f"{what}: chunk {bad} (bytes {bad * chunk_bytes}.."
+                f"{min(entry.bytes, (bad + 1) * chunk_bytes) - 1}) does not match the signed "
+                "chunk list"
+            )
+        verifier.finish()
+    finally:
+        if own:
+            os.close(fd)
+
+
+# ── the source ──────────────────────────────────────────────────────────────────────────────
+class PulledDataset:
+    """A pulled copy, verified (a :class:`~ostraca.client.source.ShardSource`); see the module
+    doc. Picklable: a DataLoader worker or another process re-opens (and re-verifies) it."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        manifest: Verified[DatasetManifest],
+        grant: Verified[AccessGrant],
+        keys: CopyKeys,
+        columns: Sequence[str] | None,
+        prefetch: int,
+        reopen: dict[str, Any],
+    ) -> None:
+        self.directory = directory
+        self.manifest = manifest
+        self.grant = grant
+        self.keys = keys
+        self.prefetch = max(0, prefetch)
+        self._reopen = reopen
+        m = manifest.statement
+        self._full_schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(m.arrow_schema)))
+        if self._full_schema.names != [c.name for c in m.columns]:
+            raise VerificationError("the manifest's Arrow schema does not match its column list")
+        self.columns: list[str] | None = self._check_columns(columns)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_reopen, (self.directory, self._reopen))
+
+    # ShardSource
+
+    @property
+    def provenance(self) -> Provenance:
+        m = self.manifest.statement
+        return Provenance(
+            dataset=m.dataset,
+            version=m.version,
+            manifest_digest=self.manifest.digest,
+            license=m.license,
+            terms_sha256=m.terms_sha256,
+            grant_id=self.grant.digest,
+            publisher=m.publisher,
+        )
+
+    @property
+    def shard_rows(self) -> Sequence[int]:
+        return [s.rows for s in self.manifest.statement.shards]
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self._projected(self.columns)
+
+    @property
+    def num_rows(self) -> int:
+        return self.manifest.statement.total_rows
+
+    def _check_columns(self, columns: Sequence[str] | None) -> list[str] | None:
+        allowed = self.grant.statement.columns
+        if columns is None:
+            return None if allowed is None else [n for n in self._full_schema.names if n in allowed]
+        cols = list(columns)
+        unknown = [c for c in cols if c not in self._full_schema.names]
+        if unknown:
+            raise MalformedError(
+                f"{self.manifest.statement.dataset} has no column(s) {', '.join(unknown)} "
+                f"(columns: {', '.join(self._full_schema.names)})"
+            )
+        if allowed is not None and not set(cols) <= set(allowed):
+            missing = ", ".join(sorted(set(cols) - set(allowed)))
+            raise ScopeError(f"the grant does not cover column(s) {missing}")
+        return cols
+
+    def _projected(self, columns: list[str] | None) -> pa.Schema:
+        if columns is None:
+            return self._full_schema
+        return pa.schema([self._full_schema.field(c) for c in columns])
+
+    def _what(self, index: int) -> str:
+        m = self.manifest.statement
+        return f"shard {index} ({m.shards[index].sha256[:12]}…) of {m.dataset}@{m.version}"
+
+    def read_shards(
+        self, order: Sequence[int], *, columns: Sequence[str] | None = None
+    ) -> Iterator[tuple[int, pa.RecordBatch]]:
+        """Yield ``(shard_index, batch)`` for the shards in ``order``, each shard verified
+        whole (on a prefetch thread, ``prefetch`` shards ahead) before any of its rows."""
+        cols = self.columns if columns is None else self._check_columns(columns)
+        n = len(self.manifest.statement.shards)
+        for i in order:
+            if not 0 <= i < n:
+                raise IndexError(f"shard index {i} out of range (0..{n - 1})")
+        return self._read(list(order), cols)
+
+    def _read(
+        self, order: list[int], cols: list[str] | None
+    ) -> Iterator[tuple[int, pa.RecordBatch]]:
+        pool = ThreadPoolExecutor(max_workers=self.prefetch + 1, thread_name_prefix="ostraca-copy")
+        pending: deque[tuple[int, Future[memoryview]]] = deque()
+        position = 0
+        try:
+            while position < len(order) or pending:
+                while position < len(order) and len(pending) <= self.prefetch:
+                    pending.append((order[position], pool.submit(self._open, order[position])))
+                    position += 1
+                index, opened = pending.popleft()
+                view = opened.result()
+                yield from ((index, b) for b in self._decode(index, view, cols))
+        finally:
+            for _, fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _open(self, index: int) -> memoryview:
+        """Verify shard ``index`` and map it (runs on a prefetch thread)."""
+        m = self.manifest.statement
+        entry = m.shards[index]
+        try:
+            fd = os.open(shard_path(self.directory, entry), os.O_RDONLY)
+        except FileNotFoundError:
+            raise VerificationError(f"{self._what(index)}: file missing") from None
+        try:
+            verify_shard_file(
+                self.directory, entry, chunk_bytes=m.chunk_bytes, what=self._what(index), fd=fd
+            )
+            if entry.bytes == 0:
+                return memoryview(b"")
+            return memoryview(mmap.mmap(fd, entry.bytes, prot=mmap.PROT_READ))
+        finally:
+            os.close(fd)
+
+    def _decode(
+        self, index: int, view: memoryview, cols: list[str] | None
+    ) -> Iterator[pa.RecordBatch]:
+        options = None
+        if cols is not None:
+            idx = sorted(self._full_schema.get_field_index(c) for c in cols)
+            options = pa.ipc.IpcReadOptions(included_fields=idx)
+        rows = 0
+        try:
+            reader = pa.ipc.open_stream(pa.BufferReader(pa.py_buffer(view)), options=options)
+            expected = self._projected(
+                None if cols is None else [n for n in self._full_schema.names if n in cols]
+            )
+            if not reader.schema.equals(expected):
+                raise VerificationError(
+                    f"{self._what(index)}: its Arrow schema differs from the manifest's"
+                )
+            for batch in reader:
+                rows += batch.num_rows
+                yield batch if cols is None else batch.select(cols)
+        except pa.ArrowException as exc:
+            raise MalformedError(
+                f"{self._what(index)}: not a valid Arrow IPC stream: {exc}"
+            ) from exc
+        if rows != self.manifest.statement.shards[index].rows:
+            raise VerificationError(
+                f"{self._what(index)}: holds {rows} rows, the manifest says "
+                f"{self.manifest.statement.shards[index].rows}"
+            )
+
+    # conveniences
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        for _, batch in self.read_shards(range(len(self.shard_rows))):
+            yield batch
+
+    def to_table(self, *, columns: Sequence[str] | None = None) -> pa.Table:
+        cols = self.columns if columns is None else self._check_columns(columns)
+        batches = [b for _, b in self.read_shards(range(len(self.shard_rows)), columns=cols)]
+        return pa.Table.from_batches(batches, schema=self._projected(cols))
+
+    def close(self) -> None:
+        """Nothing to release (kept for symmetry with the streamed source)."""
+
+    def __enter__(self) -> PulledDataset:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _reopen(directory: Path, kwargs: dict[str, Any]) -> PulledDataset:
+    keys = kwargs.pop("publisher_keys_b64", None)
+    if keys is not None:
+        kwargs["publisher_keys"] = [VerifyKey.from_b64(k) for k in keys]
+    return open_pulled(directory, **kwargs)
+
+
+def open_pulled(
+    directory: Path | str,
+    *,
+    publisher_keys: Mapping[str, VerifyKey] | Sequence[VerifyKey] | None = None,
+    home: Path | None = None,
+    grantee: str | None = None,
+    columns: Sequence[str] | None = None,
+    now: datetime | None = None,
+    prefetch: int = 2,
+) -> PulledDataset:
+    """Open a pulled copy as a verified :class:`~ostraca.client.source.ShardSource`, offline.
+
+    ``publisher_keys`` (trusted keys) default to those pinned in ``home`` for the dataset's
+    namespace, else to the copy's ``keys.json``; ``grantee`` (a key id the grant must name)
+    defaults to the grant's own. Raises :class:`SignatureError`, :class:`UntrustedKeyError`,
+    :class:`ExpiredError` (the grant's window has closed), :class:`ScopeError`, … as streaming
+    does; shards are verified as they are read (:meth:`PulledDataset.read_shards`).
+    """
+    directory = Path(directory)
+    reopen: dict[str, Any] = {  # a re-opening process checks the grant at its own time
+        "home": home,
+        "grantee": grantee,
+        "columns": None if columns is None else list(columns),
+        "now": now,
+        "prefetch": prefetch,
+    }
+    now = now or utc_now()
+    keys = copy_keys(directory, home=home, publisher_keys=publisher_keys)
+    manifest, _ = verify_copy_manifest(directory, keys, now=now)
+    grant, _ = verify_copy_grant(directory, manifest, now=now, grantee=grantee, columns=columns)
+    if publisher_keys is not None:
+        reopen["publisher_keys_b64"] = [k.b64 for k in keys.keys.values()]
+    return PulledDataset(
+        directory,
+        manifest=manifest,
+        grant=grant,
+        keys=keys,
+        columns=columns,
+        prefetch=prefetch,
+        reopen=reopen,
+    )
