@@ -596,7 +596,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     bench.results["started"] = started.isoformat(timespec="seconds")
     DATA_DIR.mkdir(parents=True, exist_ok=True)
-    for c in (plan.d1, plan.d2):
+    corpora = [plan.d1] if "d2" in skip else [plan.d1, plan.d2]
+    for c in corpora:
         bench.corpora[c.name] = generate(c, log=log)
     bench.results["corpora"] = bench.corpora
 
@@ -608,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     with ostraca_setup.Registry() as reg:
         bench.registry_url = reg.url
         if why_not is None:
-            for c in (plan.d1, plan.d2):
+            for c in corpora:
                 try:
                     bench.ostraca[c.name] = ostraca_setup.publish_corpus(
                         reg, c.root, c.root.name, c.shard_bytes

@@ -192,9 +192,12 @@ def process_tree(root: int) -> list[int]:
     return out
 
 
-def tree_memory(root: int) -> tuple[int, int]:
-    """(RSS, PSS) in bytes summed over the process tree rooted at ``root``."""
-    rss = pss = 0
+def tree_memory(root: int) -> tuple[int, int, int]:
+    """(RSS, PSS, anonymous) in bytes summed over the process tree rooted at ``root``.
+
+    RSS and PSS include file-backed pages (memory-mapped shards, the page cache's share);
+    ``Anonymous`` is the heap and buffers alone: what grows if a reader holds data itself."""
+    rss = pss = anon = 0
     for pid in process_tree(root):
         try:
             with open(f"/proc/{pid}/smaps_rollup") as f:
@@ -203,9 +206,11 @@ def tree_memory(root: int) -> tuple[int, int]:
                         rss += int(line.split()[1]) * 1024
                     elif line.startswith("Pss:"):
                         pss += int(line.split()[1]) * 1024
+                    elif line.startswith("Anonymous:"):
+                        anon += int(line.split()[1]) * 1024
         except OSError:
             continue
-    return rss, pss
+    return rss, pss, anon
 
 
 class MemorySampler:
@@ -216,13 +221,15 @@ class MemorySampler:
         self.interval = interval
         self.peak_rss = 0
         self.peak_pss = 0
+        self.peak_anon = 0
         self.samples = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            rss, pss = tree_memory(self.pid)
+            rss, pss, anon = tree_memory(self.pid)
+            self.peak_anon = max(self.peak_anon, anon)
             self.peak_rss = max(self.peak_rss, rss)
             self.peak_pss = max(self.peak_pss, pss)
             self.samples += 1
@@ -248,6 +255,7 @@ class RunResult:
     cpu_s: float = 0.0
     peak_rss: int = 0
     peak_pss: int = 0
+    peak_anon: int = 0
     log_tail: str = ""
 
     def to_json(self) -> dict[str, Any]:
@@ -301,6 +309,7 @@ def run_child(
         cpu_s=usage.ru_utime + usage.ru_stime,
         peak_rss=mem.peak_rss,
         peak_pss=mem.peak_pss,
+        peak_anon=mem.peak_anon,
         log_tail=tail,
     )
     if out_path.exists():
@@ -309,6 +318,8 @@ def run_child(
         res.ok = bool(data.get("ok"))
         res.metrics = data.get("metrics", {})
         res.error = data.get("error")
+        if res.ok:
+            res.log_tail = ""  # keep the JSON small: logs only for runs that failed
     else:
         res.error = f"child exited {proc.returncode} without a result" + (
             f" (killed after {timeout:.0f} s)" if wall >= timeout else ""

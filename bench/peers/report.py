@@ -32,6 +32,8 @@ def _rate(run: dict[str, Any], what: str) -> float | None:
         return float(run["peak_rss"]) / 1e6
     if what == "peak_pss_mb":
         return float(run["peak_pss"]) / 1e6
+    if what == "peak_anon_mb":
+        return float(run.get("peak_anon", 0)) / 1e6 or None
     if what == "cpu_s_per_gib":  # the child's own CPU from construction to the end, no imports
         cpu = m.get("cpu_s", run["cpu_s"])
         return float(cpu) / (float(m["bytes"]) / GiB) if m.get("bytes") else None
@@ -49,6 +51,7 @@ FIGURES = (
     "peak_pss_mb",
     "cpu_s_per_gib",
     "rss_at_open_mb",
+    "peak_anon_mb",
 )
 
 
@@ -253,19 +256,20 @@ def markdown(
             md.append("")
             md.append(
                 "| system | how | samples/s | tokens/s | MB/s delivered | time to first batch"
-                " | peak RSS MB (after imports) | peak PSS MB | CPU-s/GiB |"
+                " | peak RSS MB (after imports) | peak PSS MB | peak anonymous MB | CPU-s/GiB |"
             )
-            md.append("|---|---|---|---|---|---|---|---|---|")
+            md.append("|---|---|---|---|---|---|---|---|---|---|")
             for name in list(systems):
                 st = t.get(f"{name}/{temp}")
                 if st is None:
                     if name.startswith("ostraca") and note:
-                        md.append(f"| {systems[name]['label']} | — | {note} | | | | | | |")
+                        md.append(f"| {systems[name]['label']} | — | {note} | | | | | | | |")
                     continue
                 how = systems[name][temp]
                 if not st["ok"]:
                     md.append(
-                        f"| {systems[name]['label']} | {how} | failed: {st['error']} | | | | | | |"
+                        f"| {systems[name]['label']} | {how} | failed: {st['error']} "
+                        "| | | | | | | |"
                     )
                     continue
                 tok = _f(st["tokens_s"], "{:,.0f}") if tag == "d1" else "—"
@@ -274,7 +278,8 @@ def markdown(
                     f"{_f(st['mb_s'])} | {_f(st['ttfb_s'], '{:.3f} s')} | "
                     f"{_f(st['peak_rss_mb'], spread=False)} "
                     f"({_f(st['rss_at_open_mb'], spread=False)}) | "
-                    f"{_f(st['peak_pss_mb'], spread=False)}"
+                    f"{_f(st['peak_pss_mb'], spread=False)} | "
+                    f"{_f(st['peak_anon_mb'], spread=False)}"
                     f" | {_f(st['cpu_s_per_gib'], '{:.1f}', spread=False)} |"
                 )
             md.append("")
@@ -285,7 +290,7 @@ def markdown(
         for name, label in (
             (
                 "limit-local-plain/cold",
-                "local Arrow IPC, memory-mapped, every batch summed (page cache dropped)",
+                "local Arrow IPC, memory-mapped, every token summed (page cache dropped)",
             ),
             ("limit-local-plain/warm", "the same, page cache warm"),
             ("limit-local-sha256/cold", "the same + sha256 of every byte, one core (dropped)"),
@@ -346,6 +351,14 @@ def markdown(
     for o in ("ostraca", "ostraca-nginx"):
         half = s.get("half", {}).get(o, {}).get("peak_rss_mb")
         full = d1t.get(f"{o}/cold", {}).get("peak_rss_mb") if d1t.get(f"{o}/cold") else None
+        half_a = s.get("half", {}).get(o, {}).get("peak_anon_mb")
+        full_a = d1t.get(f"{o}/cold", {}).get("peak_anon_mb") if d1t.get(f"{o}/cold") else None
+        if half_a and full_a:
+            md.append(
+                f"| peak memory flat in dataset size ({o}): peak *anonymous* memory (heap, "
+                f"buffers) of a cold read stopped at 50% vs the whole of D1 | "
+                f"{half_a['median']:.0f} MB vs {full_a['median']:.0f} MB | |"
+            )
         if half and full:
             md.append(
                 f"| peak memory flat in dataset size ({o}): peak RSS of a cold read stopped at "
@@ -445,6 +458,13 @@ def markdown(
         "- Coverage runs both ranks at once (gloo on loopback), each a DataLoader with 2 "
         "worker processes; Streaming and LitData split by their own rules, HF by "
         "`split_dataset_by_node`, WebDataset by `split_by_node`/`split_by_worker`."
+    )
+    md.append(
+        "- Defaults are kept: LitData's `StreamingDataset` sets `drop_last=True` when it runs "
+        "distributed (equal work per rank), which is where its coverage misses come from; "
+        "WebDataset has no resumable state. Ostraca's resume row goes through its PyTorch "
+        "adapter (`ShardDataset`, default `block_rows=65,536`), which rebuilds the current "
+        "block on resume; its throughput rows read `VerifiedDataset.read_shards` directly."
     )
     md.append(
         "- Corruption: one byte at the middle of shard 1 (each format's own file) XOR 0xFF; "

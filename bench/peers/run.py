@@ -2,7 +2,8 @@
 
 The config names a ``system``, a ``scenario`` and where the data is. Scenarios:
 
-- ``epoch``: read one epoch; time to first batch, samples/tokens/bytes and elapsed time. With
+- ``epoch``: read one epoch, summing every token (the consumer touches every byte it is handed,
+  the same work for every system); time to first batch, samples/tokens/bytes, elapsed. With
   ``verify`` every delivered row is checked against the deterministic generator (corruption test).
   With ``stop_after``/``state_out`` it stops at that many samples and saves the loader's state;
   with ``state_in`` it resumes from one and records the latency to the first resumed sample.
@@ -74,9 +75,13 @@ def scenario_epoch(system: Any, cfg: dict[str, Any]) -> dict[str, Any]:
     bad_rows = 0
     ids_seen: list[np.ndarray] = []
     checked = 0
+    touch = cfg["kind"] == "tokens"
+    checksum = 0
     for ids, payload, size in it:
         if first is None:
             first = time.perf_counter()
+        if touch:  # the consumer reads every token, as a trainer would (same for every system)
+            checksum += int(np.add.reduce(np.asarray(payload).reshape(-1), dtype=np.int64))
         n += len(ids)
         nbytes += size
         if cfg["kind"] == "tokens":
@@ -101,6 +106,7 @@ def scenario_epoch(system: Any, cfg: dict[str, Any]) -> dict[str, Any]:
         "tokens": ntok,
         "bytes": nbytes,
     }
+    out["token_sum"] = checksum
     if verify:
         out["rows_checked"] = checked
         out["bad_rows"] = bad_rows
