@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -136,12 +137,49 @@ def _worker(mode: str, home: str, registry: str, storage: str) -> None:
     )
 
 
-def _run_worker(mode: str, home: Path, registry: str, storage: Path) -> dict[str, Any]:
+def _env(code: Path | None) -> dict[str, str]:
+    """The environment of a child: ``code`` (another tree holding ``ostraca/…``) first on
+    ``PYTHONPATH`` when given — the "before" rows run the old client against the old server."""
+    env = dict(os.environ)
+    if code is not None:
+        env["PYTHONPATH"] = str(code.resolve())
+    return env
+
+
+def _start_registry(data_dir: Path, code: Path | None) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--serve", str(data_dir), str(port)],
+        env=_env(code),
+        cwd="/",
+    )
+    for _ in range(600):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    return server, f"http://127.0.0.1:{port}"
+
+
+def _run_worker(
+    mode: str, home: Path, registry: str, storage: Path, code: Path | None = None
+) -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", mode, str(home), registry, str(storage)],
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--worker",
+            mode,
+            str(home),
+            registry,
+            str(storage),
+        ],
         check=True,
         capture_output=True,
         text=True,
+        env=_env(code),
+        cwd="/",
     )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
@@ -150,7 +188,11 @@ def _run_worker(mode: str, home: Path, registry: str, storage: Path) -> dict[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", default="512MiB", help="dataset size (e.g. 512MiB, 1GiB)")
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--baseline", type=Path, help="another code tree (before a change): extra rows, same run"
+    )
+    parser.add_argument("--out", default="client", help="results file stem")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -163,18 +205,8 @@ def main() -> None:
 
     size = parse_size(args.size)
     work = Path(tempfile.mkdtemp(prefix="ostraca-bench-"))
-    port = _free_port()
-    registry = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(work / "registry"), str(port)]
-    )
+    server, registry = _start_registry(work / "registry", None)
     try:
-        for _ in range(600):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
         pub, pub_key = _identity(work / "pub", registry, "bench-pub", "institution")
         res, _ = _identity(work / "res", registry, "bench-res", "researcher")
         pub.create_namespace("bench")
@@ -194,58 +226,99 @@ def main() -> None:
         publish_s = time.perf_counter() - t
         req = res.request_access(DATASET, purpose="benchmark")
         pub.approve(req.request_id, expires=utc_now() + timedelta(days=1))
-        storage = work / "registry"
-        results: dict[str, list[dict[str, Any]]] = {"raw": [], "cold": [], "warm": []}
-        cache = work / "res" / "cache"
-        for _ in range(args.repeat):
-            subprocess.run(["rm", "-rf", str(cache)], check=True)
-            results["cold"].append(_run_worker("cold", work / "res", registry, storage))
-            results["warm"].append(_run_worker("warm", work / "res", registry, storage))
-            results["raw"].append(_run_worker("raw", work / "res", registry, storage))
+        pub.close()
+        res.close()
+        del table
     finally:
         server.terminate()
         server.wait(10)
+    storage = work / "registry"
+    modes = ["raw", "cold", "warm"]
+    codes: dict[str, Path | None] = {"": None}
+    if args.baseline is not None:
+        codes = {"before_": args.baseline, "": None}
+    results: dict[str, list[dict[str, Any]]] = {}
+    cache = work / "res" / "cache"
+    # Rounds interleave every row, so a change in machine load hits all rows alike.
+    for _ in range(args.repeat):
+        for prefix, code in codes.items():
+            server, registry = _start_registry(storage, code)
+            try:
+                for mode in modes:
+                    if mode == "raw" and prefix:
+                        continue
+                    if mode == "cold":
+                        subprocess.run(["rm", "-rf", str(cache)], check=True)
+                    r = _run_worker(mode, work / "res", registry, storage, code)
+                    results.setdefault(prefix + mode, []).append(r)
+                    print(
+                        prefix + mode, {k: r[k] for k in ("seconds", "first_batch_s", "peak_rss")}
+                    )
+            finally:
+                server.terminate()
+                server.wait(10)
+    subprocess.run(["rm", "-rf", str(work)], check=True)
 
-    def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
-        r = dict(min(runs, key=lambda x: x["seconds"]))
+    def median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+        r = dict(sorted(runs, key=lambda x: x["seconds"])[len(runs) // 2])
         r["rows_per_s"] = r["rows"] / r["seconds"]
         r["MB_per_s"] = r["bytes"] / r["seconds"] / 1e6
+        mbps = [x["bytes"] / x["seconds"] / 1e6 for x in runs]
+        ttfb = [x["first_batch_s"] for x in runs]
+        rss = [x["peak_rss"] for x in runs]
+        r["MB_per_s_range"] = [min(mbps), max(mbps)]
+        r["first_batch_s_median"] = statistics.median(ttfb)
+        r["first_batch_s_range"] = [min(ttfb), max(ttfb)]
+        r["peak_rss_median"] = statistics.median(rss)
+        r["peak_rss_range"] = [min(rss), max(rss)]
         return r
 
-    summary = {k: best(v) for k, v in results.items()}
+    summary = {k: median(v) for k, v in results.items()}
     report = {
-        "dataset_bytes": int(table.nbytes),
+        "dataset_bytes": int(size),
         "rows": rows,
         "publish_seconds": publish_s,
         "cpu_count": os.cpu_count(),
+        "loadavg_at_end": os.getloadavg(),
         "repeat": args.repeat,
         "results": summary,
         "all_runs": results,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "client.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
-        "# Verified streaming vs. the raw limit",
+        f"### {size / 1e9:.1f} GB: {rows:,} rows of ~{ROW_TEXT} B text",
         "",
-        f"{rows:,} rows of ~{ROW_TEXT} B text, {table.nbytes / 1e6:,.0f} MB in Arrow, "
         f"64 MiB shards, 2 MiB chunks, no compression; registry on loopback in its own process; "
-        f"{os.cpu_count()} cores; best of {args.repeat}, each run a fresh process.",
+        f"{os.cpu_count()} cores; median of {args.repeat} runs (min–max), each a fresh process, "
+        f"rounds interleaved; load average at the end {os.getloadavg()[0]:.2f}.",
         "",
-        "| what | MB/s | rows/s | time to first batch | peak RSS |",
+        "| what | MB/s | × limit | time to first batch | peak RSS |",
         "|---|---|---|---|---|",
     ]
     names = {
         "raw": "limit: local shard files, memory-mapped + sha256",
+        "before_cold": "before: open_dataset, empty cache",
+        "before_warm": "before: open_dataset, warm cache",
         "cold": "open_dataset, empty cache (HTTP, chunk-verified)",
         "warm": "open_dataset, warm cache (memory-mapped)",
     }
-    for k in ("raw", "cold", "warm"):
+    limit = summary["raw"]["MB_per_s"]
+    for k, label in names.items():
+        if k not in summary:
+            continue
         r = summary[k]
+        lo, hi = r["MB_per_s_range"]
+        t_lo, t_hi = r["first_batch_s_range"]
+        m_lo, m_hi = r["peak_rss_range"]
         lines.append(
-            f"| {names[k]} | {r['MB_per_s']:,.0f} | {r['rows_per_s']:,.0f} | "
-            f"{r['first_batch_s'] * 1000:,.0f} ms | {r['peak_rss'] / 1e6:,.0f} MB |"
+            f"| {label} | {r['MB_per_s']:,.0f} ({lo:,.0f}–{hi:,.0f}) | "
+            f"{r['MB_per_s'] / limit:.2f} | "
+            f"{r['first_batch_s_median'] * 1000:,.0f} ms "
+            f"({t_lo * 1000:,.0f}–{t_hi * 1000:,.0f}) | "
+            f"{r['peak_rss_median'] / 1e6:,.0f} MB ({m_lo / 1e6:,.0f}–{m_hi / 1e6:,.0f}) |"
         )
-    (RESULTS / "client.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.out}.section.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

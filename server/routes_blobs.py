@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -26,7 +27,7 @@ from ostraca.protocol_spec.errors import (
     UnsupportedMediaTypeError,
 )
 
-from .access import Decision, authorize_blob, grant_still_valid, holders
+from .access import Decision, ReadFacts, decide_read, grant_still_valid, holders, lookup_read
 from .db import Blob, UploadSession
 from .deps import (
     AppContext,
@@ -34,12 +35,12 @@ from .deps import (
     ContextDep,
     InstitutionDep,
     JsonBody,
-    OptionalCallerDep,
     PrincipalDep,
     SessionDep,
+    _bearer,
 )
 from .problems import RangeError, UploadOffsetError
-from .repo import audit
+from .repo import audit, audit_writer
 from .schemas import BlobOut, UploadIn, UploadOut
 
 router = APIRouter(prefix="/v1", tags=["blobs"])
@@ -50,6 +51,9 @@ _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 WRITE_BUFFER = 1024 * 1024
 RECHECK_BYTES = 8 * 1024 * 1024
 """While streaming on a grant, re-check revocation and expiry every this many bytes."""
+SMALL_BODY = 1024 * 1024
+"""Ranges up to this many bytes are read in the same worker-thread call as the authorization
+and sent in one response; longer ones are streamed in storage blocks."""
 BLOB_CACHE_CONTROL = "private, max-age=31536000, immutable"
 
 
@@ -306,15 +310,13 @@ def _blob_headers(hexdigest: str) -> dict[str, str]:
     }
 
 
-def _decide(
-    session: Session, ctx: AppContext, caller: Caller | None, hexdigest: str
-) -> tuple[Decision, int]:
-    now = ctx.clock()
-    try:
-        decision = authorize_blob(session, caller, hexdigest, now)
-    except AccessDeniedError as exc:
-        ctx.metrics.decisions.labels("refused").inc()
-        assert caller is not None
+def _refused(
+    ctx: AppContext, caller: Caller | None, hexdigest: str, exc: AccessDeniedError, now: datetime
+) -> None:
+    """Audit a refused read (committed before the refusal is answered)."""
+    ctx.metrics.decisions.labels("refused").inc()
+    assert caller is not None  # anonymous callers get AuthenticationError, not a refusal
+    with ctx.db.session() as session:
         held = holders(session, hexdigest)
         audit(
             session,
@@ -326,31 +328,53 @@ def _decide(
             detail=f"sha256:{hexdigest}: {exc.code}: {exc.message}",
         )
         session.commit()
+
+
+_DB_SLOTS = threading.BoundedSemaphore(8)
+"""At most this many blob authorizations use a pooled connection at once per process: below
+the engine's pool size, so bursts queue here instead of opening and closing overflow
+connections (a new SQLite connection costs its PRAGMAs)."""
+
+
+def _lookup(ctx: AppContext, request: Request, hexdigest: str, *, head: bool) -> ReadFacts:
+    with _DB_SLOTS:
+        return lookup_read(
+            ctx.db.engine, _bearer(request), hexdigest, ctx.clock(), institution_size=head
+        )
+
+
+def _authorize(ctx: AppContext, read: ReadFacts, hexdigest: str) -> tuple[Caller, Decision, int]:
+    """The decision on facts read at request time; a refusal is audited before it is raised."""
+    now = ctx.clock()
+    try:
+        caller, decision, size = decide_read(read, hexdigest, now)
+    except AccessDeniedError as exc:
+        _refused(ctx, read.caller, hexdigest, exc, now)
         raise
-    size = session.scalar(select(Blob.size).where(Blob.digest == hexdigest))
-    if size is None:
-        raise NotFoundError(f"blob sha256:{hexdigest} is missing from the registry")
     ctx.metrics.decisions.labels("allowed").inc()
-    return decision, size
+    return caller, decision, size
+
+
+def _head(ctx: AppContext, request: Request, hexdigest: str) -> int:
+    read = _lookup(ctx, request, hexdigest, head=True)
+    if read.facts is None:  # an institution asking whether to upload (dedup)
+        if read.size is None:
+            raise NotFoundError(f"no blob sha256:{hexdigest}")
+        return read.size
+    return _authorize(ctx, read, hexdigest)[2]
 
 
 @router.head("/blobs/{digest}", response_class=Response, responses={404: {}})
-def head_blob(
-    digest: str, caller: OptionalCallerDep, session: SessionDep, ctx: ContextDep
-) -> Response:
+async def head_blob(digest: str, request: Request, ctx: ContextDep) -> Response:
     hexdigest = parse_digest(digest)
-    if caller is not None and caller.is_institution:
-        size = session.scalar(select(Blob.size).where(Blob.digest == hexdigest))
-        if size is None:
-            raise NotFoundError(f"no blob sha256:{hexdigest}")
-    else:
-        _decision, size = _decide(session, ctx, caller, hexdigest)
+    size = await run_in_threadpool(_head, ctx, request, hexdigest)
     headers = _blob_headers(hexdigest)
     headers["Content-Length"] = str(size)
     return Response(status_code=200, headers=headers, media_type="application/octet-stream")
 
 
 def _stream(ctx: AppContext, hexdigest: str, rng: _Range, grant_id: str | None) -> Iterator[bytes]:
+    """The body of a large read; runs on worker threads, one block per hop."""
     since_check = 0
     for block in ctx.storage.read_range(hexdigest, rng.start, rng.end):
         if grant_id is not None and since_check >= RECHECK_BYTES:
@@ -363,31 +387,28 @@ def _stream(ctx: AppContext, hexdigest: str, rng: _Range, grant_id: str | None) 
         yield block
 
 
-@router.get(
-    "/blobs/{digest}",
-    response_class=Response,
-    responses={
-        200: {"content": {"application/octet-stream": {}}, "description": "Blob bytes"},
-        206: {"content": {"application/octet-stream": {}}, "description": "One byte range"},
-    },
-)
-def get_blob(
-    digest: str,
-    request: Request,
-    caller: OptionalCallerDep,
-    session: SessionDep,
-    ctx: ContextDep,
-) -> Response:
-    hexdigest = parse_digest(digest)
-    decision, size = _decide(session, ctx, caller, hexdigest)
+@dataclass(slots=True)
+class _Plan:
+    headers: dict[str, str]
+    status: int
+    rng: _Range
+    decision: Decision
+    audited: bool
+    """The read's audit event is committed (``False``: 304, nothing is served)."""
+    body: bytes | None
+    """The whole body when the range is small (read in the same worker-thread call)."""
+
+
+def _plan_get(ctx: AppContext, request: Request, hexdigest: str) -> _Plan:
+    caller, decision, size = _authorize(
+        ctx, _lookup(ctx, request, hexdigest, head=False), hexdigest
+    )
     headers = _blob_headers(hexdigest)
     if request.headers.get("if-none-match") == headers["ETag"]:
-        session.commit()
-        return Response(status_code=304, headers=headers)
+        return _Plan(headers, 304, _Range(0, -1, False), decision, False, None)
     rng = parse_range(request.headers.get("range"), size) if size else _Range(0, -1, False)
-    assert caller is not None
-    audit(
-        session,
+    # Committed before any byte is sent (raises, so nothing is sent, if it cannot be).
+    audit_writer(ctx.db.engine).record(
         now=ctx.clock(),
         action="read",
         principal=caller.keyid,
@@ -396,13 +417,42 @@ def get_blob(
         grant_id=decision.grant_id,
         detail=f"sha256:{hexdigest} bytes {rng.start}-{rng.end}/{size}",
     )
-    session.commit()
     headers["Content-Length"] = str(rng.end - rng.start + 1)
     if rng.partial:
         headers["Content-Range"] = f"bytes {rng.start}-{rng.end}/{size}"
+    body = None
+    if rng.end - rng.start + 1 <= SMALL_BODY:
+        body = b"".join(ctx.storage.read_range(hexdigest, rng.start, rng.end))
+        ctx.metrics.blob_bytes.inc(len(body))
+    return _Plan(headers, 206 if rng.partial else 200, rng, decision, True, body)
+
+
+@router.get(
+    "/blobs/{digest}",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "Blob bytes"},
+        206: {"content": {"application/octet-stream": {}}, "description": "One byte range"},
+    },
+)
+async def get_blob(digest: str, request: Request, ctx: ContextDep) -> Response:
+    """Authorize (token + one query, on a worker thread), have the audit event committed, and
+    only then send bytes: a small range in one response, a large one streamed with the grant
+    re-checked every ``RECHECK_BYTES``."""
+    hexdigest = parse_digest(digest)
+    plan = await run_in_threadpool(_plan_get, ctx, request, hexdigest)
+    if not plan.audited:
+        return Response(status_code=304, headers=plan.headers)
+    if plan.body is not None:
+        return Response(
+            plan.body,
+            status_code=plan.status,
+            headers=plan.headers,
+            media_type="application/octet-stream",
+        )
     return StreamingResponse(
-        _stream(ctx, hexdigest, rng, decision.grant_id),
-        status_code=206 if rng.partial else 200,
-        headers=headers,
+        _stream(ctx, hexdigest, plan.rng, plan.decision.grant_id),
+        status_code=plan.status,
+        headers=plan.headers,
         media_type="application/octet-stream",
     )
