@@ -569,7 +569,15 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="comma-separated phases to skip: d2,resume,coverage,corrupt,train,profile,load",
     )
+    ap.add_argument(
+        "--render",
+        default="",
+        help="only rewrite the markdown and plots of a "
+        "results JSON (e.g. bench/results/2026-11-26-quick.json)",
+    )
     args = ap.parse_args(argv)
+    if args.render:
+        return _render(Path(args.render))
     _reexec_in_venv(argv)
 
     from bench.peers import ostraca_setup, report
@@ -595,6 +603,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_steps": plan.train_steps,
     }
     bench.results["started"] = started.isoformat(timespec="seconds")
+    bench.results["argv"] = argv
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     corpora = [plan.d1] if "d2" in skip else [plan.d1, plan.d2]
     for c in corpora:
@@ -662,6 +671,21 @@ def main(argv: list[str] | None = None) -> int:
     md_path.write_text(md.replace("](results/", "](" if partial else "](results/"))
     log(f"wrote {out_json.relative_to(BENCH_DIR.parent)}, {md_path} and {len(plots)} plots")
     _ = median_spread
+    return 0
+
+
+def _render(path: Path) -> int:
+    from bench.peers import report
+
+    results = json.loads(path.read_text())
+    stamp = path.stem
+    summary = report.summarize(results, SYSTEMS)
+    plots = report.plots(summary, path.parent, stamp)
+    md = report.markdown(results, summary, SYSTEMS, plots, path.name)
+    partial = stamp.endswith("-partial")
+    md_path = path.with_suffix(".md") if partial else BENCH_DIR / "RESULTS.md"
+    md_path.write_text(md.replace("](results/", "](") if partial else md)
+    print(f"wrote {md_path} and {len(plots)} plots")
     return 0
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.peers.common import GiB, median_spread
+from bench.peers.common import RESULTS_DIR, GiB, median_spread
 
 Stat = dict[str, float] | None
 
@@ -210,14 +210,17 @@ def markdown(
     plan = results["plan"]
     v = mach["versions"]
     md: list[str] = []
+    partial_flags = {"--systems", "--skip", "--d1-mib", "--d2-mib", "--reps"}
+    partial = any(a.split("=")[0] in partial_flags for a in results.get("argv", []))
     md.append(
         "# Benchmark results"
         + (" — QUICK RUN (small data, few repetitions)" if plan["quick"] else "")
+        + (" — PARTIAL RUN (see the command below)" if partial else "")
     )
     md.append("")
     md.append(
         f"Date {results['started']} (UTC), {results.get('duration_s', 0):.0f} s, commit "
-        f"`{mach['commit']}`, made by `python -m bench{' --quick' if plan['quick'] else ''}`"
+        f"`{mach['commit']}`, made by `python -m bench {' '.join(results.get('argv', []))}`"
         f"; raw runs in `results/{json_name}`."
     )
     md.append("")
@@ -467,6 +470,11 @@ def markdown(
         "block on resume; its throughput rows read `VerifiedDataset.read_shards` directly."
     )
     md.append(
+        "- Ostraca verifies a shard (chunk by chunk, then whole) as it enters its cache; a cache "
+        "hit is checked by size and memory-mapped, not re-hashed. Its warm rows therefore do no "
+        "sha256 work, and the local limit *without* sha256 is the like-for-like bound for them."
+    )
+    md.append(
         "- Corruption: one byte at the middle of shard 1 (each format's own file) XOR 0xFF; "
         "every delivered row is compared with the deterministic generator."
     )
@@ -476,6 +484,17 @@ def markdown(
         md.append("")
         for p in plots:
             md.append(f"![{p}](results/{p})")
+        md.append("")
+    others = sorted(
+        p.name for p in RESULTS_DIR.glob("20*.md") if p.name != json_name.replace(".json", ".md")
+    )
+    if others:
+        md.append("## Other runs")
+        md.append("")
+        md.append(
+            "Partial runs (a subset of systems or phases, other sizes) write their own tables "
+            "and never replace this file: " + ", ".join(f"[{n}](results/{n})" for n in others) + "."
+        )
         md.append("")
     extra = results.get("profile")
     if extra:
