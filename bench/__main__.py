@@ -204,6 +204,11 @@ class Bench:
                 self.results["runs"].setdefault(f"{tag}/limit-curl-{par}", []).append(c)
                 self.log(f"  {tag}/limit-curl-{par}: {nbytes / c['elapsed_s'] / 1e6:.0f} MB/s")
             for system in p.systems:
+                if rep == 0 and tag == "d1" and system.startswith("ostraca"):
+                    # Memory flat in dataset size: the same cold read stopped at 50%.
+                    self.clear_cache(system, corpus)
+                    half = self.cfg(system, corpus, "epoch", stop_after=corpus.num_rows // 2)
+                    self.record(f"half/{system}/cold", self.child(half))
                 self.clear_cache(system, corpus)
                 extra: dict[str, Any] = {}
                 if rep == 0 and tag == "d1":
@@ -212,13 +217,6 @@ class Bench:
                     extra["mode"] = "http"
                 r = self.child(self.cfg(system, corpus, "epoch", **extra))
                 self.record(f"{tag}/{system}/cold", r)
-                if rep == 0 and tag == "d1" and system.startswith("ostraca"):
-                    # Memory flat in dataset size: the same cold read stopped at 50%.
-                    self.clear_cache(system, corpus)
-                    half = self.cfg(system, corpus, "epoch", stop_after=corpus.num_rows // 2)
-                    self.record(f"half/{system}/cold", self.child(half))
-                    self.clear_cache(system, corpus)
-                    self.child(self.cfg(system, corpus, "epoch"))  # refill for the warm run
                 if not warm:
                     continue
                 if system in ("hf", "wds"):
