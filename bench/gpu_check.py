@@ -33,8 +33,6 @@ import hashlib
 import json
 import os
 import platform
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -221,55 +219,6 @@ class SyntheticTextSource:
 
 
 # ── the production path: a local registry, the real publisher, open_dataset ────────────────
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def local_registry(data_dir: Path) -> Iterator[str]:
-    """``python -m ostraca.server run`` on a free loopback port (SQLite, blobs in
-    ``data_dir``), in its own process so that it does not share the trainer's GIL."""
-    import httpx  # noqa: PLC0415
-
-    data_dir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    env = {**os.environ, "OSTRACA_DATA_DIR": str(data_dir)}
-    log = (data_dir / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ostraca.server", "run", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                log.flush()
-                tail = (data_dir / "server.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"the registry exited ({proc.returncode}):\n{tail}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the registry did not start within 60 s")
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
 def _identity(root: Path, url: str, name: str, kind: str) -> Any:
     from ostraca.client.api import RegistryClient  # noqa: PLC0415
     from ostraca.client.config import load_config  # noqa: PLC0415
@@ -312,8 +261,9 @@ def open_source(
     from ostraca.client.publish import publish  # noqa: PLC0415
     from ostraca.client.stream import open_dataset  # noqa: PLC0415
     from ostraca.protocol_spec import utc_now  # noqa: PLC0415
+    from ostraca.server.process import registry_process  # noqa: PLC0415
 
-    url = stack.enter_context(local_registry(tmp / "registry"))
+    url = stack.enter_context(registry_process(tmp / "registry"))
     publisher, publisher_key = _identity(tmp, url, "bench-lab", "institution")
     stack.callback(publisher.close)
     researcher, _ = _identity(tmp, url, "bench-trainer", "researcher")

@@ -9,28 +9,21 @@ and verifies it; the institution revokes the grant and the next read is refused.
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from ostraca.protocol_spec import OstracaError, RevokedError, SigningKey, utc_now
-from ostraca.protocol_spec.errors import UnavailableError
+from ostraca.server.process import registry_process
 
 from .api import RegistryClient
 from .config import load_config
@@ -76,54 +69,6 @@ def stdlib_corpus(*, max_files: int | None = None) -> tuple[pa.Table, int]:
         }
     )
     return table, skipped
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def running_registry(data_dir: Path, log_path: Path) -> Iterator[str]:
-    """Run ``ostraca server run`` on a free loopback port; yield its URL; stop it afterwards."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "ostraca.server", "run", "--host", "127.0.0.1"]
-    cmd += ["--port", str(port)]
-    env_data = {"OSTRACA_DATA_DIR": str(data_dir)}
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env={**_base_env(), **env_data}
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if proc.poll() is not None:
-                    raise UnavailableError(
-                        f"the registry exited with status {proc.returncode}", hint=f"see {log_path}"
-                    )
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise UnavailableError("the registry did not start in 60 s", hint=str(log_path))
-                time.sleep(0.1)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _base_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("OSTRACA_")}
 
 
 @dataclass
@@ -176,7 +121,7 @@ def run_demo(options: DemoOptions, console: Console) -> None:
 
     step(1, "Starting a registry on the embedded default (SQLite + local files)")
     registry_dir = data_dir / "registry"
-    with running_registry(registry_dir, data_dir / "registry.log") as url:
+    with registry_process(registry_dir) as url:
         console.print(f"registry {url}  data {registry_dir}")
 
         step(2, "Creating identities (Ed25519 keys that never leave this machine)")
