@@ -42,9 +42,12 @@ import httpx
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "server"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from server_helpers import (
+from ostraca.server.app import create_app
+from ostraca.server.migrate import upgrade_to_head
+from ostraca.server.settings import Settings
+from tests.server.server_helpers import (
     Identity,
     arrow_shard,
     build_manifest,
@@ -54,10 +57,6 @@ from server_helpers import (
     request_access,
     upload_blob,
 )
-
-from ostraca.server.app import create_app
-from ostraca.server.migrate import upgrade_to_head
-from ostraca.server.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RANGE = 64 * 1024
