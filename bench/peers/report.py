@@ -252,9 +252,11 @@ def markdown(
         md.append("")
     for tag, title in (("d1", "D1 tokens"), ("d2", "D2 text")):
         t = s.get(tag, {})
-        if not t:
+        if not [k for k in t if k != "ratios"]:
             continue
         for temp in ("cold", "warm"):
+            if not any(k.endswith(f"/{temp}") and not k.startswith("limit") for k in t):
+                continue  # e.g. --quick runs D2 cold only
             md.append(f"## {title}, {temp} cache")
             md.append("")
             md.append(
@@ -293,7 +295,9 @@ def markdown(
         for name, label in (
             (
                 "limit-local-plain/cold",
-                "local Arrow IPC, memory-mapped, every token summed (page cache dropped)",
+                "local Arrow IPC, memory-mapped, "
+                + ("every token summed" if tag == "d1" else "batches handed out, text untouched")
+                + " (page cache dropped)",
             ),
             ("limit-local-plain/warm", "the same, page cache warm"),
             ("limit-local-sha256/cold", "the same + sha256 of every byte, one core (dropped)"),
@@ -423,8 +427,9 @@ def markdown(
     load = s.get("load")
     if load:
         md.append(
-            f"## Registry under load (wrk on loopback, {load['seconds_per_cell']:g} s per "
-            f"cell; GET is `Range: {load['range']}`)"
+            "## Registry under load (loopback; GET driven by wrk, HEAD by an asyncio client "
+            f"since wrk 4.1 hangs on HEAD; {load['seconds_per_cell']:g} s per cell; GET is "
+            f"`Range: {load['range']}`)"
         )
         md.append("")
         if load.get("note"):
