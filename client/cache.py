@@ -2,9 +2,11 @@
 
 Rules that make it safe to share between processes and to trust:
 
-- A blob appears under its final name only by ``os.replace`` of a complete file whose every byte
-  was verified against the signed manifest (sha256 and length). There is never a half file
-  under a final name. A cached blob is re-checked cheaply (its size) each time it is used.
+- A blob appears under its final name only by ``os.replace`` of a complete, ``fdatasync``-ed file
+  whose every byte was verified against the signed manifest (every chunk against the signed
+  chunk list and the length, SPEC 2.5; also the whole sha256 with ``verify="paranoid"``). There
+  is never a half file under a final name. A cached blob is re-checked cheaply (its size) each
+  time it is used.
 - One process at a time downloads a given blob: it holds an exclusive ``fcntl`` lock on
   ``<root>/tmp/<hex>.lock`` while it writes ``<root>/tmp/<hex>.partial``. Another process asking
   for the same blob waits on the lock and then finds the finished blob. A partial file left by a

@@ -13,11 +13,13 @@ order as streaming does:
    dataset and version, valid now — an expired grant refuses, so training from a pulled copy
    still honours the licence window — and covering the columns asked for. A revocation made
    after the pull cannot be seen offline; only streaming can check for one.
-3. Each shard as it is read: its chunk list against the manifest, then every chunk and the
-   whole file against the chunk list and the shard's sha256 (:class:`~.fetch.ChunkVerifier`, the
-   verifier streaming and ``ostraca verify`` use). A local shard is checked whole before any of
-   its rows is decoded — on a prefetch thread, ahead of the consumer — so no row of a tampered
-   shard is ever yielded (streaming's ``verify="shard"`` guarantee).
+3. Each shard as it is read: its chunk list against the manifest, then every chunk against the
+   chunk list and the file's length against the manifest (:class:`~.fetch.ChunkVerifier`, the
+   verifier streaming and ``ostraca verify`` use; with the chunk list signed through the
+   manifest this authenticates every byte, SPEC 2.5). A local shard is checked whole before any
+   of its rows is decoded — on a prefetch thread, ahead of the consumer — so no row of a
+   tampered shard is ever yielded (streaming's ``verify="shard"`` guarantee). It is decoded by
+   the same function as a streamed one (:func:`~.stream.decode_shard`).
 
 Like the verified cache, a shard is memory-mapped after it verified: the copy must not be
 rewritten while a trainer reads it.
@@ -59,6 +61,7 @@ from ostraca.protocol_spec import (
 
 from .fetch import ChunkVerifier
 from .source import Provenance
+from .stream import decode_shard
 from .trust import TrustStore
 
 MANIFEST_FILE = "manifest.json"
@@ -146,9 +149,10 @@ def shard_path(directory: Path, entry: ShardEntry) -> Path:
 def verify_shard_file(
     directory: Path, entry: ShardEntry, *, chunk_bytes: int, what: str, fd: int | None = None
 ) -> None:
-    """Check a copy's shard: its chunk list against the manifest, each chunk against the list,
-    the whole file against its sha256 and length. Raises :class:`DigestMismatchError` (or
-    :class:`VerificationError` for a missing file). ``fd``: the shard, already open."""
+    """Check a copy's shard: its chunk list against the manifest, each chunk against the list
+    (one sha256 pass over the file), its length against the manifest. Raises
+    :class:`DigestMismatchError` (or :class:`VerificationError` for a missing file). ``fd``: the
+    shard, already open."""
     try:
         chunks = (directory / CHUNKS_DIR / entry.chunks).read_bytes()
     except FileNotFoundError:
@@ -322,32 +326,13 @@ class PulledDataset:
     def _decode(
         self, index: int, view: memoryview, cols: list[str] | None
     ) -> Iterator[pa.RecordBatch]:
-        options = None
-        if cols is not None:
-            idx = sorted(self._full_schema.get_field_index(c) for c in cols)
-            options = pa.ipc.IpcReadOptions(included_fields=idx)
-        rows = 0
-        try:
-            reader = pa.ipc.open_stream(pa.BufferReader(pa.py_buffer(view)), options=options)
-            expected = self._projected(
-                None if cols is None else [n for n in self._full_schema.names if n in cols]
-            )
-            if not reader.schema.equals(expected):
-                raise VerificationError(
-                    f"{self._what(index)}: its Arrow schema differs from the manifest's"
-                )
-            for batch in reader:
-                rows += batch.num_rows
-                yield batch if cols is None else batch.select(cols)
-        except pa.ArrowException as exc:
-            raise MalformedError(
-                f"{self._what(index)}: not a valid Arrow IPC stream: {exc}"
-            ) from exc
-        if rows != self.manifest.statement.shards[index].rows:
-            raise VerificationError(
-                f"{self._what(index)}: holds {rows} rows, the manifest says "
-                f"{self.manifest.statement.shards[index].rows}"
-            )
+        return decode_shard(
+            view,
+            full_schema=self._full_schema,
+            columns=cols,
+            rows=self.manifest.statement.shards[index].rows,
+            what=self._what(index),
+        )
 
     # conveniences
 

@@ -12,11 +12,15 @@
    whose hint is the ``ostraca request`` command.
 
 The :class:`VerifiedDataset` it returns implements :class:`~ostraca.client.source.ShardSource`.
-Shards are fetched ahead by a small thread pool straight into the cache's temp file (``fetch.py``)
-while the caller decodes. Each shard's chunk list is fetched first and checked against the
-manifest; then every ``chunk_bytes`` piece is hashed as it arrives and the Arrow IPC stream
-decoder reads only bytes whose chunk verified (it blocks on the next chunk otherwise). The final
-chunk is released only after the whole shard matched its sha256 and length.
+Shards are fetched ahead by a small thread pool straight into the cache's temp file (``fetch.py``:
+received into a memory map of it, no extra copy) while the caller decodes on its own thread.
+Each shard's chunk list is fetched first and checked against the manifest; then every
+``chunk_bytes`` piece is hashed once, by the fetch thread, as soon as it is complete, and the
+Arrow IPC stream decoder reads only bytes whose chunk verified (it blocks on the next chunk
+otherwise). The final chunk is released only once every chunk verified and the shard's length
+is the manifest's ``bytes`` — which, the chunk list being committed to by the signed manifest,
+authenticates every byte of the shard (SPEC 2.5); ``verify="paranoid"`` also recomputes the
+whole-shard sha256 (a second pass over every byte).
 
 **The guarantee is per chunk**, as DESIGN.md specifies: no row is yielded before every byte it
 was decoded from has been verified against the signed manifest. If chunk *k* of a shard is
@@ -24,7 +28,8 @@ tampered with, :class:`DigestMismatchError` (naming the shard and chunk) is rais
 decoded from chunk *k* or later is yielded — but batches lying wholly in chunks ``0..k-1`` of
 that shard may already have been yielded (they are authentic: each chunk is committed to by the
 signed manifest). Pass ``verify="shard"`` to hold back every batch of a shard until the whole
-shard verified (nothing of a tampered shard is ever yielded, at the cost of latency).
+shard verified (nothing of a tampered shard is ever yielded, at the cost of latency), or
+``verify="paranoid"`` for that plus the whole-shard sha256 of every downloaded shard.
 
 Shards already in the cache are memory-mapped and decoded zero-copy. Before each shard is handed
 out the registry is asked whether the grant still holds (a one-byte ``Range`` request), so a
@@ -73,7 +78,7 @@ from .fetch import DIGEST_BYTES, BlobFetcher, ChunkVerifier
 from .source import Provenance
 from .trust import TrustStore, resolve_manifest
 
-VerifyUnit = Literal["chunk", "shard"]
+VerifyUnit = Literal["chunk", "shard", "paranoid"]
 
 
 class _CancelledError(Exception):
@@ -114,9 +119,19 @@ class _VerifiedReader(io.RawIOBase):
 
 
 class _Sink:
+    """The verifier as a :class:`~.fetch.DirectSink` that stops when the consumer went away."""
+
     def __init__(self, verifier: ChunkVerifier, cancel: threading.Event) -> None:
         self._verifier = verifier
         self._cancel = cancel
+
+    def window(self, limit: int) -> memoryview:
+        if self._cancel.is_set():
+            raise _CancelledError
+        return self._verifier.window(limit)
+
+    def advance(self, n: int) -> None:
+        self._verifier.advance(n)
 
     def write(self, data: memoryview) -> None:
         if self._cancel.is_set():
@@ -138,6 +153,45 @@ class _BytesSink:
 def _map(fd: int, size: int) -> memoryview:
     mm = mmap.mmap(fd, size, prot=mmap.PROT_READ)
     return memoryview(mm)
+
+
+def decode_shard(
+    source: memoryview | io.RawIOBase,
+    *,
+    full_schema: pa.Schema,
+    columns: list[str] | None,
+    rows: int,
+    what: str,
+) -> Iterator[pa.RecordBatch]:
+    """Decode one shard (an Arrow IPC stream) into record batches of ``columns`` (all: ``None``).
+
+    ``source`` is the shard's bytes (already verified: decoded zero-copy) or a file-like object
+    that hands out only verified bytes (:class:`_VerifiedReader`). The shard's schema must be
+    the manifest's (``full_schema``, projected) and it must hold exactly ``rows`` rows; a stream
+    Arrow cannot parse is :class:`MalformedError`. ``what`` names the shard in errors. Used by
+    streaming and by pulled copies (``local.py``) alike.
+    """
+    options = None
+    expected = full_schema
+    if columns is not None:
+        idx = sorted(full_schema.get_field_index(c) for c in columns)
+        options = pa.ipc.IpcReadOptions(included_fields=idx)
+        expected = pa.schema([full_schema.field(i) for i in idx])
+    reader_source = (
+        pa.BufferReader(pa.py_buffer(source)) if isinstance(source, memoryview) else source
+    )
+    count = 0
+    try:
+        reader = pa.ipc.open_stream(reader_source, options=options)
+        if not reader.schema.equals(expected):
+            raise VerificationError(f"{what}: its Arrow schema differs from the manifest's")
+        for batch in reader:
+            count += batch.num_rows
+            yield batch if columns is None else batch.select(columns)
+    except pa.ArrowException as exc:
+        raise MalformedError(f"{what}: not a valid Arrow IPC stream: {exc}") from exc
+    if count != rows:
+        raise VerificationError(f"{what}: holds {count} rows, the manifest says {rows}")
 
 
 class VerifiedDataset:
@@ -265,11 +319,11 @@ class VerifiedDataset:
                 if self.recheck_access:
                     entry = shards_entry(self.manifest.statement, index)
                     self.fetcher.check_access(entry.sha256, what=self._what(index))
-                if self.verify == "shard":
+                if self.verify != "chunk":
                     done.result()
                 opened = _wait_ready(ready, done)
                 yield from ((index, b) for b in self._decode(index, opened, cols))
-                done.result()  # the whole-shard check (sha256 + length) passed
+                done.result()  # the end-of-shard check (every chunk, the length) passed
         finally:
             cancel.set()
             for _, ready, done in pending:
@@ -285,37 +339,14 @@ class VerifiedDataset:
     def _decode(
         self, index: int, opened: _Opened, cols: list[str] | None
     ) -> Iterator[pa.RecordBatch]:
-        options = None
-        if cols is not None:
-            idx = sorted(self._full_schema.get_field_index(c) for c in cols)
-            options = pa.ipc.IpcReadOptions(included_fields=idx)
-        source: pa.BufferReader | _VerifiedReader
-        if opened.verifier is None:
-            source = pa.BufferReader(pa.py_buffer(opened.view))
-        else:
-            source = _VerifiedReader(opened)
-        try:
-            reader = pa.ipc.open_stream(source, options=options)
-            expected = self._projected_schema(
-                None if cols is None else [n for n in self._full_schema.names if n in cols]
-            )
-            if not reader.schema.equals(expected):
-                raise VerificationError(
-                    f"{self._what(index)}: its Arrow schema differs from the manifest's"
-                )
-            rows = 0
-            for batch in reader:
-                rows += batch.num_rows
-                yield batch if cols is None else batch.select(cols)
-        except pa.ArrowException as exc:
-            raise MalformedError(
-                f"{self._what(index)}: not a valid Arrow IPC stream: {exc}"
-            ) from exc
-        if rows != self.manifest.statement.shards[index].rows:
-            raise VerificationError(
-                f"{self._what(index)}: holds {rows} rows, the manifest says "
-                f"{self.manifest.statement.shards[index].rows}"
-            )
+        source = opened.view if opened.verifier is None else _VerifiedReader(opened)
+        return decode_shard(
+            source,
+            full_schema=self._full_schema,
+            columns=cols,
+            rows=self.manifest.statement.shards[index].rows,
+            what=self._what(index),
+        )
 
     def chunk_list(self, index: int) -> bytes:
         """Shard ``index``'s chunk list, checked against the manifest (cached once verified)."""
@@ -363,6 +394,7 @@ class VerifiedDataset:
                 chunk_bytes=self.manifest.statement.chunk_bytes,
                 chunk_list=chunks,
                 fd=partial.fd,
+                whole=self.verify == "paranoid",
             )
             offset = verifier.resume_existing()
             ready.set_result(_Opened(_map(partial.fd, entry.bytes), verifier))
