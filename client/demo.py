@@ -146,7 +146,7 @@ def run_demo(options: DemoOptions, console: Console) -> None:
             license="PSF-2.0",
             terms=TERMS,
             description="CPython standard library source files, one row per file.",
-            shard_bytes=(512 if options.quick else 4096) * 1024,
+            shard_bytes=(512 if options.quick else 2048) * 1024,
             chunk_bytes=(128 if options.quick else 1024) * 1024,
             progress=console.is_terminal,
         )
@@ -173,7 +173,7 @@ def run_demo(options: DemoOptions, console: Console) -> None:
 
         step(6, "The researcher trains a Transformer straight from the verified stream")
         run_dir = data_dir / "runs" / "stdlib-toy"
-        steps = options.steps or (30 if options.quick else 400)
+        steps = options.steps or (30 if options.quick else 800)
         cfg = TrainConfig(
             out_dir=run_dir,
             steps=steps,
@@ -184,7 +184,7 @@ def run_demo(options: DemoOptions, console: Console) -> None:
             lr=3e-3,
             eval_every=0,
             progress=console.is_terminal,
-            log_every=max(1, steps // 10),
+            log_every=1,
         )
         with open_dataset(DATASET, client=res.client) as source:
             result = train(cfg, source=source, log=console.print)

@@ -609,6 +609,12 @@ def train(
                         }
                     )
                     progress.update(step, loss_v, tps, t_data / dt)
+                    if not progress.shown and (step % max(1, cfg.steps // 10) == 0 or step == end):
+                        # No live display (not a terminal): a plain line every tenth of the run.
+                        say(
+                            f"step {step}/{cfg.steps}  loss {loss_v:.4f}  {tps:,.0f} tokens/s  "
+                            f"data wait {t_data / dt:.1%}"
+                        )
                 if cfg.eval_every and eval_shards and step % cfg.eval_every == 0:
                     ev, ev_revoked = _evaluate(
                         model, cfg, src, eval_shards, tok, seq_len, rank, world, device, autocast
@@ -674,6 +680,11 @@ class _Progress:
                 TimeRemainingColumn(),
             )
             self._task = self._p.add_task("train", total=total, completed=start, stats="")
+
+    @property
+    def shown(self) -> bool:
+        """Whether a live display is on (else the loop prints plain progress lines)."""
+        return self._p is not None
 
     def __enter__(self) -> _Progress:
         if self._p is not None:
