@@ -105,6 +105,7 @@ def _worker(mode: str, home: str, registry: str, storage: str) -> None:
     """One measurement in this (fresh) process; prints a JSON line."""
 
     t0 = time.perf_counter()  # after imports: time to first batch from the call
+    cpu0 = os.times()
     first = None
     rows = 0
     nbytes = 0
@@ -136,6 +137,7 @@ def _worker(mode: str, home: str, registry: str, storage: str) -> None:
                 nbytes += batch.nbytes
             net = ds.manifest.statement.total_bytes
     elapsed = time.perf_counter() - t0
+    cpu1 = os.times()
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across exec.
     status = Path("/proc/self/status").read_text().splitlines()
     rss = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
@@ -149,6 +151,7 @@ def _worker(mode: str, home: str, registry: str, storage: str) -> None:
                 "first_batch_s": first,
                 "peak_rss": rss,
                 "shard_bytes": net,
+                "cpu_s": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
             }
         )
     )
@@ -249,6 +252,12 @@ def main() -> None:
 _LOAD_AT_START: list[float] = []
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _wait_for_load(max_load: float, max_wait: float) -> None:
     """Wait (polling each minute, at most ``max_wait`` s) until the 1-minute load is low."""
     deadline = time.monotonic() + max_wait
@@ -309,7 +318,9 @@ def _measure(
                         if mode == "cold":
                             subprocess.run(["rm", "-rf", str(cache)], check=True)
                         load = os.getloadavg()[0]
+                        server_cpu = _cpu_seconds(server.pid)
                         r = _run_worker(mode, work / "res", registry, storage, code)
+                        r["server_cpu_s"] = _cpu_seconds(server.pid) - server_cpu
                         r["loadavg_1m"] = load
                         results.setdefault(prefix + mode, []).append(r)
                         print(
@@ -338,6 +349,9 @@ def _measure(
         r["first_batch_s_range"] = [min(ttfb), max(ttfb)]
         r["peak_rss_median"] = statistics.median(rss)
         r["peak_rss_range"] = [min(rss), max(rss)]
+        gb = r["shard_bytes"] / 1e9 if r["shard_bytes"] else r["bytes"] / 1e9
+        r["client_cpu_s_per_GB_median"] = statistics.median(x["cpu_s"] for x in runs) / gb
+        r["server_cpu_s_per_GB_median"] = statistics.median(x["server_cpu_s"] for x in runs) / gb
         return r
 
     summary = {k: median(v) for k, v in results.items()}
@@ -357,10 +371,12 @@ def _measure(
         f"64 MiB shards, 2 MiB chunks, no compression; registry on loopback in its own process; "
         f"{os.cpu_count()} cores; median of {repeat} runs (min–max), each a fresh process, "
         f"rounds interleaved; 1-minute load average {min(loads):.2f}–{max(loads):.2f} during the "
-        "runs (other jobs on the machine).",
+        "runs (other jobs on the machine). CPU s/GB: CPU seconds (user + system, all threads) "
+        "per GB of shard bytes from the call to the last batch, median; the registry's is its "
+        "whole process during the run (0 for the raw limit, which has no registry traffic).",
         "",
-        "| what | MB/s | × limit | time to first batch | peak RSS |",
-        "|---|---|---|---|---|",
+        "| what | MB/s | × limit | time to first batch | peak RSS | CPU s/GB: client, registry |",
+        "|---|---|---|---|---|---|",
     ]
     names = {
         "raw": "limit: local shard files, memory-mapped + sha256",
@@ -382,7 +398,8 @@ def _measure(
             f"{r['MB_per_s_median'] / limit:.2f} | "
             f"{r['first_batch_s_median'] * 1000:,.0f} ms "
             f"({t_lo * 1000:,.0f}–{t_hi * 1000:,.0f}) | "
-            f"{r['peak_rss_median'] / 1e6:,.0f} MB ({m_lo / 1e6:,.0f}–{m_hi / 1e6:,.0f}) |"
+            f"{r['peak_rss_median'] / 1e6:,.0f} MB ({m_lo / 1e6:,.0f}–{m_hi / 1e6:,.0f}) | "
+            f"{r['client_cpu_s_per_GB_median']:.2f}, {r['server_cpu_s_per_GB_median']:.2f} |"
         )
     return report, lines
 

@@ -52,7 +52,8 @@ class PartialBlob:
     """A locked, pre-sized temp file being filled with one blob's bytes.
 
     ``fd`` is open read-write; the file is already ``size`` bytes long (sparse where not yet
-    written), so it can be memory-mapped while it fills. Exactly one of :meth:`commit` or
+    written), so it can be memory-mapped while it fills. ``fresh``: it holds no earlier bytes
+    (nothing to resume). Exactly one of :meth:`commit` or
     :meth:`abort` must be called; both release the lock.
     """
 
@@ -63,7 +64,11 @@ class PartialBlob:
         self.path = cache.partial_path(digest)
         self._lock_fd = lock_fd
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        if os.fstat(self.fd).st_size != size:
+        st = os.fstat(self.fd)
+        # Nothing to resume when the file is new or holds no data at all (re-hashing a sparse
+        # file's first chunk of zeros costs a chunk's read and sha256 per shard).
+        self.fresh = st.st_size == 0 or st.st_blocks == 0
+        if st.st_size != size:
             os.ftruncate(self.fd, size)
         self._done = False
 

@@ -396,7 +396,7 @@ class VerifiedDataset:
                 fd=partial.fd,
                 whole=self.verify == "paranoid",
             )
-            offset = verifier.resume_existing()
+            offset = 0 if partial.fresh else verifier.resume_existing()
             ready.set_result(_Opened(_map(partial.fd, entry.bytes), verifier))
             try:
                 self.fetcher.fetch(
