@@ -114,7 +114,7 @@ def test_chunk_verifier_releases_only_verified_chunks(tmp_path: Path) -> None:
         t.start()
         assert not released.wait(0.1)  # chunk 1 not complete yet: the reader waits
         v.write(memoryview(data)[chunk + 10 :])
-        # All chunks match, but the last one is released only with the final length check (SPEC 2.5, check 3).
+        # All chunks match, but the last one is released only after the length check (SPEC 2.5).
         assert released.wait(5)
         t.join()
         last = threading.Event()
