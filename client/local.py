@@ -27,7 +27,6 @@ rewritten while a trainer reads it.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import mmap
@@ -60,8 +59,7 @@ from ostraca.protocol_spec import (
 )
 
 from .fetch import ChunkVerifier
-from .source import Provenance
-from .stream import decode_shard
+from .stream import VerifiedVersion, decode_shard
 from .trust import TrustStore
 
 MANIFEST_FILE = "manifest.json"
@@ -192,7 +190,7 @@ def verify_shard_file(
 
 
 # ── the source ──────────────────────────────────────────────────────────────────────────────
-class PulledDataset:
+class PulledDataset(VerifiedVersion):
     """A pulled copy, verified (a :class:`~ostraca.client.source.ShardSource`); see the module
     doc. Picklable: a DataLoader worker or another process re-opens (and re-verifies) it."""
 
@@ -207,68 +205,15 @@ class PulledDataset:
         prefetch: int,
         reopen: dict[str, Any],
     ) -> None:
+        super().__init__(manifest=manifest, grant=grant, columns=columns, prefetch=prefetch)
         self.directory = directory
-        self.manifest = manifest
-        self.grant = grant
         self.keys = keys
-        self.prefetch = max(0, prefetch)
         self._reopen = reopen
-        m = manifest.statement
-        self._full_schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(m.arrow_schema)))
-        if self._full_schema.names != [c.name for c in m.columns]:
-            raise VerificationError("the manifest's Arrow schema does not match its column list")
-        self.columns: list[str] | None = self._check_columns(columns)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_reopen, (self.directory, self._reopen))
 
-    # ShardSource
-
-    @property
-    def provenance(self) -> Provenance:
-        m = self.manifest.statement
-        return Provenance(
-            dataset=m.dataset,
-            version=m.version,
-            manifest_digest=self.manifest.digest,
-            license=m.license,
-            terms_sha256=m.terms_sha256,
-            grant_id=self.grant.digest,
-            publisher=m.publisher,
-        )
-
-    @property
-    def shard_rows(self) -> Sequence[int]:
-        return [s.rows for s in self.manifest.statement.shards]
-
-    @property
-    def schema(self) -> pa.Schema:
-        return self._projected(self.columns)
-
-    @property
-    def num_rows(self) -> int:
-        return self.manifest.statement.total_rows
-
-    def _check_columns(self, columns: Sequence[str] | None) -> list[str] | None:
-        allowed = self.grant.statement.columns
-        if columns is None:
-            return None if allowed is None else [n for n in self._full_schema.names if n in allowed]
-        cols = list(columns)
-        unknown = [c for c in cols if c not in self._full_schema.names]
-        if unknown:
-            raise MalformedError(
-                f"{self.manifest.statement.dataset} has no column(s) {', '.join(unknown)} "
-                f"(columns: {', '.join(self._full_schema.names)})"
-            )
-        if allowed is not None and not set(cols) <= set(allowed):
-            missing = ", ".join(sorted(set(cols) - set(allowed)))
-            raise ScopeError(f"the grant does not cover column(s) {missing}")
-        return cols
-
-    def _projected(self, columns: list[str] | None) -> pa.Schema:
-        if columns is None:
-            return self._full_schema
-        return pa.schema([self._full_schema.field(c) for c in columns])
+    # ShardSource (the rest is VerifiedVersion's)
 
     def _what(self, index: int) -> str:
         m = self.manifest.statement
@@ -343,7 +288,7 @@ class PulledDataset:
     def to_table(self, *, columns: Sequence[str] | None = None) -> pa.Table:
         cols = self.columns if columns is None else self._check_columns(columns)
         batches = [b for _, b in self.read_shards(range(len(self.shard_rows)), columns=cols)]
-        return pa.Table.from_batches(batches, schema=self._projected(cols))
+        return pa.Table.from_batches(batches, schema=self._projected_schema(cols))
 
     def close(self) -> None:
         """Nothing to release (kept for symmetry with the streamed source)."""

@@ -194,41 +194,21 @@ def decode_shard(
         raise VerificationError(f"{what}: holds {count} rows, the manifest says {rows}")
 
 
-class VerifiedDataset:
-    """A verified dataset version (a :class:`~ostraca.client.source.ShardSource`).
-
-    Iterate it for every batch in manifest order, or use :meth:`read_shards` for any order
-    (the PyTorch adapter does). ``columns`` given to :func:`open_dataset` is the default
-    projection; every read is limited to what the grant covers.
-    """
+class VerifiedVersion:
+    """What every verified source of a dataset version shares: the verified manifest and grant,
+    the Arrow schema they commit to, provenance, and the column projection the grant allows."""
 
     def __init__(
         self,
         *,
         manifest: Verified[DatasetManifest],
-        manifest_envelope: Envelope,
         grant: Verified[AccessGrant],
-        grant_envelope: Envelope,
-        client: RegistryClient,
-        cache: BlobCache,
-        fetcher: BlobFetcher,
         columns: Sequence[str] | None,
-        prefetch: int = 2,
-        verify: VerifyUnit = "chunk",
-        recheck_access: bool = True,
-        owns_client: bool = False,
+        prefetch: int,
     ) -> None:
         self.manifest = manifest
-        self.manifest_envelope = manifest_envelope
         self.grant = grant
-        self.grant_envelope = grant_envelope
-        self.client = client
-        self.cache = cache
-        self.fetcher = fetcher
         self.prefetch = max(0, prefetch)
-        self.verify = verify
-        self.recheck_access = recheck_access
-        self._owns_client = owns_client
         m = manifest.statement
         self._full_schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(m.arrow_schema)))
         if self._full_schema.names != [c.name for c in m.columns]:
@@ -282,6 +262,43 @@ class VerifiedDataset:
         if columns is None:
             return self._full_schema
         return pa.schema([self._full_schema.field(c) for c in columns])
+
+
+class VerifiedDataset(VerifiedVersion):
+    """A verified dataset version (a :class:`~ostraca.client.source.ShardSource`).
+
+    Iterate it for every batch in manifest order, or use :meth:`read_shards` for any order
+    (the PyTorch adapter does). ``columns`` given to :func:`open_dataset` is the default
+    projection; every read is limited to what the grant covers.
+    """
+
+    def __init__(
+        self,
+        *,
+        manifest: Verified[DatasetManifest],
+        manifest_envelope: Envelope,
+        grant: Verified[AccessGrant],
+        grant_envelope: Envelope,
+        client: RegistryClient,
+        cache: BlobCache,
+        fetcher: BlobFetcher,
+        columns: Sequence[str] | None,
+        prefetch: int = 2,
+        verify: VerifyUnit = "chunk",
+        recheck_access: bool = True,
+        owns_client: bool = False,
+    ) -> None:
+        super().__init__(manifest=manifest, grant=grant, columns=columns, prefetch=prefetch)
+        self.manifest_envelope = manifest_envelope
+        self.grant_envelope = grant_envelope
+        self.client = client
+        self.cache = cache
+        self.fetcher = fetcher
+        self.verify = verify
+        self.recheck_access = recheck_access
+        self._owns_client = owns_client
+
+    # ShardSource (the rest is VerifiedVersion's)
 
     def read_shards(
         self, order: Sequence[int], *, columns: Sequence[str] | None = None
