@@ -679,6 +679,11 @@ def _resolve_id(given: str, known: Sequence[str], what: str) -> str:
     return matches[0]
 
 
+def _pending_request_id(client: RegistryClient, given: str) -> str:
+    pending = [r.request_id for r in client.list_requests(status="pending")]
+    return _resolve_id(given, pending, "pending request")
+
+
 @app.command()
 def approve(
     ctx: typer.Context,
@@ -700,9 +705,7 @@ def approve(
         raise MalformedError("--columns names no column")
     expires_at = parse_expiry(expires, now=now)
     client = _client(ctx)
-    request_id = _resolve_id(
-        request_id, [r.request_id for r in client.list_requests(status="pending")], "request"
-    )
+    request_id = _pending_request_id(client, request_id)
     grant = client.approve(
         request_id,
         expires=expires_at,
@@ -730,9 +733,7 @@ def deny(
 ) -> None:
     """Deny a pending request."""
     client = _client(ctx)
-    request_id = _resolve_id(
-        request_id, [r.request_id for r in client.list_requests(status="pending")], "request"
-    )
+    request_id = _pending_request_id(client, request_id)
     item = client.deny_request(request_id, reason)
     if as_json:
         _print_json(_request_json(item))
