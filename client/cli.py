@@ -47,6 +47,7 @@ from .config import (
 from .keystore import load_signing_key, public_path, save_signing_key
 from .publish import publish as publish_dataset
 from .shards import DEFAULT_CHUNK_BYTES
+from .stream import parse_ref
 
 __all__ = ["app", "main", "ostraca_home", "run"]
 
@@ -480,16 +481,6 @@ def datasets(
         console.print(f"({page.total - len(page.items)} more; use --search or --limit)")
 
 
-def _split_version(ref: str) -> tuple[str, int | None]:
-    name, at, version = ref.partition("@")
-    split_dataset(name)
-    if not at or version == "latest":
-        return name, None
-    if not version.isdigit() or int(version) < 1:
-        raise MalformedError(f"bad version {version!r} in {ref!r}: expected ns/name@N")
-    return name, int(version)
-
-
 @app.command()
 def show(
     ctx: typer.Context,
@@ -497,7 +488,7 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """A dataset's licence, terms, schema, sizes and versions; checks the manifest's signature."""
-    dataset, version = _split_version(ref)
+    dataset, version = parse_ref(ref)
     client = _client(ctx)
     detail = client.get_dataset(dataset)
     envelope = client.get_manifest_envelope(dataset, version or "latest")

@@ -490,10 +490,10 @@ def _stderr(message: str) -> None:
 
 
 def parse_ref(ref: str) -> tuple[str, int | None]:
-    """``"ns/name"`` or ``"ns/name@3"`` → ``("ns/name", None | 3)``."""
+    """``"ns/name"``, ``"ns/name@latest"`` or ``"ns/name@3"`` → ``("ns/name", None | 3)``."""
     name, at, version = ref.partition("@")
     split_dataset(name)
-    if not at:
+    if not at or version == "latest":
         return name, None
     if not version.isdigit() or int(version) < 1:
         raise MalformedError(f"bad version in {ref!r}: expected ns/name@N with N ≥ 1")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Annotated
 
@@ -24,14 +23,6 @@ EXIT_REVOKED = 3
 
 def _home() -> Path:
     return Path(os.environ.get("OSTRACA_HOME", Path.home() / ".ostraca"))
-
-
-def parse_dataset_ref(ref: str) -> tuple[str, int | None]:
-    """``ns/name`` or ``ns/name@version`` → (name, version or None)."""
-    m = re.fullmatch(r"([^@\s]+)(?:@(\d+))?", ref)
-    if m is None:
-        raise typer.BadParameter(f"expected ns/name or ns/name@version, got {ref!r}")
-    return m.group(1), (int(m.group(2)) if m.group(2) else None)
 
 
 def _fail(exc: OstracaError) -> typer.Exit:
@@ -111,7 +102,7 @@ def train_command(
     if publisher_key is not None and from_dir is None:
         raise typer.BadParameter("--publisher-key goes with --from-dir")
     from ostraca.client.local import PulledDataset, open_pulled  # noqa: PLC0415
-    from ostraca.client.stream import VerifiedDataset, open_dataset  # noqa: PLC0415
+    from ostraca.client.stream import VerifiedDataset, open_dataset, parse_ref  # noqa: PLC0415
 
     from .train import TrainConfig, train  # noqa: PLC0415
 
@@ -140,7 +131,7 @@ def train_command(
             source = open_pulled(from_dir, publisher_keys=keys, home=_home(), columns=[text_column])
         else:
             assert dataset is not None
-            name, version = parse_dataset_ref(dataset)
+            name, version = parse_ref(dataset)
             source = open_dataset(name, version=version, columns=[text_column])
         with source:
             result = train(cfg, source=source, log=console.print)

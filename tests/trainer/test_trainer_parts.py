@@ -13,9 +13,10 @@ import torch
 import typer
 from typer.testing import CliRunner
 
+from ostraca.client.stream import parse_ref
 from ostraca.client.torch import ShardDataset
-from ostraca.protocol_spec import PublicKey, SigningKey
-from ostraca.trainer.cli import parse_dataset_ref, register_trainer_commands
+from ostraca.protocol_spec import MalformedError, PublicKey, SigningKey
+from ostraca.trainer.cli import register_trainer_commands
 from ostraca.trainer.model import GPT, PRESETS, ModelConfig, preset
 from ostraca.trainer.packing import Packer
 from ostraca.trainer.schedule import lr_at
@@ -106,10 +107,12 @@ def test_presets_span_toy_to_gpt2_small() -> None:
 
 
 def test_dataset_refs_parse() -> None:
-    assert parse_dataset_ref("acme/corpus") == ("acme/corpus", None)
-    assert parse_dataset_ref("acme/corpus@3") == ("acme/corpus", 3)
-    with pytest.raises(typer.BadParameter):
-        parse_dataset_ref("acme/corpus@x")
+    assert parse_ref("acme/corpus") == ("acme/corpus", None)
+    assert parse_ref("acme/corpus@latest") == ("acme/corpus", None)
+    assert parse_ref("acme/corpus@3") == ("acme/corpus", 3)
+    for bad in ("acme/corpus@x", "acme/corpus@0", "Acme corpus"):
+        with pytest.raises(MalformedError):
+            parse_ref(bad)
 
 
 def test_cli_generate_attest_and_verify(data: TrainerData, tmp_path: Path) -> None:
