@@ -475,9 +475,10 @@ def markdown(
         "block on resume; its throughput rows read `VerifiedDataset.read_shards` directly."
     )
     md.append(
-        "- Ostraca verifies a shard chunk by chunk against its signed chunk list (and its length) as it enters its cache; a cache "
-        "hit is checked by size and memory-mapped, not re-hashed. Its warm rows therefore do no "
-        "sha256 work, and the local limit *without* sha256 is the like-for-like bound for them."
+        "- Ostraca verifies a shard chunk by chunk against its signed chunk list (and its "
+        "length) as it enters its cache; a cache hit is checked by size and memory-mapped, "
+        "not re-hashed. Its warm rows therefore do no sha256 work, and the local limit "
+        "*without* sha256 is the like-for-like bound for them."
     )
     md.append(
         "- Corruption: one byte at the middle of shard 1 (each format's own file) XOR 0xFF; "
