@@ -7,15 +7,21 @@ import threading
 import weakref
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 from sqlalchemy import Engine, Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
+from ostraca.protocol_spec.canonical import parse_canonical
 from ostraca.protocol_spec.envelope import Envelope
-from ostraca.protocol_spec.errors import AccessDeniedError, NotFoundError, UntrustedKeyError
+from ostraca.protocol_spec.errors import (
+    AccessDeniedError,
+    NotFoundError,
+    PayloadTypeError,
+    UntrustedKeyError,
+)
 from ostraca.protocol_spec.keys import VerifyKey
-from ostraca.protocol_spec.models import PublicKey, split_dataset
+from ostraca.protocol_spec.models import PublicKey, Statement, split_dataset
 
 from .db import AuditEvent, Dataset, Namespace, Principal, PrincipalKey
 from .deps import Caller
@@ -24,6 +30,23 @@ from .schemas import KeyOut, PrincipalOut, ts
 AuditAction = Literal[
     "publish", "request", "grant", "deny", "revoke", "read", "read_refused", "rotate_key"
 ]
+
+
+S = TypeVar("S", bound=Statement)
+
+
+def claimed_statement(body: bytes, model: type[S]) -> tuple[Envelope, S]:
+    """An envelope and the statement it *claims* to carry, NOT yet verified.
+
+    Only for finding which keys to trust (the dataset's owner, the grant to revoke, the key to
+    rotate); the route then verifies the envelope with those keys before acting on it.
+    """
+    envelope = Envelope.from_json(body)
+    if envelope.payload_type != model.PAYLOAD_TYPE:
+        raise PayloadTypeError(
+            f"expected payloadType {model.PAYLOAD_TYPE!r}, got {envelope.payload_type!r}"
+        )
+    return envelope, model.from_json_obj(parse_canonical(envelope.payload))
 
 
 def envelope_json(data: bytes) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from ostraca.protocol_spec.errors import (
     AccessDeniedError,
     ConflictError,
     NotFoundError,
-    PayloadTypeError,
     UntrustedKeyError,
     VerificationError,
 )
@@ -27,6 +26,7 @@ from .db import AccessRequestRow, Dataset, GrantRow, Namespace, RevocationRow, V
 from .deps import Caller, ContextDep, EnvelopeBody, JsonBody, PrincipalDep, SessionDep
 from .repo import (
     audit,
+    claimed_statement,
     envelope_json,
     get_dataset,
     get_principal,
@@ -229,13 +229,8 @@ def deny_request(
 def create_grant(
     caller: PrincipalDep, body: EnvelopeBody, session: SessionDep, ctx: ContextDep
 ) -> GrantItem:
-    envelope = Envelope.from_json(body)
-    if envelope.payload_type != AccessGrant.PAYLOAD_TYPE:
-        raise PayloadTypeError(
-            f"expected payloadType {AccessGrant.PAYLOAD_TYPE!r}, got {envelope.payload_type!r}"
-        )
     # The payload names the dataset, whose owner's keys are the trusted ones.
-    claimed = AccessGrant.from_json_obj(parse_canonical(envelope.payload))
+    envelope, claimed = claimed_statement(body, AccessGrant)
     ds = get_dataset(session, claimed.dataset)
     require_owner(session, caller, ds)
     # G1–G4: signed by an active key of the namespace owner (a rotated key grants nothing new).
@@ -343,12 +338,7 @@ def get_grant(grant_id: str, caller: PrincipalDep, session: SessionDep) -> Grant
 def revoke(
     caller: PrincipalDep, body: EnvelopeBody, session: SessionDep, ctx: ContextDep
 ) -> RevocationOut:
-    envelope = Envelope.from_json(body)
-    if envelope.payload_type != Revocation.PAYLOAD_TYPE:
-        raise PayloadTypeError(
-            f"expected payloadType {Revocation.PAYLOAD_TYPE!r}, got {envelope.payload_type!r}"
-        )
-    claimed = Revocation.from_json_obj(parse_canonical(envelope.payload))
+    envelope, claimed = claimed_statement(body, Revocation)
     grant = session.get(GrantRow, claimed.grant)
     if grant is None:
         raise NotFoundError(f"no grant {claimed.grant}")

@@ -32,7 +32,6 @@ from ostraca.protocol_spec.errors import (
     ConflictError,
     MalformedError,
     NotFoundError,
-    PayloadTypeError,
     SignatureError,
     UntrustedKeyError,
 )
@@ -52,6 +51,7 @@ from .deps import (
 )
 from .repo import (
     audit,
+    claimed_statement,
     envelope_json,
     get_principal,
     principal_by_key,
@@ -252,14 +252,9 @@ def rotate_key(keyid: str, body: EnvelopeBody, session: SessionDep, ctx: Context
 
     No bearer token: the two signatures are the authority, as for registration."""
     principal = _find_principal(session, keyid)
-    envelope = Envelope.from_json(body)
-    if envelope.payload_type != KeyRotation.PAYLOAD_TYPE:
-        raise PayloadTypeError(
-            f"expected payloadType {KeyRotation.PAYLOAD_TYPE!r}, got {envelope.payload_type!r}"
-        )
     # The payload names the old key; it must be this principal's active key. Nothing of the
     # claim is trusted before verify_key_rotation below checks it (K1–K7).
-    claimed = KeyRotation.from_json_obj(parse_canonical(envelope.payload))
+    envelope, claimed = claimed_statement(body, KeyRotation)
     old = session.get(PrincipalKey, claimed.old_key)
     if old is None or old.principal_id != principal.id or old.revoked is not None:
         raise UntrustedKeyError(
