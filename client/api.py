@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
 import secrets
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -49,6 +48,7 @@ from ostraca.protocol_spec.auth import login_message, registration_message
 from ostraca.protocol_spec.errors import UnavailableError, error_from_code
 
 from .config import ClientConfig
+from .files import atomic_write
 from .keystore import load_signing_key
 from .trust import OfferedKeys
 
@@ -491,18 +491,12 @@ class RegistryClient:
     def _store_token(self, token: TokenInfo) -> None:
         path = self.config.token_file
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".token.json.tmp{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(
-                {
-                    "registry": self.base_url,
-                    "keyid": self.keyid,
-                    "token": token.model_dump(mode="json"),
-                },
-                fh,
-            )
-        os.replace(tmp, path)
+        record = {
+            "registry": self.base_url,
+            "keyid": self.keyid,
+            "token": token.model_dump(mode="json"),
+        }
+        atomic_write(path, json.dumps(record).encode(), mode=0o600)
 
     # identity endpoints
 

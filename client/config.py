@@ -18,6 +18,8 @@ from typing import Any
 
 from ostraca.protocol_spec import MalformedError
 
+from .files import atomic_write
+
 DEFAULT_REGISTRY = "http://127.0.0.1:8000"
 DEFAULT_CACHE_BYTES = 20 * 1024**3
 CONFIG_KEYS = ("registry", "identity", "passphrase_env", "cache_dir", "cache_bytes")
@@ -189,7 +191,5 @@ def set_config_value(key: str, value: str, *, home: Path | None = None) -> Path:
     data[key] = str(coerced) if isinstance(coerced, Path) else coerced
     ClientConfig(home=home, **{k: _coerce(k, v) for k, v in data.items()})  # refuse bad values
     home.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".config.json.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
     return path

@@ -9,9 +9,16 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
-from ostraca.protocol_spec import MalformedError, OstracaError, PublicKey, SigningKey
+from ostraca.protocol_spec import MalformedError, OstracaError, PublicKey, SigningKey, utc_now
+
+from .files import atomic_write
+
+T = TypeVar("T")
 
 
 class KeyFileError(OstracaError):
@@ -39,16 +46,9 @@ def save_signing_key(
     if path.exists() and not overwrite:
         raise KeyFileError(f"{path} already exists; refusing to overwrite a private key")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(key.to_pem(passphrase.encode() if passphrase else None))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, _pem(key, passphrase), mode=0o600)
     info = {**(profile or {}), **PublicKey.from_verify_key(key.public).model_dump()}
-    public_path(path).write_text(json.dumps(info, indent=2) + "\n")
+    atomic_write(public_path(path), (json.dumps(info, indent=2) + "\n").encode())
 
 
 def load_signing_key(path: Path, *, passphrase: str | None = None) -> SigningKey:
@@ -66,3 +66,67 @@ def load_signing_key(path: Path, *, passphrase: str | None = None) -> SigningKey
         return SigningKey.from_pem(path.read_bytes(), passphrase.encode() if passphrase else None)
     except MalformedError as exc:
         raise KeyFileError(f"{path}: {exc.message}") from exc
+
+
+def _pem(key: SigningKey, passphrase: str | None) -> bytes:
+    return key.to_pem(passphrase.encode() if passphrase else None)
+
+
+def rotated_name(path: Path, when: datetime) -> Path:
+    """``identity.pem.rotated-2026-11-27`` (then ``…-2``, ``…-3``: never an existing file)."""
+    base = path.with_name(f"{path.name}.rotated-{when:%Y-%m-%d}")
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Create ``path`` with mode 0600 (never replacing a file) and write ``data``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def rotate_identity(
+    path: Path,
+    new: SigningKey,
+    submit: Callable[[], T],
+    *,
+    passphrase: str | None = None,
+    now: datetime | None = None,
+) -> tuple[T, Path]:
+    """Move the identity file at ``path`` to ``new``, around ``submit()`` (the call that tells
+    the registry, e.g. ``lambda: client.rotate_key(new, reason=...)``).
+
+    The new key is on disk (a staged 0600 file beside ``path``) before ``submit`` runs, so
+    whatever fails afterwards, the key the registry now trusts is never lost; if ``submit``
+    raises, the staged file is removed and ``path`` is untouched. Afterwards the old key file is
+    kept as ``<path>.rotated-<date>`` (mode 0600, with its ``.pub.json`` beside it), ``path``
+    holds ``new`` (encrypted with ``passphrase`` when given) and its public JSON names the new
+    key, keeping the profile. Returns ``submit``'s result and where the old key file went.
+    """
+    staged = path.with_name(f".{path.name}.rotating-{new.keyid[:16]}")
+    staged.unlink(missing_ok=True)
+    _write_private(staged, _pem(new, passphrase))
+    try:
+        result = submit()
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    backup = rotated_name(path, now or utc_now())
+    _write_private(backup, path.read_bytes())
+    os.replace(staged, path)
+    pub = public_path(path)
+    try:
+        info = json.loads(pub.read_text())
+    except (OSError, ValueError):
+        info = {}
+    if pub.exists():
+        pub.replace(backup.with_name(backup.name + ".pub.json"))
+    info.update(PublicKey.from_verify_key(new.public).model_dump())
+    atomic_write(pub, (json.dumps(info, indent=2) + "\n").encode())
+    return result, backup

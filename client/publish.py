@@ -62,6 +62,7 @@ from ostraca.protocol_spec.errors import RangeNotSatisfiableError
 from ostraca.protocol_spec.models import SPDX_PATTERN
 
 from .api import RegistryClient
+from .files import atomic_write
 from .shards import (
     COMPRESSIONS,
     DEFAULT_CHUNK_BYTES,
@@ -415,9 +416,7 @@ class _UploadSessions:
 
 def _atomic_write_json(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(obj, indent=1, sort_keys=True).encode())
 
 
 # ── publish ──────────────────────────────────────────────────────────────────────────────────

@@ -39,6 +39,7 @@ from ostraca.protocol_spec import (
 from .api import RegistryClient
 from .config import ClientConfig
 from .fetch import ChunkVerifier
+from .files import atomic_write
 from .local import (
     CHUNKS_DIR,
     GRANT_FILE,
@@ -65,12 +66,6 @@ class PullResult:
     downloaded_bytes: int
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _pull_shard(ds: VerifiedDataset, index: int, dest: Path) -> int:
     """Put shard ``index`` at ``dest`` verified; return how many bytes came over the network."""
     entry = ds.manifest.statement.shards[index]
@@ -78,7 +73,7 @@ def _pull_shard(ds: VerifiedDataset, index: int, dest: Path) -> int:
     chunk_target = dest / CHUNKS_DIR / entry.chunks
     chunks = ds.chunk_list(index)
     if not chunk_target.exists():
-        _write_atomic(chunk_target, chunks)
+        atomic_write(chunk_target, chunks)
     try:  # already here and intact (a pull that resumes)
         verify_shard_file(
             dest, entry, chunk_bytes=ds.manifest.statement.chunk_bytes, what=f"shard {index}"
@@ -150,11 +145,11 @@ def pull(
         m = ds.manifest.statement
         (dest / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
         (dest / CHUNKS_DIR).mkdir(parents=True, exist_ok=True)
-        _write_atomic(dest / MANIFEST_FILE, ds.manifest_envelope.to_json())
-        _write_atomic(dest / GRANT_FILE, ds.grant_envelope.to_json())
+        atomic_write(dest / MANIFEST_FILE, ds.manifest_envelope.to_json())
+        atomic_write(dest / GRANT_FILE, ds.grant_envelope.to_json())
         publisher = ds.manifest.signer
         keys = {"namespace": m.namespace, "keys": {publisher.keyid: publisher.b64}}
-        _write_atomic(dest / KEYS_FILE, (json.dumps(keys, indent=2) + "\n").encode())
+        atomic_write(dest / KEYS_FILE, (json.dumps(keys, indent=2) + "\n").encode())
         if on_start is not None:
             on_start(len(m.shards), m.total_bytes)
         downloaded = 0

@@ -59,6 +59,8 @@ from ostraca.protocol_spec import (
 )
 from ostraca.protocol_spec.models import TIMESTAMP_FORMAT, utc_now
 
+from .files import atomic_write
+
 TRUST_FILE = "trusted_keys.json"
 
 
@@ -115,9 +117,8 @@ class TrustStore:
             before = json.dumps(data, sort_keys=True)
             yield data
             if json.dumps(data, sort_keys=True) != before:
-                tmp = self.path.with_name(f".{TRUST_FILE}.tmp{os.getpid()}")
-                tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-                os.replace(tmp, self.path)
+                text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+                atomic_write(self.path, text.encode())
         finally:
             os.close(lock_fd)
 
@@ -292,10 +293,7 @@ class TrustStore:
                     )
                 entry["versions"][str(m.version)] = v.digest
                 if m.version > int(entry.get("latest", 0)):
-                    target = self.manifests_dir / f"{v.digest}.json"
-                    tmp = target.with_name(f".{v.digest}.tmp{os.getpid()}")
-                    tmp.write_bytes(env.to_json())
-                    os.replace(tmp, target)
+                    atomic_write(self.manifests_dir / f"{v.digest}.json", env.to_json())
                     entry["latest"] = m.version
 
 
