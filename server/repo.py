@@ -22,10 +22,13 @@ from ostraca.protocol_spec.errors import (
 )
 from ostraca.protocol_spec.keys import VerifyKey
 from ostraca.protocol_spec.models import PublicKey, Statement, split_dataset
+from ostraca.protocol_spec.wire import (
+    KeyOut,
+    PrincipalOut,
+)
 
 from .db import AuditEvent, Dataset, Namespace, Principal, PrincipalKey
 from .deps import Caller
-from .schemas import KeyOut, PrincipalOut, ts
 
 AuditAction = Literal[
     "publish", "request", "grant", "deny", "revoke", "read", "read_refused", "rotate_key"
@@ -47,6 +50,11 @@ def claimed_statement(body: bytes, model: type[S]) -> tuple[Envelope, S]:
             f"expected payloadType {model.PAYLOAD_TYPE!r}, got {envelope.payload_type!r}"
         )
     return envelope, model.from_json_obj(parse_canonical(envelope.payload))
+
+
+def ts(value: datetime) -> datetime:
+    """Drop sub-second precision (API timestamps are whole seconds)."""
+    return value.replace(microsecond=0)
 
 
 def envelope_json(data: bytes) -> dict[str, Any]:

@@ -21,6 +21,14 @@ from ostraca.protocol_spec.errors import (
 )
 from ostraca.protocol_spec.models import AccessGrant, DatasetManifest, Revocation
 from ostraca.protocol_spec.verify import verify_request, verify_revocation
+from ostraca.protocol_spec.wire import (
+    DenyIn,
+    GrantItem,
+    GrantList,
+    RequestItem,
+    RequestList,
+    RevocationOut,
+)
 
 from .db import AccessRequestRow, Dataset, GrantRow, Namespace, RevocationRow, Version
 from .deps import Caller, ContextDep, EnvelopeBody, JsonBody, PrincipalDep, SessionDep
@@ -36,7 +44,6 @@ from .repo import (
     require_owner,
     signing_keys,
 )
-from .schemas import DenyIn, GrantItem, GrantList, RequestItem, RequestList, RevocationOut
 
 router = APIRouter(prefix="/v1", tags=["access"])
 

@@ -38,6 +38,16 @@ from ostraca.protocol_spec.errors import (
 from ostraca.protocol_spec.keys import VerifyKey
 from ostraca.protocol_spec.models import KeyRotation
 from ostraca.protocol_spec.verify import verify_key_rotation
+from ostraca.protocol_spec.wire import (
+    ChallengeIn,
+    ChallengeOut,
+    PrincipalOut,
+    RegisterIn,
+    RotationList,
+    RotationOut,
+    TokenIn,
+    TokenOut,
+)
 
 from .db import AuthToken, Dataset, LoginNonce, Namespace, Principal, PrincipalKey
 from .deps import (
@@ -57,16 +67,6 @@ from .repo import (
     principal_by_key,
     principal_out,
     rotated_key_error,
-)
-from .schemas import (
-    ChallengeIn,
-    ChallengeOut,
-    PrincipalOut,
-    RegisterIn,
-    RotationList,
-    RotationOut,
-    TokenIn,
-    TokenOut,
     ts,
 )
 

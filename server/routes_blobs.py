@@ -26,6 +26,11 @@ from ostraca.protocol_spec.errors import (
     TooLargeError,
     UnsupportedMediaTypeError,
 )
+from ostraca.protocol_spec.wire import (
+    BlobOut,
+    UploadIn,
+    UploadOut,
+)
 
 from .access import Decision, ReadFacts, decide_read, grant_still_valid, holders, lookup_read
 from .db import Blob, UploadSession
@@ -41,7 +46,6 @@ from .deps import (
 )
 from .problems import RangeError, UploadOffsetError
 from .repo import audit, audit_writer
-from .schemas import BlobOut, UploadIn, UploadOut
 
 router = APIRouter(prefix="/v1", tags=["blobs"])
 

@@ -18,6 +18,19 @@ from ostraca.protocol_spec.errors import (
     VerificationError,
 )
 from ostraca.protocol_spec.verify import verify_manifest
+from ostraca.protocol_spec.wire import (
+    AuditEventOut,
+    AuditList,
+    ColumnOut,
+    DatasetDetail,
+    DatasetList,
+    DatasetSummary,
+    NamespaceDetail,
+    NamespaceIn,
+    NamespaceOut,
+    PublishOut,
+    VersionOut,
+)
 
 from .db import AuditEvent, Blob, Dataset, Namespace, Principal, Version, VersionBlob
 from .deps import (
@@ -37,19 +50,6 @@ from .repo import (
     key_outs,
     require_owner,
     signing_keys,
-)
-from .schemas import (
-    AuditEventOut,
-    AuditList,
-    ColumnOut,
-    DatasetDetail,
-    DatasetList,
-    DatasetSummary,
-    NamespaceDetail,
-    NamespaceIn,
-    NamespaceOut,
-    PublishOut,
-    VersionOut,
     ts,
 )
 

@@ -6,8 +6,11 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from ostraca.protocol_spec.wire import (
+    Health,
+)
+
 from .deps import ContextDep
-from .schemas import Health
 
 router = APIRouter(tags=["operations"])
 
