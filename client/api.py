@@ -27,7 +27,6 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ostraca.protocol_spec import (
-    AccessDeniedError,
     AccessGrant,
     AccessRequest,
     AuthenticationError,
@@ -35,7 +34,6 @@ from ostraca.protocol_spec import (
     Envelope,
     KeyRotation,
     MalformedError,
-    OstracaError,
     PublicKey,
     Revocation,
     SigningKey,
@@ -45,11 +43,12 @@ from ostraca.protocol_spec import (
     utc_now,
 )
 from ostraca.protocol_spec.auth import login_message, registration_message
-from ostraca.protocol_spec.errors import UnavailableError, error_from_code
+from ostraca.protocol_spec.errors import UnavailableError
 
 from .config import ClientConfig
 from .files import atomic_write
 from .keystore import load_signing_key
+from .problems import error_from_problem
 from .trust import OfferedKeys
 
 __all__ = [
@@ -282,11 +281,6 @@ def _dataset_path(dataset: str) -> str:
     return f"/v1/datasets/{ns}/{name}"
 
 
-def request_hint(dataset: str) -> str:
-    """The command that asks for access to ``dataset`` (named in access errors)."""
-    return f"ask for access: ostraca request {dataset} --purpose '...'"
-
-
 # ── the client ───────────────────────────────────────────────────────────────────────────────
 
 
@@ -406,37 +400,14 @@ class RegistryClient:
                 continue
             if response.is_success or (ok_404 and response.status_code == 404):
                 return response
-            raise self._error_of(response, dataset=dataset)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _error_of(self, response: httpx.Response, *, dataset: str | None) -> OstracaError:
-        status = response.status_code
-        code, detail, hint = "", "", None
-        if method_has_body(response):
-            try:
-                problem = response.json()
-            except ValueError:
-                problem = None
-            if isinstance(problem, dict):
-                code = str(problem.get("code") or "")
-                detail = str(problem.get("detail") or problem.get("title") or "")
-                hint = problem.get("hint") if isinstance(problem.get("hint"), str) else None
-        if not code:
-            code = _CODE_BY_STATUS.get(status, "error")
-        if not detail:
-            detail = (response.text[:200].strip() if method_has_body(response) else "") or (
-                f"{response.request.method} {response.request.url.path}: HTTP {status}"
+            raise error_from_problem(
+                response.status_code,
+                response.content,
+                content_type=response.headers.get("Content-Type", ""),
+                request=f"{method} {response.request.url.path}",
+                dataset=dataset,
             )
-        error = error_from_code(code, detail, hint=hint)
-        if isinstance(error, AuthenticationError) and error.hint is None:
-            error.hint = "log in again with `ostraca login` (is your key registered?)"
-        if (
-            dataset is not None
-            and type(error) is AccessDeniedError
-            and (error.hint is None or "ostraca request" not in error.hint)
-        ):
-            error.hint = request_hint(dataset)
-        return error
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _json(self, response: httpx.Response, model: type[M]) -> M:
         try:
@@ -835,25 +806,6 @@ class RegistryClient:
         if not isinstance(body, dict):
             raise MalformedError("the registry's /healthz answer is not a JSON object")
         return body
-
-
-_CODE_BY_STATUS = {
-    401: "unauthenticated",
-    403: "access_denied",
-    404: "not_found",
-    409: "conflict",
-    413: "too_large",
-    415: "unsupported_media_type",
-    416: "range_not_satisfiable",
-    422: "malformed",
-    502: "unavailable",
-    503: "unavailable",
-    504: "unavailable",
-}
-
-
-def method_has_body(response: httpx.Response) -> bool:
-    return response.request.method != "HEAD"
 
 
 def _b64(data: bytes) -> str:

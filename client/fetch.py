@@ -14,14 +14,13 @@ the 2-core VM.) Other sinks get
 the bytes through one reused buffer (:class:`BlobSink`). The length the signed manifest promised
 is a hard cap: more bytes are never read. A dropped connection is resumed with ``Range`` from
 the last byte received, a bounded number of times. problem+json answers become our typed errors
-in exactly one place, :func:`error_from_response`.
+through :func:`.problems.error_from_problem`, as the API client's do.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
-import json
 import mmap
 import os
 import threading
@@ -33,10 +32,11 @@ from urllib.parse import urlsplit
 from ostraca.protocol_spec import (
     DigestMismatchError,
     MalformedError,
-    OstracaError,
     VerificationError,
 )
-from ostraca.protocol_spec.errors import UnavailableError, error_from_code
+from ostraca.protocol_spec.errors import UnavailableError
+
+from .problems import error_from_problem
 
 BUFFER_BYTES = 1024 * 1024
 DIGEST_BYTES = 32
@@ -58,31 +58,6 @@ class DirectSink(Protocol):
     def window(self, limit: int) -> memoryview: ...
 
     def advance(self, n: int) -> None: ...
-
-
-def error_from_response(status: int, content_type: str, body: bytes, what: str) -> OstracaError:
-    """Translate an HTTP error answer (problem+json when the registry sent one) to our error."""
-    code, detail, hint = "", "", None
-    if "json" in content_type:
-        try:
-            problem = json.loads(body)
-        except ValueError:
-            problem = None
-        if isinstance(problem, dict):
-            code = str(problem.get("code") or "")
-            detail = str(problem.get("detail") or problem.get("title") or "")
-            raw_hint = problem.get("hint")
-            hint = str(raw_hint) if raw_hint else None
-    if not code:
-        code = {
-            401: "unauthenticated",
-            403: "access_denied",
-            404: "not_found",
-            416: "range_not_satisfiable",
-            503: "unavailable",
-        }.get(status, "error")
-    message = f"{what}: {detail}" if detail else f"{what}: HTTP {status}"
-    return error_from_code(code, message, hint=hint)
 
 
 class ChunkVerifier:
@@ -420,7 +395,13 @@ class BlobFetcher:
             body = resp.read(MAX_PROBLEM_BYTES)
             if resp.length:  # more than we care to read: do not reuse the connection
                 self._drop_connection()
-            raise error_from_response(resp.status, resp.getheader("Content-Type") or "", body, what)
+            raise error_from_problem(
+                resp.status,
+                body,
+                content_type=resp.getheader("Content-Type") or "",
+                request=f"GET {self.path(digest)}",
+                what=what,
+            )
         skip = 0
         if resp.status == 200 and pos > 0:
             skip = pos  # the server ignored Range: discard what we already have

@@ -71,10 +71,11 @@ from ostraca.protocol_spec import (
 )
 from ostraca.protocol_spec.errors import UnavailableError
 
-from .api import GrantItem, RegistryClient, request_hint
+from .api import GrantItem, RegistryClient
 from .cache import BlobCache
 from .config import ClientConfig, load_config
 from .fetch import DIGEST_BYTES, BlobFetcher, ChunkVerifier
+from .problems import request_hint
 from .source import Provenance
 from .trust import TrustStore, resolve_manifest
 
