@@ -409,6 +409,19 @@ class RegistryClient:
             )
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _post_envelope(
+        self, path: str, envelope: Envelope, model: type[M], *, auth: bool = True
+    ) -> M:
+        """POST a signed statement (its envelope, byte for byte) and parse the answer."""
+        response = self._send(
+            "POST",
+            path,
+            auth=auth,
+            content=envelope.to_json(),
+            headers={"Content-Type": "application/json"},
+        )
+        return self._json(response, model)
+
     def _json(self, response: httpx.Response, model: type[M]) -> M:
         try:
             return model.model_validate_json(response.content)
@@ -533,13 +546,8 @@ class RegistryClient:
             created=utc_now(),
         )
         envelope = sign_statement(statement, [old, new_key])
-        response = self._send(
-            "POST",
-            f"/v1/principals/{old.keyid}/rotations",
-            content=envelope.to_json(),
-            headers={"Content-Type": "application/json"},
-        )
-        item = self._json(response, RotationItem)
+        path = f"/v1/principals/{old.keyid}/rotations"
+        item = self._post_envelope(path, envelope, RotationItem, auth=False)
         self._forget_token()
         self._key = new_key
         return item
@@ -613,14 +621,8 @@ class RegistryClient:
     def publish_version(self, envelope: Envelope) -> PublishedVersion:
         """Publish a signed manifest; every blob it names must already be on the registry."""
         manifest = DatasetManifest.from_json_obj(json.loads(envelope.payload))
-        response = self._send(
-            "POST",
-            f"{_dataset_path(manifest.dataset)}/versions",
-            auth=True,
-            content=envelope.to_json(),
-            headers={"Content-Type": "application/json"},
-        )
-        return self._json(response, PublishedVersion)
+        path = f"{_dataset_path(manifest.dataset)}/versions"
+        return self._post_envelope(path, envelope, PublishedVersion)
 
     # blobs
 
@@ -648,9 +650,6 @@ class RegistryClient:
         )
         return self._json(response, BlobRef)
 
-    def cancel_upload(self, upload_id: str) -> None:
-        self._send("DELETE", f"/v1/uploads/{upload_id}", auth=True)
-
     def blob_exists(self, digest: str) -> bool:
         """Whether the registry holds the blob (HEAD). Needs the right to read or publish it."""
         response = self._send("HEAD", _blob_path(digest), auth=True, ok_404=True)
@@ -669,14 +668,7 @@ class RegistryClient:
     # access requests
 
     def file_request(self, envelope: Envelope) -> RequestItem:
-        response = self._send(
-            "POST",
-            "/v1/requests",
-            auth=True,
-            content=envelope.to_json(),
-            headers={"Content-Type": "application/json"},
-        )
-        return self._json(response, RequestItem)
+        return self._post_envelope("/v1/requests", envelope, RequestItem)
 
     def request_access(
         self, dataset: str, *, purpose: str, terms_sha256: str | None = None
@@ -723,14 +715,7 @@ class RegistryClient:
     # grants and revocations
 
     def submit_grant(self, envelope: Envelope) -> GrantItem:
-        response = self._send(
-            "POST",
-            "/v1/grants",
-            auth=True,
-            content=envelope.to_json(),
-            headers={"Content-Type": "application/json"},
-        )
-        return self._json(response, GrantItem)
+        return self._post_envelope("/v1/grants", envelope, GrantItem)
 
     def approve(
         self,
@@ -767,14 +752,7 @@ class RegistryClient:
         return self._json(self._send("GET", f"/v1/grants/{grant_id}", auth=True), GrantItem)
 
     def submit_revocation(self, envelope: Envelope) -> RevocationItem:
-        response = self._send(
-            "POST",
-            "/v1/revocations",
-            auth=True,
-            content=envelope.to_json(),
-            headers={"Content-Type": "application/json"},
-        )
-        return self._json(response, RevocationItem)
+        return self._post_envelope("/v1/revocations", envelope, RevocationItem)
 
     def revoke(self, grant_id: str, *, reason: str = "") -> RevocationItem:
         """Sign a :class:`Revocation` of ``grant_id`` and submit it (effective immediately)."""

@@ -176,10 +176,6 @@ class ShardWriter:
     def shards(self) -> list[ShardFile]:
         return list(self._shards)
 
-    @property
-    def rows_written(self) -> int:
-        return sum(s.rows for s in self._shards) + self._rows
-
     def _memory_target(self) -> int:
         return int(min(MAX_BATCH_MEMORY, max(MIN_BATCH_MEMORY, self.batch_bytes / self._ratio)))
 
