@@ -8,14 +8,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q torch==2.13.0
-	$(VENV)/bin/pip install -q -e ".[dev,torch]" --config-settings editable_mode=strict
+	$(VENV)/bin/pip install -q -e ".[dev,all]" --config-settings editable_mode=strict
 	touch $@
 
 venv: $(VENV)/.installed
 
 # Re-link the editable install after adding a module (static tools need the link tree).
 dev: venv
-	$(VENV)/bin/pip install -q -e ".[dev,torch]" --config-settings editable_mode=strict
+	$(VENV)/bin/pip install -q -e ".[dev,all]" --config-settings editable_mode=strict
 
 demo: venv
 	$(VENV)/bin/ostraca demo

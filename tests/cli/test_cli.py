@@ -11,10 +11,11 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from ostraca.client.cli import parse_expiry, parse_versions, run
+from ostraca.cli import run
+from ostraca.cli.publisher import parse_expiry, parse_versions
 from ostraca.protocol_spec import DatasetManifest, MalformedError, RevokedError, utc_now
 
-from .client_helpers import TERMS, Identity, sample_table
+from ..client.client_helpers import TERMS, Identity, sample_table
 
 _ENV_VARS = (
     "OSTRACA_HOME",
@@ -52,9 +53,10 @@ def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> 
     return Cli(monkeypatch, capsys)
 
 
-def _one_error_line(code: int, out: str, err: str) -> str:
-    """The failure's single line (notices such as trust-on-first-use may precede it)."""
-    assert code == 1
+def _one_error_line(code: int, out: str, err: str, *, status: int = 1) -> str:
+    """The failure's single line (notices such as trust-on-first-use may precede it), and the
+    exit status: 1 for an error, 2 for a usage error."""
+    assert code == status
     assert out == ""
     lines = [line for line in err.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("error ")]
@@ -184,7 +186,7 @@ def published_shard(ident: Identity, dataset: str) -> str:
     return DatasetManifest.from_json_obj(json.loads(env.payload)).shards[0].sha256
 
 
-def test_failures_print_one_line_and_exit_1(
+def test_failures_print_one_line_and_exit_non_zero(
     cli: Cli, registry: str, researcher: Identity, publish_table: Any, tmp_path: Path
 ) -> None:
     # No key.
@@ -218,7 +220,7 @@ def test_failures_print_one_line_and_exit_1(
     assert line.startswith("error [malformed] invalid dataset name")
     line = _one_error_line(*cli(researcher.env(), "approve", "abc", "--expires", "soon"))
     assert line.startswith("error [malformed] bad --expires")
-    line = _one_error_line(*cli(researcher.env(), "whoami", "--no-such-flag"))
+    line = _one_error_line(*cli(researcher.env(), "whoami", "--no-such-flag"), status=2)
     assert line.startswith("error [usage]")
     line = _one_error_line(
         *cli(researcher.env(), "publish", "x.csv", "--dataset", "acme/x", "--license", "MIT")

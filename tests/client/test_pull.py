@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from ostraca.client.cli_stream import register_stream_commands
+from ostraca.cli import app as cli_app
 from ostraca.client.publish import PublishResult
 from ostraca.client.pull import pull, verify_copy
 
@@ -69,9 +69,7 @@ def test_pull_writes_a_verifiable_copy(
 
 
 def _cli() -> typer.Typer:
-    app = typer.Typer()
-    register_stream_commands(app)
-    return app
+    return cli_app
 
 
 def test_cli_verify_exit_status(

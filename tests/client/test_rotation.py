@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from ostraca.cli import run
 from ostraca.client.api import RegistryClient
-from ostraca.client.cli import run
 from ostraca.client.config import load_config
 from ostraca.client.keystore import load_signing_key, public_path, save_signing_key
 from ostraca.client.publish import PublishResult, publish

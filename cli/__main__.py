@@ -1,0 +1,5 @@
+"""``python -m ostraca.cli …`` (also under ``torchrun``): the ``ostraca`` command line."""
+
+from . import main
+
+main()

@@ -1,0 +1,69 @@
+"""What every command module shares: the consoles, the ``--json`` option, the client built
+from the global options (kept in the root context's ``obj``, never in the environment), and
+the small formatters for sizes, times and key ids."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from ostraca.client.api import RegistryClient
+    from ostraca.client.config import ClientConfig
+
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")]
+
+
+def overrides(ctx: typer.Context) -> dict[str, Any]:
+    """The global options given before the command (``--registry``, ``--identity``, …) as
+    keyword arguments of :func:`~ostraca.client.config.load_config`."""
+    obj = ctx.find_root().obj
+    return dict(obj) if isinstance(obj, dict) else {}
+
+
+def config(ctx: typer.Context, **extra: Any) -> ClientConfig:
+    """Defaults < ``config.json`` < environment < global options < this command's ``extra``."""
+    from ostraca.client.config import load_config  # noqa: PLC0415 - keeps --help fast
+
+    values = overrides(ctx)
+    values.update({k: v for k, v in extra.items() if v is not None})
+    return load_config(**values)
+
+
+def client(ctx: typer.Context) -> RegistryClient:
+    """A registry client for this command, closed when the command ends."""
+    from ostraca.client.api import RegistryClient  # noqa: PLC0415 - keeps --help fast
+
+    registry_client = RegistryClient(config(ctx))
+    ctx.call_on_close(registry_client.close)
+    return registry_client
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def when(value: datetime | None) -> str:
+    return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def size(n: int) -> str:
+    """Binary units: ``512 B``, ``1.5 KiB``, ``64.0 MiB``."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def short(keyid: str | None) -> str:
+    return "-" if not keyid else keyid[:16] + "…"

@@ -1,0 +1,288 @@
+"""Publisher commands: ``namespace create|show``, ``publish``, ``approve``, ``deny``,
+``revoke``, ``audit``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ostraca.client.api import RegistryClient
+from ostraca.client.config import parse_size
+from ostraca.client.publish import publish as publish_dataset
+from ostraca.client.shards import DEFAULT_CHUNK_BYTES
+from ostraca.protocol_spec import MalformedError, NotFoundError, utc_now
+
+from .common import JsonOpt, client, console, print_json, short, size, when
+
+app = typer.Typer()
+namespace_app = typer.Typer(help="Namespaces: an institution publishes datasets under its own.")
+app.add_typer(namespace_app, name="namespace", no_args_is_help=True)
+
+
+@namespace_app.command("create")
+def namespace_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Lowercase letters, digits and '-'.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Claim a namespace for your institution's datasets."""
+    ns = client(ctx).create_namespace(name)
+    if as_json:
+        print_json({"name": ns.name, "owner": ns.owner})
+    else:
+        console.print(f"namespace {ns.name} created (owner {short(ns.owner)})")
+
+
+@namespace_app.command("show")
+def namespace_show(ctx: typer.Context, name: str, as_json: JsonOpt = False) -> None:
+    """A namespace's owner and the keys trusted to sign its manifests and grants."""
+    ns = client(ctx).get_namespace(name)
+    if as_json:
+        print_json(ns.model_dump(mode="json"))
+    else:
+        console.print(f"namespace {ns.name}\nowner     {ns.owner}")
+        for k in ns.keys:
+            extra = "" if k.status == "active" else f" (rotated {when(k.rotated)})"
+            console.print(f"key       {k.keyid}{extra}", highlight=False)
+
+
+class CompressionOpt(StrEnum):
+    zstd = "zstd"
+    lz4 = "lz4"
+    none = "none"
+
+
+@app.command()
+def publish(
+    ctx: typer.Context,
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Parquet, CSV, JSONL or Arrow IPC files, or directories of them."),
+    ],
+    dataset: Annotated[str, typer.Option("--dataset", help="namespace/name")],
+    license: Annotated[str, typer.Option("--license", help="SPDX licence id, e.g. CC-BY-4.0.")],
+    terms: Annotated[
+        str | None, typer.Option("--terms", help="Data-use terms users must accept.")
+    ] = None,
+    terms_file: Annotated[
+        Path | None, typer.Option("--terms-file", help="Read the terms from this file.")
+    ] = None,
+    description: Annotated[str, typer.Option(help="One paragraph about the data.")] = "",
+    shard_size: Annotated[str, typer.Option(help="Target shard size, e.g. 64MiB.")] = "64MiB",
+    chunk_size: Annotated[
+        str, typer.Option(help="Verification chunk size (a power of two).")
+    ] = f"{DEFAULT_CHUNK_BYTES // 1024**2}MiB",
+    compression: Annotated[
+        CompressionOpt, typer.Option(help="Arrow IPC buffer compression.")
+    ] = CompressionOpt.zstd,
+    as_json: JsonOpt = False,
+) -> None:
+    """Publish files as the next version of a dataset: shard, sign, upload what is missing.
+
+    An interrupted publish resumes when run again with the same inputs.
+    """
+    if (terms is None) == (terms_file is None):
+        raise MalformedError("give exactly one of --terms TEXT or --terms-file FILE")
+    if terms_file is not None:
+        try:
+            terms = terms_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise NotFoundError(f"cannot read terms file {terms_file}: {exc.strerror}") from exc
+    assert terms is not None
+    registry = client(ctx)
+    result = publish_dataset(
+        registry,
+        [str(p) for p in paths],
+        dataset=dataset,
+        license=license,
+        terms=terms,
+        description=description,
+        shard_bytes=parse_size(shard_size),
+        chunk_bytes=parse_size(chunk_size),
+        compression=compression.value,
+        progress=not as_json,
+    )
+    if as_json:
+        print_json(result.to_json())
+        return
+    if result.already_published:
+        console.print(
+            f"{result.dataset} version {result.version} already holds these inputs; nothing to do"
+        )
+        return
+    console.print(
+        f"published {result.dataset} version {result.version}: {result.total_rows:,} rows in "
+        f"{len(result.shards)} shards ({size(result.total_bytes)})\n"
+        f"manifest {result.digest}\n"
+        f"uploaded {result.blobs_uploaded} blobs ({size(result.bytes_uploaded)}), "
+        f"{result.blobs_skipped} already on the registry"
+    )
+
+
+_DURATION_RE = re.compile(r"^(\d+)\s*([hdwy])$")
+_DURATION_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+
+
+def parse_expiry(text: str, *, now: datetime) -> datetime:
+    """``90d``, ``12h``, ``4w``, ``1y`` from ``now``, or an absolute ``YYYY-MM-DD[THH:MM:SSZ]``."""
+    m = _DURATION_RE.match(text.strip().lower())
+    if m:
+        n, unit = int(m.group(1)), m.group(2)
+        delta = timedelta(days=365 * n) if unit == "y" else _DURATION_UNITS[unit] * n
+        if n < 1:
+            raise MalformedError("--expires must be in the future")
+        return now + delta
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise MalformedError(
+            f"bad --expires {text!r}: use a duration (90d, 12h, 4w, 1y) or a date (2027-01-31)"
+        ) from exc
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    if when <= now:
+        raise MalformedError(f"--expires {text} is in the past")
+    return when.replace(microsecond=0)
+
+
+def parse_versions(text: str) -> tuple[int, int | None]:
+    """``3`` → (3, 3); ``1..3`` → (1, 3); ``2..`` → (2, None); ``..4`` → (1, 4)."""
+    m = re.match(r"^\s*(\d*)\s*(\.\.)?\s*(\d*)\s*$", text)
+    if not m or (not m.group(2) and not m.group(1)):
+        raise MalformedError(f"bad --versions {text!r}: use N, A..B, A.. or ..B")
+    low = int(m.group(1)) if m.group(1) else 1
+    high: int | None = (int(m.group(3)) if m.group(3) else None) if m.group(2) else low
+    if low < 1 or (high is not None and high < low):
+        raise MalformedError(f"bad --versions {text!r}: versions start at 1 and must not shrink")
+    return low, high
+
+
+def _resolve_id(given: str, known: Sequence[str], what: str) -> str:
+    """A full id from a unique prefix of one (the tables show ids shortened, as git does)."""
+    given = given.strip().rstrip("…").lower()
+    if re.fullmatch(r"[0-9a-f]{64}", given):
+        return given
+    if not re.fullmatch(r"[0-9a-f]{4,63}", given):
+        raise MalformedError(f"{what} id must be hex (at least 4 characters of it), got {given!r}")
+    matches = sorted({k for k in known if k.startswith(given)})
+    if not matches:
+        raise NotFoundError(f"no {what} of yours has an id starting with {given}")
+    if len(matches) > 1:
+        raise MalformedError(f"{given} is ambiguous: {len(matches)} {what}s start with it")
+    return matches[0]
+
+
+def _pending_request_id(registry: RegistryClient, given: str) -> str:
+    pending = [r.request_id for r in registry.list_requests(status="pending")]
+    return _resolve_id(given, pending, "pending request")
+
+
+@app.command()
+def approve(
+    ctx: typer.Context,
+    request_id: Annotated[str, typer.Argument(help="Request id or a unique prefix of it.")],
+    expires: Annotated[str, typer.Option(help="Lifetime (90d, 12h) or date.")] = "90d",
+    versions: Annotated[
+        str | None, typer.Option(help="Versions covered: N, A..B, A.. [default: all].")
+    ] = None,
+    columns: Annotated[
+        str | None, typer.Option(help="Only these columns, comma-separated [default: all].")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Grant a pending request: signs an AccessGrant here with your key, then files it."""
+    now = utc_now()
+    low, high = parse_versions(versions) if versions else (1, None)
+    cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+    if columns is not None and not cols:
+        raise MalformedError("--columns names no column")
+    expires_at = parse_expiry(expires, now=now)
+    registry = client(ctx)
+    request_id = _pending_request_id(registry, request_id)
+    grant = registry.approve(
+        request_id,
+        expires=expires_at,
+        not_before=now,
+        min_version=low,
+        max_version=high,
+        columns=cols,
+    )
+    if as_json:
+        print_json(grant.model_dump(mode="json"))
+    else:
+        console.print(
+            f"grant {grant.grant_id} for {grant.dataset} to {short(grant.grantee)}, "
+            f"valid until {when(grant.expires)}",
+            highlight=False,
+        )
+
+
+@app.command()
+def deny(
+    ctx: typer.Context,
+    request_id: Annotated[str, typer.Argument(help="The request's id, or a unique prefix.")],
+    reason: Annotated[str, typer.Option(help="Told to the requester.")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Deny a pending request."""
+    registry = client(ctx)
+    request_id = _pending_request_id(registry, request_id)
+    item = registry.deny_request(request_id, reason)
+    if as_json:
+        print_json(item.model_dump(mode="json"))
+    else:
+        console.print(f"request {item.request_id} denied", highlight=False)
+
+
+@app.command()
+def revoke(
+    ctx: typer.Context,
+    grant_id: Annotated[str, typer.Argument(help="Grant id or a unique prefix of it.")],
+    reason: Annotated[str, typer.Option(help="Recorded in the signed revocation.")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke a grant: signs a Revocation; the registry refuses the very next byte."""
+    registry = client(ctx)
+    grant_id = _resolve_id(grant_id, [g.grant_id for g in registry.list_grants()], "grant")
+    item = registry.revoke(grant_id, reason=reason)
+    if as_json:
+        print_json(item.model_dump(mode="json"))
+    else:
+        console.print(f"grant {item.grant_id} revoked at {when(item.revoked_at)}", highlight=False)
+
+
+@app.command()
+def audit(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Argument(help="namespace/name")],
+    limit: Annotated[int, typer.Option(help="At most this many events.")] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """The registry's log of every decision about a dataset (publisher only)."""
+    events = client(ctx).audit(dataset, limit=limit)
+    if as_json:
+        print_json({"items": [e.model_dump(mode="json") for e in events]})
+        return
+    if not events:
+        console.print("no events")
+        return
+    table = Table("time", "action", "principal", "version", "grant", "detail")
+    for e in events:
+        table.add_row(
+            when(e.time),
+            e.action,
+            short(e.principal),
+            "-" if e.version is None else str(e.version),
+            short(e.grant_id),
+            "" if e.detail is None else str(e.detail)[:60],
+        )
+    console.print(table)
+
+
+# ── configuration ────────────────────────────────────────────────────────────────────────────

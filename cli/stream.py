@@ -1,0 +1,193 @@
+"""CLI commands of verified streaming: ``pull``, ``verify``, ``stream``, ``cache info|clear``.
+
+Errors are :class:`~ostraca.protocol_spec.OstracaError` and are printed by the CLI's ``main``
+(code, message, hint; exit status 1). ``verify`` prints a report and exits 1 on any failure.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from ostraca.client.cache import BlobCache
+from ostraca.client.pull import pull, verify_copy
+from ostraca.client.stream import open_dataset, parse_ref
+
+from .common import config, console, err_console
+
+app = typer.Typer()
+
+RegistryOpt = Annotated[
+    str | None, typer.Option("--registry", help="Registry URL [default: configured]")
+]
+
+
+def _columns(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    cols = [c.strip() for c in text.split(",") if c.strip()]
+    return cols or None
+
+
+@app.command("pull")
+def pull_command(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="ns/name or ns/name@version")],
+    directory: Annotated[Path, typer.Argument(help="Where to write the copy")],
+    registry: RegistryOpt = None,
+    parallel: Annotated[int, typer.Option(help="Shards downloaded at once.")] = 3,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Download and verify a whole dataset version: manifest, grant, shards, chunk lists."""
+    dataset, version = parse_ref(ref)
+    settings = config(ctx, registry=registry)
+    progress = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=quiet,
+    )
+    task: list[TaskID] = []
+
+    def on_start(shards: int, total: int) -> None:
+        task.append(progress.add_task(f"{dataset} ({shards} shards)", total=total))
+
+    def on_progress(n: int) -> None:
+        progress.advance(task[0], n)
+
+    with progress:
+        result = pull(
+            dataset,
+            directory,
+            version=version,
+            config=settings,
+            parallel=parallel,
+            on_start=on_start,
+            on_progress=on_progress,
+        )
+    console.print(
+        f"pulled {result.dataset}@{result.version}: {result.shards} shards, "
+        f"{result.bytes:,} bytes ({result.downloaded_bytes:,} downloaded) → {result.directory}\n"
+        f"manifest {result.manifest_digest}\ngrant    {result.grant_id}",
+        highlight=False,
+    )
+
+
+@app.command("verify")
+def verify_command(
+    ctx: typer.Context,
+    directory: Annotated[Path, typer.Argument(help="A directory written by `ostraca pull`")],
+) -> None:
+    """Re-verify a pulled copy offline: signatures, grant, every shard and chunk digest."""
+    report = verify_copy(directory, home=config(ctx).home)
+    for check in report.checks:
+        mark = "[green]ok  [/]" if check.ok else "[bold red]FAIL[/]"
+        console.print(f"{mark} {check.what}: {check.detail}", highlight=False)
+    if report.ok:
+        name = f"{report.dataset}@{report.version}"
+        console.print(f"[green]verified[/] {name}: {len(report.checks)} checks passed")
+        return
+    console.print(
+        f"[bold red]{len(report.failures)} of {len(report.checks)} checks failed[/] in {directory}"
+    )
+    raise typer.Exit(1)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, int | float | str | bool) or value is None:
+        return value
+    return str(value)
+
+
+@app.command("stream")
+def stream_command(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="ns/name or ns/name@version")],
+    head: Annotated[int, typer.Option(help="Rows to show.")] = 5,
+    columns: Annotated[str | None, typer.Option(help="Comma-separated columns.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per row.")] = False,
+    registry: RegistryOpt = None,
+    width: Annotated[int, typer.Option(help="Truncate shown values to this many chars.")] = 60,
+) -> None:
+    """Preview the first rows of a dataset, verified as they stream."""
+    dataset, version = parse_ref(ref)
+    settings = config(ctx, registry=registry)
+    rows: list[dict[str, Any]] = []
+    with open_dataset(
+        dataset, version=version, columns=_columns(columns), config=settings, prefetch=0
+    ) as ds:
+        schema = ds.schema
+        batches = ds.iter_batches()
+        try:
+            for batch in batches:
+                rows.extend(batch.slice(0, head - len(rows)).to_pylist())
+                if len(rows) >= head:
+                    break
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
+        prov = ds.provenance
+    if as_json:
+        for row in rows:
+            console.print_json(json.dumps(_jsonable(row)), indent=None)
+        return
+    table = Table(title=f"{prov.dataset}@{prov.version} ({prov.license})", show_lines=False)
+    for name in schema.names:
+        table.add_column(f"{name}\n[dim]{schema.field(name).type}[/]")
+    for row in rows:
+        cells = []
+        for name in schema.names:
+            text = str(_jsonable(row[name]))
+            cells.append(text if len(text) <= width else text[: width - 1] + "…")
+        table.add_row(*cells)
+    console.print(table)
+    err_console.print(
+        f"manifest {prov.manifest_digest[:16]}…  grant {prov.grant_id[:16]}…  verified",
+        highlight=False,
+    )
+
+
+cache_app = typer.Typer(help="The local shard cache.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("info")
+def cache_info(ctx: typer.Context) -> None:
+    """Where the cache is, how full, its budget."""
+    settings = config(ctx)
+    info = BlobCache(settings.cache_path, budget=settings.cache_bytes).info()
+    console.print(
+        f"cache   {info.root}\nblobs   {info.blobs}\nbytes   {info.bytes:,}\n"
+        f"budget  {info.budget:,}\npartial {info.partial_bytes:,}",
+        highlight=False,
+    )
+
+
+@cache_app.command("clear")
+def cache_clear(ctx: typer.Context) -> None:
+    """Remove every cached blob (and abandoned partial downloads)."""
+    settings = config(ctx)
+    freed = BlobCache(settings.cache_path, budget=settings.cache_bytes).clear()
+    console.print(f"freed {freed:,} bytes", highlight=False)
