@@ -4,6 +4,7 @@ Pure: no network, database, filesystem or torch. Everything else depends on this
 """
 
 from .canonical import canonical_bytes, parse_canonical, sha256_hex
+from .chunks import chunk_count, chunk_list_bytes
 from .envelope import Envelope, pae, sign_envelope
 from .errors import (
     AccessDeniedError,
@@ -42,13 +43,20 @@ from .models import (
     split_dataset,
     utc_now,
 )
+from .rotation import KeyWalk, RotatedKey, walk_rotations
 from .verify import (
+    ChainHead,
+    GrantTerms,
     Verified,
+    check_grant_version,
+    check_grant_window,
+    open_grant,
     sign_statement,
     verify_attestation,
     verify_chain,
     verify_grant,
     verify_key_rotation,
+    verify_link,
     verify_manifest,
     verify_request,
     verify_revocation,
@@ -60,6 +68,7 @@ __all__ = [
     "AccessRequest",
     "AuthenticationError",
     "ChainError",
+    "ChainHead",
     "Column",
     "ConflictError",
     "ConsumedDataset",
@@ -67,7 +76,9 @@ __all__ = [
     "DigestMismatchError",
     "Envelope",
     "ExpiredError",
+    "GrantTerms",
     "KeyRotation",
+    "KeyWalk",
     "MalformedError",
     "NonCanonicalError",
     "NotFoundError",
@@ -78,6 +89,7 @@ __all__ = [
     "Revocation",
     "RevokedError",
     "RollbackError",
+    "RotatedKey",
     "ScopeError",
     "ShardEntry",
     "SignatureError",
@@ -90,7 +102,12 @@ __all__ = [
     "Verified",
     "VerifyKey",
     "canonical_bytes",
+    "check_grant_version",
+    "check_grant_window",
+    "chunk_count",
+    "chunk_list_bytes",
     "key_id",
+    "open_grant",
     "pae",
     "parse_canonical",
     "sha256_hex",
@@ -102,7 +119,9 @@ __all__ = [
     "verify_chain",
     "verify_grant",
     "verify_key_rotation",
+    "verify_link",
     "verify_manifest",
     "verify_request",
     "verify_revocation",
+    "walk_rotations",
 ]

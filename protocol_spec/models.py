@@ -291,11 +291,6 @@ class AccessGrant(Statement):
             raise ValueError("columns must be unique")
         return self
 
-    def covers_version(self, version: int) -> bool:
-        return self.min_version <= version and (
-            self.max_version is None or version <= self.max_version
-        )
-
 
 class Revocation(Statement):
     PAYLOAD_TYPE: ClassVar[str] = "application/vnd.ostraca.revocation+json"

@@ -12,7 +12,7 @@ from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from .canonical import parse_canonical
 from .envelope import Envelope, require_signature, sign_envelope, verify_envelope
@@ -96,20 +96,69 @@ def _not_from_future(created: datetime, now: datetime, what: str) -> None:
         raise VerificationError(f"{what} was created in the future ({created:%Y-%m-%dT%H:%M:%SZ})")
 
 
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """The newest version of a dataset a verifier trusts: all that check M8 needs of it."""
+
+    dataset: str
+    version: int
+    """``0`` for a dataset with no version yet."""
+    digest: str | None
+    """The manifest's id; ``None`` only for version 0."""
+
+    @classmethod
+    def of(cls, verified: Verified[DatasetManifest]) -> ChainHead:
+        return cls(
+            dataset=verified.statement.dataset,
+            version=verified.statement.version,
+            digest=verified.digest,
+        )
+
+    @classmethod
+    def empty(cls, dataset: str) -> ChainHead:
+        """A dataset not published yet: its next version is 1 (whose ``previous`` is null)."""
+        return cls(dataset=dataset, version=0, digest=None)
+
+
+def verify_link(manifest: DatasetManifest, digest: str, *, previous: ChainHead) -> None:
+    """Check M8 of SPEC.md 5.1: manifest ``digest`` continues the chain whose head is
+    ``previous`` (or is that head itself)."""
+    m, p = manifest, previous
+    if p.dataset != m.dataset:
+        raise ChainError(f"previous manifest is for {p.dataset}, not {m.dataset}")
+    if m.version < p.version:
+        raise RollbackError(
+            f"{m.dataset} version {m.version} is older than trusted version {p.version}"
+        )
+    if m.version == p.version and digest != p.digest:
+        raise ChainError(f"two different manifests claim {m.dataset} version {m.version}")
+    if m.version == p.version + 1 and m.previous != p.digest:
+        raise ChainError(
+            f"{m.dataset} version {m.version} does not link to trusted version {p.version}"
+        )
+    if m.version > p.version + 1:
+        raise ChainError(
+            f"{m.dataset} version {m.version} does not follow version {p.version}: versions "
+            f"{p.version + 1}..{m.version - 1} come first"
+        )
+
+
 def verify_manifest(
     envelope: Envelope,
     *,
     publisher_keys: Mapping[str, VerifyKey],
     now: datetime,
     dataset: str | None = None,
-    previous: Verified[DatasetManifest] | None = None,
+    previous: Verified[DatasetManifest] | ChainHead | None = None,
 ) -> Verified[DatasetManifest]:
     """Verify a dataset manifest (SPEC.md 5.1).
 
     ``publisher_keys`` are the keys trusted for the dataset's namespace. ``previous`` is the
     newest manifest of the same dataset the caller already trusts, if any: a lower version is a
     rollback, the same version with another digest or a successor that does not link to it is a
-    fork, and a gap must be closed by verifying the intermediate versions first.
+    fork, and a gap must be closed by verifying the intermediate versions first (M8,
+    :func:`verify_link`). A :class:`ChainHead` stands for the previous manifest where only its
+    place in the chain is known (a registry's latest version).
     """
     v = _open(envelope, DatasetManifest, publisher_keys)  # M1–M4
     m = v.statement
@@ -123,23 +172,11 @@ def verify_manifest(
     _not_from_future(m.created, now, "manifest")
     # M8: the hash chain against the newest trusted version.
     if previous is not None:
-        p = previous.statement
-        if p.dataset != m.dataset:
-            raise ChainError(f"previous manifest is for {p.dataset}, not {m.dataset}")
-        if m.version < p.version:
-            raise RollbackError(
-                f"{m.dataset} version {m.version} is older than trusted version {p.version}"
-            )
-        if m.version == p.version and v.digest != previous.digest:
-            raise ChainError(f"two different manifests claim {m.dataset} version {m.version}")
-        if m.version == p.version + 1 and m.previous != previous.digest:
-            raise ChainError(
-                f"{m.dataset} version {m.version} does not link to trusted version {p.version}"
-            )
-        if m.version > p.version + 1:
-            raise ChainError(
-                f"versions {p.version + 1}..{m.version - 1} of {m.dataset} must be verified first"
-            )
+        verify_link(
+            m,
+            v.digest,
+            previous=previous if isinstance(previous, ChainHead) else ChainHead.of(previous),
+        )
     return v
 
 
@@ -149,7 +186,7 @@ def verify_chain(
     publisher_keys: Mapping[str, VerifyKey],
     now: datetime,
     dataset: str,
-    trusted: Verified[DatasetManifest] | None = None,
+    trusted: Verified[DatasetManifest] | ChainHead | None = None,
 ) -> Verified[DatasetManifest]:
     """Walk consecutive manifests from ``trusted`` (or version 1) and return the newest."""
     current = trusted
@@ -157,9 +194,57 @@ def verify_chain(
         current = verify_manifest(
             env, publisher_keys=publisher_keys, now=now, dataset=dataset, previous=current
         )
-    if current is None:
+    if not isinstance(current, Verified):
         raise MalformedError("no manifests to verify")
     return current
+
+
+class GrantTerms(Protocol):
+    """What checks G8 and G10–G12 read of a grant: an :class:`AccessGrant`, or a registry's
+    record of one it verified when it stored it."""
+
+    @property
+    def min_version(self) -> int: ...
+    @property
+    def max_version(self) -> int | None: ...
+    @property
+    def not_before(self) -> datetime: ...
+    @property
+    def expires(self) -> datetime: ...
+
+
+def open_grant(
+    envelope: Envelope, *, publisher_keys: Mapping[str, VerifyKey]
+) -> Verified[AccessGrant]:
+    """Checks G1–G5 of SPEC.md 5.2: a valid grant signed by one of ``publisher_keys``, naming
+    the key that signed it. What it grants is checked by :func:`verify_grant`."""
+    v = _open(envelope, AccessGrant, publisher_keys)  # G1–G4
+    # G5: the grant names the key that signed it.
+    if v.statement.publisher != v.signer.keyid:
+        raise UntrustedKeyError("grant names a publisher key other than its signer")
+    return v
+
+
+def check_grant_version(grant: GrantTerms, version: int) -> None:
+    """Check G8 of SPEC.md 5.2: the grant covers dataset version ``version``."""
+    if version < grant.min_version or (
+        grant.max_version is not None and version > grant.max_version
+    ):
+        upper = "" if grant.max_version is None else str(grant.max_version)
+        raise ScopeError(f"grant covers versions {grant.min_version}..{upper}, not {version}")
+
+
+def check_grant_window(grant: GrantTerms, *, grant_id: str, now: datetime, revoked: bool) -> None:
+    """Checks G10–G12 of SPEC.md 5.2: valid already, not expired, not revoked."""
+    # G10: it is valid already.
+    if now < grant.not_before:
+        raise NotYetValidError(f"grant is valid from {grant.not_before:%Y-%m-%dT%H:%M:%SZ}")
+    # G11: it has not expired.
+    if now >= grant.expires:
+        raise ExpiredError(f"grant expired at {grant.expires:%Y-%m-%dT%H:%M:%SZ}")
+    # G12: it is not revoked.
+    if revoked:
+        raise RevokedError(f"grant {grant_id[:16]}… has been revoked")
 
 
 def verify_grant(
@@ -177,35 +262,21 @@ def verify_grant(
     the caller knows to be revoked; ``columns`` the columns about to be read (``None``: all).
     """
     publisher = manifest.signer
-    v = _open(envelope, AccessGrant, {publisher.keyid: publisher})  # G1–G4
+    v = open_grant(envelope, publisher_keys={publisher.keyid: publisher})  # G1–G5
     g, m = v.statement, manifest.statement
-    # G5: the grant names the key that signed it.
-    if g.publisher != publisher.keyid:
-        raise UntrustedKeyError("grant names a publisher key other than its signer")
     # G6: it is a grant for this dataset.
     if g.dataset != m.dataset:
         raise ScopeError(f"grant is for {g.dataset}, not {m.dataset}")
     # G7: it names this grantee.
     if g.grantee != grantee:
         raise ScopeError("grant is for another key")
-    # G8: it covers this version.
-    if not g.covers_version(m.version):
-        upper = "" if g.max_version is None else str(g.max_version)
-        raise ScopeError(f"grant covers versions {g.min_version}..{upper}, not {m.version}")
+    check_grant_version(g, m.version)  # G8
     # G9: it covers the columns to be read.
     wanted = set(columns) if columns is not None else {c.name for c in m.columns}
     if g.columns is not None and not wanted <= set(g.columns):
         missing = ", ".join(sorted(wanted - set(g.columns)))
         raise ScopeError(f"grant does not cover column(s) {missing}")
-    # G10: it is valid already.
-    if now < g.not_before:
-        raise NotYetValidError(f"grant is valid from {g.not_before:%Y-%m-%dT%H:%M:%SZ}")
-    # G11: it has not expired.
-    if now >= g.expires:
-        raise ExpiredError(f"grant expired at {g.expires:%Y-%m-%dT%H:%M:%SZ}")
-    # G12: it is not revoked.
-    if v.digest in revoked:
-        raise RevokedError(f"grant {v.digest[:16]}… has been revoked")
+    check_grant_window(g, grant_id=v.digest, now=now, revoked=v.digest in revoked)  # G10–G12
     return v
 
 

@@ -1,5 +1,5 @@
-"""Who may read a blob: the grant checks of ``verify_grant`` (SPEC.md 5.2) applied to the
-registry's index of verified grants, on every request.
+"""Who may read a blob: the grant checks of ``verify_grant`` (SPEC.md 5.2: G8, G10–G12, the
+protocol's own functions) applied to the registry's index of verified grants, on every request.
 
 A blob is readable by the institution owning a dataset that contains it, or by a grantee of a
 grant that names such a dataset, covers a version containing the blob, is inside its validity
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Dialect, Engine, Select, bindparam, func, select
 from sqlalchemy.orm import Session
@@ -25,6 +25,7 @@ from ostraca.protocol_spec.errors import (
     RevokedError,
     ScopeError,
 )
+from ostraca.protocol_spec.verify import check_grant_version, check_grant_window
 
 from .db import (
     AuthToken,
@@ -77,19 +78,6 @@ _RANK: dict[type[AccessDeniedError], int] = {
     ExpiredError: 3,
     RevokedError: 4,
 }
-
-
-class _GrantFacts(Protocol):
-    @property
-    def grant_id(self) -> str: ...
-    @property
-    def min_version(self) -> int: ...
-    @property
-    def max_version(self) -> int | None: ...
-    @property
-    def not_before(self) -> datetime: ...
-    @property
-    def expires(self) -> datetime: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,7 +312,10 @@ def _decide(
     for dataset_id, grant in grants:
         for h in by_dataset[dataset_id]:
             try:
-                check_grant(grant, version=h.version, now=now, revoked=grant.revoked)
+                check_grant_version(grant, h.version)  # G8
+                check_grant_window(  # G10–G12
+                    grant, grant_id=grant.grant_id, now=now, revoked=grant.revoked
+                )
             except AccessDeniedError as exc:
                 if worst is None or _RANK.get(type(exc), 0) > _RANK.get(type(worst), 0):
                     worst = exc
@@ -337,25 +328,6 @@ def _decide(
         f"no grant of yours covers {first}",
         hint=f"ostraca request {first} --purpose '...'",
     )
-
-
-def check_grant(grant: _GrantFacts, *, version: int, now: datetime, revoked: bool) -> None:
-    """G8, G10, G11, G12 of SPEC.md 5.2, in that order, on a stored (already verified) grant."""
-    # G8: it covers this version.
-    if version < grant.min_version or (
-        grant.max_version is not None and version > grant.max_version
-    ):
-        upper = "" if grant.max_version is None else str(grant.max_version)
-        raise ScopeError(f"grant covers versions {grant.min_version}..{upper}, not {version}")
-    # G10: it is valid already.
-    if now < grant.not_before:
-        raise NotYetValidError(f"grant is valid from {grant.not_before:%Y-%m-%dT%H:%M:%SZ}")
-    # G11: it has not expired.
-    if now >= grant.expires:
-        raise ExpiredError(f"grant expired at {grant.expires:%Y-%m-%dT%H:%M:%SZ}")
-    # G12: it is not revoked.
-    if revoked:
-        raise RevokedError(f"grant {grant.grant_id[:16]}… has been revoked")
 
 
 def grant_still_valid(session: Session, grant_id: str, now: datetime) -> bool:

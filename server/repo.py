@@ -22,12 +22,13 @@ from ostraca.protocol_spec.errors import (
 )
 from ostraca.protocol_spec.keys import VerifyKey
 from ostraca.protocol_spec.models import PublicKey, Statement, split_dataset
+from ostraca.protocol_spec.verify import ChainHead
 from ostraca.protocol_spec.wire import (
     KeyOut,
     PrincipalOut,
 )
 
-from .db import AuditEvent, Dataset, Namespace, Principal, PrincipalKey
+from .db import AuditEvent, Dataset, Namespace, Principal, PrincipalKey, Version
 from .deps import Caller
 
 AuditAction = Literal[
@@ -179,6 +180,16 @@ def dataset_name(ns: str, name: str) -> str:
 
 def find_dataset(session: Session, full_name: str) -> Dataset | None:
     return session.scalars(select(Dataset).where(Dataset.name == full_name)).first()
+
+
+def latest_head(session: Session, dataset: Dataset) -> ChainHead:
+    """The dataset's latest version, as the head its next version must link to (M8)."""
+    digest = session.scalars(
+        select(Version.digest).where(
+            Version.dataset_id == dataset.id, Version.version == dataset.latest_version
+        )
+    ).one()
+    return ChainHead(dataset=dataset.name, version=dataset.latest_version, digest=digest)
 
 
 def get_dataset(session: Session, full_name: str) -> Dataset:

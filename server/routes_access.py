@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ostraca.protocol_spec.canonical import parse_canonical
-from ostraca.protocol_spec.envelope import Envelope, verify_envelope
+from ostraca.protocol_spec.envelope import Envelope
 from ostraca.protocol_spec.errors import (
     AccessDeniedError,
     ConflictError,
@@ -20,7 +20,7 @@ from ostraca.protocol_spec.errors import (
     VerificationError,
 )
 from ostraca.protocol_spec.models import AccessGrant, DatasetManifest, Revocation
-from ostraca.protocol_spec.verify import verify_request, verify_revocation
+from ostraca.protocol_spec.verify import open_grant, verify_request, verify_revocation
 from ostraca.protocol_spec.wire import (
     DenyIn,
     GrantItem,
@@ -240,16 +240,12 @@ def create_grant(
     envelope, claimed = claimed_statement(body, AccessGrant)
     ds = get_dataset(session, claimed.dataset)
     require_owner(session, caller, ds)
-    # G1–G4: signed by an active key of the namespace owner (a rotated key grants nothing new).
-    signer = verify_envelope(
-        envelope,
-        payload_type=AccessGrant.PAYLOAD_TYPE,
-        trusted=signing_keys(session, owner_of(session, ds), envelope),
+    # G1–G5: signed by an active key of the namespace owner (a rotated key grants nothing new),
+    # naming its signer. G8–G12 are checked when the grant is used (access.py).
+    verified = open_grant(
+        envelope, publisher_keys=signing_keys(session, owner_of(session, ds), envelope)
     )
-    g, grant_id = claimed, envelope.digest
-    # G5: the grant names the key that signed it.
-    if g.publisher != signer.keyid:
-        raise UntrustedKeyError("grant names a publisher key other than its signer")
+    g, grant_id, signer = verified.statement, verified.digest, verified.signer
     grantee = principal_by_key(session, g.grantee)
     if grantee is None:
         raise VerificationError(f"grantee key {g.grantee} is not registered on this registry")

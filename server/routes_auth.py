@@ -25,7 +25,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ostraca.protocol_spec.auth import login_message, registration_message
-from ostraca.protocol_spec.canonical import parse_canonical
 from ostraca.protocol_spec.envelope import Envelope
 from ostraca.protocol_spec.errors import (
     AuthenticationError,
@@ -37,6 +36,7 @@ from ostraca.protocol_spec.errors import (
 )
 from ostraca.protocol_spec.keys import VerifyKey
 from ostraca.protocol_spec.models import KeyRotation
+from ostraca.protocol_spec.rotation import walk_rotations
 from ostraca.protocol_spec.verify import verify_key_rotation
 from ostraca.protocol_spec.wire import (
     ChallengeIn,
@@ -222,11 +222,10 @@ def _successor(session: Session, keyid: str) -> str | None:
     return session.scalars(select(PrincipalKey.keyid).where(PrincipalKey.replaces == keyid)).first()
 
 
-def _rotation_out(principal: Principal, row: PrincipalKey) -> RotationOut:
-    """A stored rotation (the row of the key it introduced), re-read from its envelope."""
+def _rotation_out(principal: Principal, row: PrincipalKey, rot: KeyRotation) -> RotationOut:
+    """A stored rotation: the row of the key it introduced, and its (verified) statement."""
     assert row.rotation is not None
     assert row.rotation_id is not None
-    rot = KeyRotation.from_json_obj(parse_canonical(Envelope.from_json(row.rotation).payload))
     return RotationOut(
         rotation_id=row.rotation_id,
         principal=principal.keyid,
@@ -329,24 +328,29 @@ def rotate_key(keyid: str, body: EnvelopeBody, session: SessionDep, ctx: Context
         audit(
             session, now=now, action="rotate_key", principal=old.keyid, dataset=name, detail=detail
         )
-    out = _rotation_out(principal, row)
+    out = _rotation_out(principal, row, verified.statement)
     session.commit()
     return out
 
 
 @router.get("/principals/{keyid}/rotations")
-def list_rotations(keyid: str, session: ReadSessionDep) -> RotationList:
+def list_rotations(keyid: str, session: ReadSessionDep, ctx: ContextDep) -> RotationList:
     """The principal's chain of KeyRotation envelopes, oldest first (public: clients that pinned
     an older key follow it, verifying each link with the key before)."""
     principal = _find_principal(session, keyid)
     rows = list(
         session.scalars(select(PrincipalKey).where(PrincipalKey.principal_id == principal.id))
     )
-    by_old = {k.replaces: k for k in rows if k.replaces is not None}
-    items: list[RotationOut] = []
-    current = principal.keyid
-    while current in by_old and len(items) < len(rows):
-        row = by_old[current]
-        items.append(_rotation_out(principal, row))
-        current = row.keyid
-    return RotationList(principal=principal.keyid, active_key=current, items=items)
+    registered = next(k for k in rows if k.keyid == principal.keyid)
+    by_rotation = {k.rotation_id: k for k in rows if k.rotation is not None}
+    # The same walk a client does from the key it pinned (SPEC.md 5.5).
+    walk = walk_rotations(
+        {registered.keyid: VerifyKey.from_b64(registered.public)},
+        [Envelope.from_json(k.rotation) for k in by_rotation.values() if k.rotation is not None],
+        now=ctx.clock(),
+    )
+    items = [
+        _rotation_out(principal, by_rotation[link.digest], link.statement) for link in walk.links
+    ]
+    (active_key,) = walk.active
+    return RotationList(principal=principal.keyid, active_key=active_key, items=items)

@@ -8,16 +8,16 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from ostraca.protocol_spec.chunks import chunk_list_bytes
 from ostraca.protocol_spec.envelope import Envelope
 from ostraca.protocol_spec.errors import (
     AccessDeniedError,
-    ChainError,
     ConflictError,
     MalformedError,
     NotFoundError,
     VerificationError,
 )
-from ostraca.protocol_spec.verify import verify_manifest
+from ostraca.protocol_spec.verify import ChainHead, verify_link, verify_manifest
 from ostraca.protocol_spec.wire import (
     AuditEventOut,
     AuditList,
@@ -45,17 +45,17 @@ from .deps import (
 from .repo import (
     audit,
     dataset_name,
+    find_dataset,
     get_dataset,
     get_namespace,
     key_outs,
+    latest_head,
     require_owner,
     signing_keys,
     ts,
 )
 
 router = APIRouter(prefix="/v1", tags=["datasets"])
-
-CHUNK_DIGEST_BYTES = 32
 
 
 class BlobUnknownError(VerificationError):
@@ -70,11 +70,6 @@ class BlobSizeError(VerificationError):
 
     code = "blob_size_mismatch"
     title = "Blob size differs from the manifest"
-
-
-def chunk_list_bytes(shard_bytes: int, chunk_bytes: int) -> int:
-    """Size of a shard's chunk list: one raw sha256 per ``chunk_bytes`` piece."""
-    return CHUNK_DIGEST_BYTES * -(-shard_bytes // chunk_bytes)
 
 
 # --- namespaces -------------------------------------------------------------------------------
@@ -199,19 +194,12 @@ def publish(
         dataset=full,
     )
     m = verified.statement
-    # The hash chain against the registry's latest version (M8, server side).
-    ds = session.scalars(select(Dataset).where(Dataset.name == full)).first()
-    latest = 0 if ds is None else ds.latest_version
-    if m.version <= latest:
+    # The version must be new here; then the hash chain against the latest one (M8).
+    ds = find_dataset(session, full)
+    head = ChainHead.empty(full) if ds is None else latest_head(session, ds)
+    if m.version <= head.version:
         raise ConflictError(f"{full} version {m.version} is already published")
-    if m.version != latest + 1:
-        raise ChainError(f"{full} is at version {latest}: the next version must be {latest + 1}")
-    if ds is not None:
-        prev = session.scalars(
-            select(Version.digest).where(Version.dataset_id == ds.id, Version.version == latest)
-        ).one()
-        if m.previous != prev:
-            raise ChainError(f"{full} version {m.version} does not link to version {latest}")
+    verify_link(m, verified.digest, previous=head)
     # Every shard and chunk-list blob present, with the stated size.
     wanted: dict[str, tuple[str, int]] = {}
     for shard in m.shards:
