@@ -28,6 +28,8 @@ import typer
 from typer import _click as click
 from typer.core import TyperCommand, TyperGroup
 
+from .common import UserInterruptError
+
 __all__ = ["COMMANDS", "EXIT_INTERRUPTED", "EXIT_REVOKED", "EXIT_USAGE", "app", "main", "run"]
 
 EXIT_ERROR = 1
@@ -253,6 +255,8 @@ def _failure(exc: BaseException) -> int:
         return _fail(exc.code, str(exc), status)
     if isinstance(exc, MissingExtraError):
         return _fail(exc.code, str(exc))
+    if isinstance(exc, UserInterruptError):
+        return _fail(exc.code, str(exc), EXIT_INTERRUPTED)
     if isinstance(exc, OSError):
         return _fail("os_error", f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
     raise exc
@@ -277,7 +281,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         return _fail(
             "interrupted", "interrupted; run the same command again to resume", EXIT_INTERRUPTED
         )
-    except (Exception, MissingExtraError) as exc:
+    except Exception as exc:
         return _failure(exc)
     return result if isinstance(result, int) else 0
 

@@ -22,6 +22,12 @@ err_console = Console(stderr=True, soft_wrap=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")]
 
 
+class UserInterruptError(Exception):
+    """Ctrl-C during a command that can say what was left and how to resume (exit 130)."""
+
+    code = "interrupted"
+
+
 def overrides(ctx: typer.Context) -> dict[str, Any]:
     """The global options given before the command (``--registry``, ``--identity``, …) as
     keyword arguments of :func:`~ostraca.client.config.load_config`."""

@@ -19,7 +19,7 @@ from ostraca.client.publish import publish as publish_dataset
 from ostraca.client.shards import DEFAULT_CHUNK_BYTES
 from ostraca.protocol_spec import MalformedError, NotFoundError, utc_now
 
-from .common import JsonOpt, client, console, print_json, short, size, when
+from .common import JsonOpt, UserInterruptError, client, console, print_json, short, size, when
 
 app = typer.Typer()
 namespace_app = typer.Typer(help="Namespaces: an institution publishes datasets under its own.")
@@ -97,18 +97,25 @@ def publish(
             raise NotFoundError(f"cannot read terms file {terms_file}: {exc.strerror}") from exc
     assert terms is not None
     registry = client(ctx)
-    result = publish_dataset(
-        registry,
-        [str(p) for p in paths],
-        dataset=dataset,
-        license=license,
-        terms=terms,
-        description=description,
-        shard_bytes=parse_size(shard_size),
-        chunk_bytes=parse_size(chunk_size),
-        compression=compression.value,
-        progress=not as_json,
-    )
+    try:
+        result = publish_dataset(
+            registry,
+            [str(p) for p in paths],
+            dataset=dataset,
+            license=license,
+            terms=terms,
+            description=description,
+            shard_bytes=parse_size(shard_size),
+            chunk_bytes=parse_size(chunk_size),
+            compression=compression.value,
+            progress=not as_json,
+        )
+    except KeyboardInterrupt:
+        raise UserInterruptError(
+            f"publish of {dataset} interrupted: the shards written and the blobs uploaded so "
+            "far are kept; run the same command again to resume (it finishes the upload, or "
+            "says that the version is already published)"
+        ) from None
     if as_json:
         print_json(result.to_json())
         return

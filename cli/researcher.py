@@ -9,13 +9,8 @@ import typer
 from rich.table import Table
 
 from ostraca.client.stream import parse_ref
-from ostraca.protocol_spec import (
-    DatasetManifest,
-    OstracaError,
-    split_dataset,
-    utc_now,
-    verify_manifest,
-)
+from ostraca.client.trust import TrustStore, resolve_manifest
+from ostraca.protocol_spec import DatasetManifest, OstracaError, split_dataset, utc_now
 
 from .common import JsonOpt, client, console, err_console, print_json, short, size, when
 
@@ -67,11 +62,15 @@ def show(
     dataset, version = parse_ref(ref)
     registry = client(ctx)
     detail = registry.get_dataset(dataset)
-    envelope = registry.get_manifest_envelope(dataset, version or "latest")
     ns, _ = split_dataset(dataset)
-    verified = verify_manifest(
-        envelope, publisher_keys=registry.namespace_keys(ns), now=utc_now(), dataset=dataset
+    # Through the trust store, as every read is: the pinned key (or its rotation chain), never
+    # whatever key the registry offers today; a rollback below what was verified is refused.
+    now = utc_now()
+    store = TrustStore(
+        registry.config.home, announce=lambda text: err_console.print(text, markup=False)
     )
+    keys = store.keys_for(ns, offered=registry.namespace_keys(ns), now=now)
+    verified, _ = resolve_manifest(registry, store, dataset, keys=keys, now=now, version=version)
     m: DatasetManifest = verified.statement
     if as_json:
         out = detail.model_dump(mode="json")
@@ -102,7 +101,7 @@ def show(
     )
     console.print(f"manifest   {verified.digest}", highlight=False)
     console.print(
-        f"signed by  {verified.signer.keyid} (a key of namespace {ns}; signature verified)",
+        f"signed by  {verified.signer.keyid} (a trusted key of namespace {ns}; verified)",
         highlight=False,
     )
     console.print("schema", highlight=False)
