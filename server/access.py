@@ -154,11 +154,6 @@ def _facts_from_rows(rows: Sequence[Sequence[Any]]) -> Facts:
     return ordered, [(ds, g) for _, ds, g in by_created], size
 
 
-def _read_facts(session: Session, principal_id: int | None, digest: str) -> Facts:
-    rows = session.execute(_FACTS, {"principal": principal_id or -1, "digest": digest}).all()
-    return _facts_from_rows(rows)
-
-
 class _Prepared:
     """A Core SELECT compiled once per dialect and run on a pooled DBAPI connection.
 
@@ -252,7 +247,13 @@ def lookup_read(
 
 
 def decide_read(read: ReadFacts, digest: str, now: datetime) -> tuple[Caller, Decision, int]:
-    """:func:`authorize_read` on facts from :func:`lookup_read`."""
+    """The decision for reading blob ``digest``, the caller, and the blob's size, from facts
+    of :func:`lookup_read`.
+
+    Raises with the most telling reason if refused; :class:`NotFoundError` when no published
+    version contains the blob (anonymous callers too: existence is not secret once published,
+    metadata is public), or when it is published but missing from the blob table.
+    """
     assert read.facts is not None
     found, grants, size = read.facts
     decision = _decide(found, grants, read.caller, digest, now)
@@ -260,35 +261,6 @@ def decide_read(read: ReadFacts, digest: str, now: datetime) -> tuple[Caller, De
         raise NotFoundError(f"blob sha256:{digest} is missing from the registry")
     assert read.caller is not None  # _decide refuses anonymous callers
     return read.caller, decision, size
-
-
-def authorize_read(
-    session: Session, caller: Caller | None, digest: str, now: datetime
-) -> tuple[Decision, int]:
-    """The decision for reading blob ``digest`` and the blob's size, from one query.
-
-    Raises with the most telling reason if refused (see :func:`authorize_blob`), and
-    :class:`NotFoundError` if the blob is published but missing from the blob table.
-    """
-    found, grants, size = _read_facts(
-        session, None if caller is None else caller.principal_id, digest
-    )
-    decision = _decide(found, grants, caller, digest, now)
-    if size is None:
-        raise NotFoundError(f"blob sha256:{digest} is missing from the registry")
-    return decision, size
-
-
-def authorize_blob(session: Session, caller: Caller | None, digest: str, now: datetime) -> Decision:
-    """The decision for reading blob ``digest``; raises with the most telling reason if refused.
-
-    Raises :class:`NotFoundError` when no published version contains the blob (anonymous
-    callers too: existence is not secret once published, metadata is public).
-    """
-    found, grants, _size = _read_facts(
-        session, None if caller is None else caller.principal_id, digest
-    )
-    return _decide(found, grants, caller, digest, now)
 
 
 def _decide(

@@ -3,38 +3,43 @@
 from __future__ import annotations
 
 import json
-import threading
-import weakref
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Literal, TypeVar, cast
 
-from sqlalchemy import Engine, Table, bindparam, insert, select
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ostraca.protocol_spec.canonical import parse_canonical
 from ostraca.protocol_spec.envelope import Envelope
 from ostraca.protocol_spec.errors import (
     AccessDeniedError,
+    ConflictError,
     NotFoundError,
     PayloadTypeError,
     UntrustedKeyError,
 )
 from ostraca.protocol_spec.keys import VerifyKey
-from ostraca.protocol_spec.models import PublicKey, Statement, split_dataset
-from ostraca.protocol_spec.verify import ChainHead
+from ostraca.protocol_spec.models import DatasetManifest, PublicKey, Statement, split_dataset
+from ostraca.protocol_spec.verify import ChainHead, Verified
 from ostraca.protocol_spec.wire import (
     KeyOut,
     PrincipalOut,
 )
 
-from .db import AuditEvent, Dataset, Namespace, Principal, PrincipalKey, Version
+from .db import (
+    AuditEvent,
+    Blob,
+    Dataset,
+    Namespace,
+    Principal,
+    PrincipalKey,
+    Version,
+    VersionBlob,
+)
 from .deps import Caller
-
-AuditAction = Literal[
-    "publish", "request", "grant", "deny", "revoke", "read", "read_refused", "rotate_key"
-]
-
 
 S = TypeVar("S", bound=Statement)
 
@@ -51,6 +56,19 @@ def claimed_statement(body: bytes, model: type[S]) -> tuple[Envelope, S]:
             f"expected payloadType {model.PAYLOAD_TYPE!r}, got {envelope.payload_type!r}"
         )
     return envelope, model.from_json_obj(parse_canonical(envelope.payload))
+
+
+@contextmanager
+def store_or_conflict(session: Session, conflict: str) -> Iterator[None]:
+    """Flush the writes made in the block; if they break a unique constraint (the thing exists
+    already, or a concurrent request stored it first), roll back and raise
+    :class:`ConflictError` with the message ``conflict``."""
+    try:
+        yield
+        session.flush()
+    except IntegrityError as exc:
+        session.rollback()
+        raise ConflictError(conflict) from exc
 
 
 def ts(value: datetime) -> datetime:
@@ -211,171 +229,110 @@ def require_owner(session: Session, caller: Caller, dataset: Dataset) -> None:
         raise AccessDeniedError(f"only the publisher of {dataset.name} may do this")
 
 
-def audit(
-    session: Session,
-    *,
-    now: datetime,
-    action: AuditAction,
-    principal: str | None,
-    dataset: str | None,
-    version: int | None = None,
-    grant_id: str | None = None,
-    detail: str = "",
-) -> None:
-    session.add(
-        AuditEvent(
-            time=now,
-            action=action,
-            principal=principal,
-            dataset=dataset,
-            version=version,
-            grant_id=grant_id,
-            detail=detail,
+# --- datasets and versions ---------------------------------------------------------------------
+
+ManifestBlobs = dict[str, tuple[Literal["shard", "chunks"], int]]
+"""The blobs a manifest names: digest → (kind, size)."""
+
+
+def search_datasets(
+    session: Session, search: str, *, limit: int, offset: int
+) -> tuple[list[Dataset], int]:
+    """A page of datasets whose name or description contains ``search`` (case-insensitive),
+    by name, and how many match in all."""
+    query = select(Dataset)
+    if search:
+        escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped.lower()}%"
+        query = query.where(
+            or_(
+                func.lower(Dataset.name).like(pattern, escape="\\"),
+                func.lower(Dataset.description).like(pattern, escape="\\"),
+            )
+        )
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(Dataset.name).limit(limit).offset(offset))
+    return list(rows), total
+
+
+def versions_of(session: Session, dataset: Dataset) -> list[Version]:
+    return list(
+        session.scalars(
+            select(Version).where(Version.dataset_id == dataset.id).order_by(Version.version)
         )
     )
 
 
-# --- audit of blob reads: group commit -------------------------------------------------------
+def manifest_envelope(session: Session, dataset: Dataset, version: int) -> bytes | None:
+    """The stored manifest envelope of ``version``, byte for byte."""
+    return session.scalars(
+        select(Version.envelope).where(Version.dataset_id == dataset.id, Version.version == version)
+    ).first()
 
 
-@dataclass(slots=True)
-class _Pending:
-    row: dict[str, Any]
-    done: bool = False
-    error: BaseException | None = None
+def blob_sizes(session: Session, digests: list[str]) -> dict[str, int]:
+    """The stored size of each of ``digests`` the registry holds (queried 500 at a time)."""
+    present: dict[str, int] = {}
+    for i in range(0, len(digests), 500):
+        batch = digests[i : i + 500]
+        rows = session.execute(select(Blob.digest, Blob.size).where(Blob.digest.in_(batch)))
+        present.update((d, n) for d, n in rows)
+    return present
 
 
-class AuditWriter:
-    """Commits the audit events of blob reads with group commit, in the request threads.
+def store_version(
+    session: Session,
+    *,
+    namespace: Namespace,
+    dataset: Dataset | None,
+    verified: Verified[DatasetManifest],
+    envelope: bytes,
+    blobs: ManifestBlobs,
+    now: datetime,
+) -> None:
+    """Add a verified manifest as the dataset's latest version (creating the dataset at its
+    first version), with the blobs it names; the caller flushes and commits."""
+    m = verified.statement
+    if dataset is None:
+        dataset = Dataset(name=m.dataset, namespace_id=namespace.id, created=now)
+        session.add(dataset)
+    dataset.latest_version = m.version
+    dataset.description = m.description
+    dataset.license = m.license
+    dataset.terms = m.terms
+    dataset.terms_sha256 = m.terms_sha256
+    dataset.columns = [{"name": c.name, "type": c.type} for c in m.columns]
+    dataset.total_rows = m.total_rows
+    dataset.total_bytes = m.total_bytes
+    dataset.publisher = m.publisher
+    dataset.updated = now
+    session.flush()
+    version = Version(
+        dataset_id=dataset.id,
+        version=m.version,
+        digest=verified.digest,
+        envelope=envelope,
+        created=m.created,
+        published=now,
+        total_rows=m.total_rows,
+        total_bytes=m.total_bytes,
+        shards=len(m.shards),
+    )
+    session.add(version)
+    session.flush()
+    session.add_all(
+        VersionBlob(version_id=version.id, digest=d, kind=kind, size=size)
+        for d, (kind, size) in blobs.items()
+    )
 
-    Why: on SQLite every write transaction takes the database-wide write lock, and a thread
-    that finds it taken sleeps in SQLite's busy handler (1, 2, 5, 10… ms), so one ORM
-    INSERT+COMMIT per ranged GET, from many threads, serialised the registry and gave
-    second-long tail latencies. Here threads queue on a Python lock instead; whichever holds it
-    (the "leader") inserts every event queued so far in one transaction and commits; the
-    others find theirs committed when they get the lock. No extra thread, no hand-off when
-    uncontended; under load one commit covers many requests.
 
-    The guarantee is unchanged: :meth:`record` returns only once the event is **committed**
-    (or raises), and the route sends no byte before that — so a crash, a full disk or a
-    database error cannot lose a decision silently: requests whose events did not commit fail
-    (500) and serve nothing. Pending events are bounded by the number of request threads. The
-    authorization read and the audit insert are separate transactions: a revocation committed
-    between them does not stop that one request (it was authorized first, and is audited); it
-    stops the next one.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = weakref.ref(engine)  # the registry of writers must not keep it alive
-        self._pending: list[_Pending] = []
-        self._pending_lock = threading.Lock()
-        self._commit_lock = threading.Lock()
-
-    def record(
-        self,
-        *,
-        now: datetime,
-        action: AuditAction,
-        principal: str | None,
-        dataset: str | None,
-        version: int | None = None,
-        grant_id: str | None = None,
-        detail: str = "",
-    ) -> None:
-        """Store one event; returns once it is committed, raises if it could not be."""
-        mine = _Pending(
-            row={
-                "time": now,
-                "action": action,
-                "principal": principal,
-                "dataset": dataset,
-                "version": version,
-                "grant_id": grant_id,
-                "detail": detail,
-            }
+def audit_events(session: Session, dataset: str, *, after: int, limit: int) -> list[AuditEvent]:
+    """The dataset's audit events after id ``after``, oldest first."""
+    return list(
+        session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.dataset == dataset, AuditEvent.id > after)
+            .order_by(AuditEvent.id)
+            .limit(limit)
         )
-        with self._pending_lock:
-            self._pending.append(mine)
-        with self._commit_lock:
-            # Another leader may have committed ours while we waited for the lock.
-            if not mine.done:  # then it is still pending: lead, committing all that is
-                self._commit_pending()
-        if mine.error is not None:
-            raise mine.error
-
-    def _commit_pending(self) -> None:
-        with self._pending_lock:
-            batch, self._pending = self._pending, []
-        try:
-            _insert_events(_engine_of(self._engine), [p.row for p in batch])
-        except BaseException as exc:  # every event of the batch learns it failed
-            for p in batch:
-                p.error, p.done = exc, True
-        else:
-            for p in batch:
-                p.done = True
-
-
-_AUDIT_COLUMNS = ("time", "action", "principal", "dataset", "version", "grant_id", "detail")
-_insert_sql: dict[str, tuple[str, list[Any]]] = {}
-
-
-def _insert_events(engine: Engine, rows: list[dict[str, Any]]) -> None:
-    """INSERT the rows in one transaction on a pooled DBAPI connection (the statement compiled
-    once per dialect: SQLAlchemy's per-statement work cost more than SQLite's)."""
-    dialect = engine.dialect
-    key = f"{dialect.name}+{dialect.driver}"
-    if key not in _insert_sql:
-        table = cast("Table", AuditEvent.__table__)
-        stmt = insert(table).values({c: bindparam(c) for c in _AUDIT_COLUMNS})
-        compiled = stmt.compile(dialect=dialect)
-        procs = [
-            table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in _AUDIT_COLUMNS
-        ]
-        _insert_sql[key] = (str(compiled), procs)
-        if dialect.positional:
-            assert list(compiled.positiontup or []) == list(_AUDIT_COLUMNS)
-    sql, procs = _insert_sql[key]
-    params: list[Any] = []
-    for row in rows:
-        values = [
-            row[c] if p is None else p(row[c]) for c, p in zip(_AUDIT_COLUMNS, procs, strict=True)
-        ]
-        params.append(
-            values if dialect.positional else dict(zip(_AUDIT_COLUMNS, values, strict=True))
-        )
-    raw = engine.raw_connection()
-    try:
-        cur = raw.cursor()
-        if dialect.name == "sqlite":  # the driver is in autocommit mode (db.py): open it here
-            cur.execute("BEGIN IMMEDIATE")
-        try:
-            cur.executemany(sql, params)
-            raw.commit()
-        except BaseException:
-            raw.rollback()
-            raise
-        finally:
-            cur.close()
-    finally:
-        raw.close()
-
-
-def _engine_of(ref: weakref.ref[Engine]) -> Engine:
-    engine = ref()
-    if engine is None:
-        raise RuntimeError("the registry's database engine is gone")
-    return engine
-
-
-_writers: weakref.WeakKeyDictionary[Engine, AuditWriter] = weakref.WeakKeyDictionary()
-_writers_lock = threading.Lock()
-
-
-def audit_writer(engine: Engine) -> AuditWriter:
-    """The process's audit writer for ``engine`` (created on first use)."""
-    with _writers_lock:
-        writer = _writers.get(engine)
-        if writer is None:
-            writer = _writers[engine] = AuditWriter(engine)
-        return writer
+    )

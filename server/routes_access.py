@@ -30,10 +30,10 @@ from ostraca.protocol_spec.wire import (
     RevocationOut,
 )
 
+from .audit import audit
 from .db import AccessRequestRow, Dataset, GrantRow, Namespace, RevocationRow, Version
 from .deps import Caller, ContextDep, EnvelopeBody, JsonBody, PrincipalDep, SessionDep
 from .repo import (
-    audit,
     claimed_statement,
     envelope_json,
     get_dataset,

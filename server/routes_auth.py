@@ -49,6 +49,7 @@ from ostraca.protocol_spec.wire import (
     TokenOut,
 )
 
+from .audit import audit
 from .db import AuthToken, Dataset, LoginNonce, Namespace, Principal, PrincipalKey
 from .deps import (
     ContextDep,
@@ -60,7 +61,6 @@ from .deps import (
     token_sha256,
 )
 from .repo import (
-    audit,
     claimed_statement,
     envelope_json,
     get_principal,

@@ -33,6 +33,7 @@ from ostraca.protocol_spec.wire import (
 )
 
 from .access import Decision, ReadFacts, decide_read, grant_still_valid, holders, lookup_read
+from .audit import audit, audit_writer
 from .db import Blob, UploadSession
 from .deps import (
     AppContext,
@@ -45,7 +46,6 @@ from .deps import (
     _bearer,
 )
 from .problems import RangeError, UploadOffsetError
-from .repo import audit, audit_writer
 
 router = APIRouter(prefix="/v1", tags=["blobs"])
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
-from sqlalchemy import func, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from ostraca.protocol_spec.chunks import chunk_list_bytes
 from ostraca.protocol_spec.envelope import Envelope
@@ -17,6 +16,7 @@ from ostraca.protocol_spec.errors import (
     NotFoundError,
     VerificationError,
 )
+from ostraca.protocol_spec.models import DatasetManifest
 from ostraca.protocol_spec.verify import ChainHead, verify_link, verify_manifest
 from ostraca.protocol_spec.wire import (
     AuditEventOut,
@@ -32,7 +32,8 @@ from ostraca.protocol_spec.wire import (
     VersionOut,
 )
 
-from .db import AuditEvent, Blob, Dataset, Namespace, Principal, Version, VersionBlob
+from .audit import audit
+from .db import Dataset, Namespace, Principal
 from .deps import (
     ContextDep,
     EnvelopeBody,
@@ -43,16 +44,23 @@ from .deps import (
     SessionDep,
 )
 from .repo import (
-    audit,
+    ManifestBlobs,
+    audit_events,
+    blob_sizes,
     dataset_name,
     find_dataset,
     get_dataset,
     get_namespace,
     key_outs,
     latest_head,
+    manifest_envelope,
     require_owner,
+    search_datasets,
     signing_keys,
+    store_or_conflict,
+    store_version,
     ts,
+    versions_of,
 )
 
 router = APIRouter(prefix="/v1", tags=["datasets"])
@@ -79,12 +87,9 @@ class BlobSizeError(VerificationError):
 def create_namespace(
     body: NamespaceIn, caller: InstitutionDep, session: SessionDep, ctx: ContextDep
 ) -> NamespaceOut:
-    session.add(Namespace(name=body.name, owner_id=caller.principal_id, created=ctx.clock()))
-    try:
-        session.commit()
-    except IntegrityError as exc:
-        session.rollback()
-        raise ConflictError(f"namespace {body.name!r} is taken") from exc
+    with store_or_conflict(session, f"namespace {body.name!r} is taken"):
+        session.add(Namespace(name=body.name, owner_id=caller.principal_id, created=ctx.clock()))
+    session.commit()
     return NamespaceOut(name=body.name, owner=caller.principal_keyid)
 
 
@@ -120,27 +125,13 @@ def list_datasets(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> DatasetList:
-    query = select(Dataset)
-    if search:
-        escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        pattern = f"%{escaped.lower()}%"
-        query = query.where(
-            or_(
-                func.lower(Dataset.name).like(pattern, escape="\\"),
-                func.lower(Dataset.description).like(pattern, escape="\\"),
-            )
-        )
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(Dataset.name).limit(limit).offset(offset))
+    rows, total = search_datasets(session, search, limit=limit, offset=offset)
     return DatasetList(items=[_summary(ds) for ds in rows], total=total)
 
 
 @router.get("/datasets/{ns}/{name}")
 def dataset_detail(ns: str, name: str, session: ReadSessionDep) -> DatasetDetail:
     ds = get_dataset(session, dataset_name(ns, name))
-    versions = session.scalars(
-        select(Version).where(Version.dataset_id == ds.id).order_by(Version.version)
-    )
     return DatasetDetail(
         **_summary(ds).model_dump(),
         terms=ds.terms,
@@ -155,9 +146,29 @@ def dataset_detail(ns: str, name: str, session: ReadSessionDep) -> DatasetDetail
                 total_bytes=v.total_bytes,
                 shards=v.shards,
             )
-            for v in versions
+            for v in versions_of(session, ds)
         ],
     )
+
+
+def _manifest_blobs(session: Session, m: DatasetManifest) -> ManifestBlobs:
+    """Every shard and chunk-list blob the manifest names, each present with the stated size."""
+    wanted: ManifestBlobs = {}
+    for shard in m.shards:
+        wanted[shard.sha256] = ("shard", shard.bytes)
+        wanted.setdefault(shard.chunks, ("chunks", chunk_list_bytes(shard.bytes, m.chunk_bytes)))
+    present = blob_sizes(session, list(wanted))
+    for digest, (kind, size) in wanted.items():
+        if digest not in present:
+            raise BlobUnknownError(
+                f"{kind} blob sha256:{digest} is not on the registry", hint="upload it first"
+            )
+        if present[digest] != size:
+            raise BlobSizeError(
+                f"{kind} blob sha256:{digest} has {present[digest]} bytes, the manifest "
+                f"implies {size}"
+            )
+    return wanted
 
 
 @router.post(
@@ -200,80 +211,19 @@ def publish(
     if m.version <= head.version:
         raise ConflictError(f"{full} version {m.version} is already published")
     verify_link(m, verified.digest, previous=head)
-    # Every shard and chunk-list blob present, with the stated size.
-    wanted: dict[str, tuple[str, int]] = {}
-    for shard in m.shards:
-        wanted[shard.sha256] = ("shard", shard.bytes)
-        wanted.setdefault(shard.chunks, ("chunks", chunk_list_bytes(shard.bytes, m.chunk_bytes)))
-    present: dict[str, int] = {}
-    digests = list(wanted)
-    for i in range(0, len(digests), 500):
-        batch = digests[i : i + 500]
-        present.update(
-            (d, n)
-            for d, n in session.execute(
-                select(Blob.digest, Blob.size).where(Blob.digest.in_(batch))
-            )
-        )
-    for digest, (kind, size) in wanted.items():
-        if digest not in present:
-            raise BlobUnknownError(
-                f"{kind} blob sha256:{digest} is not on the registry", hint="upload it first"
-            )
-        if present[digest] != size:
-            raise BlobSizeError(
-                f"{kind} blob sha256:{digest} has {present[digest]} bytes, the manifest "
-                f"implies {size}"
-            )
+    blobs = _manifest_blobs(session, m)
     # Visible in one transaction; a concurrent publisher of the same version loses on the
     # unique constraints (dataset name; dataset and version).
-    columns = [{"name": c.name, "type": c.type} for c in m.columns]
-    if ds is None:
-        ds = Dataset(
-            name=full,
-            namespace_id=namespace.id,
-            latest_version=0,
-            description=m.description,
-            license=m.license,
-            terms=m.terms,
-            terms_sha256=m.terms_sha256,
-            columns=columns,
-            total_rows=m.total_rows,
-            total_bytes=m.total_bytes,
-            publisher=m.publisher,
-            created=now,
-            updated=now,
-        )
-        session.add(ds)
-    try:
-        session.flush()
-        version = Version(
-            dataset_id=ds.id,
-            version=m.version,
-            digest=verified.digest,
+    with store_or_conflict(session, f"{full} version {m.version} was published concurrently"):
+        store_version(
+            session,
+            namespace=namespace,
+            dataset=ds,
+            verified=verified,
             envelope=body,
-            created=m.created,
-            published=now,
-            total_rows=m.total_rows,
-            total_bytes=m.total_bytes,
-            shards=len(m.shards),
+            blobs=blobs,
+            now=now,
         )
-        session.add(version)
-        session.flush()
-        session.add_all(
-            VersionBlob(version_id=version.id, digest=d, kind=kind, size=size)
-            for d, (kind, size) in wanted.items()
-        )
-        ds.latest_version = m.version
-        ds.description = m.description
-        ds.license = m.license
-        ds.terms = m.terms
-        ds.terms_sha256 = m.terms_sha256
-        ds.columns = columns
-        ds.total_rows = m.total_rows
-        ds.total_bytes = m.total_bytes
-        ds.publisher = m.publisher
-        ds.updated = now
         audit(
             session,
             now=now,
@@ -283,10 +233,7 @@ def publish(
             version=m.version,
             detail=f"manifest {verified.digest}",
         )
-        session.commit()
-    except IntegrityError as exc:
-        session.rollback()
-        raise ConflictError(f"{full} version {m.version} was published concurrently") from exc
+    session.commit()
     return PublishOut(dataset=full, version=m.version, digest=verified.digest)
 
 
@@ -303,9 +250,7 @@ def manifest(ns: str, name: str, version: str, session: ReadSessionDep) -> Respo
         number = int(version)
     else:
         raise MalformedError("version must be a positive integer or 'latest'")
-    envelope = session.scalars(
-        select(Version.envelope).where(Version.dataset_id == ds.id, Version.version == number)
-    ).first()
+    envelope = manifest_envelope(session, ds, number)
     if envelope is None:
         raise NotFoundError(f"{ds.name} has no version {version}")
     return Response(content=envelope, media_type="application/json")
@@ -322,12 +267,6 @@ def audit_log(
 ) -> AuditList:
     ds = get_dataset(session, dataset_name(ns, name))
     require_owner(session, caller, ds)
-    rows = session.scalars(
-        select(AuditEvent)
-        .where(AuditEvent.dataset == ds.name, AuditEvent.id > after)
-        .order_by(AuditEvent.id)
-        .limit(limit)
-    )
     return AuditList(
         items=[
             AuditEventOut(
@@ -340,6 +279,6 @@ def audit_log(
                 grant_id=e.grant_id,
                 detail=e.detail,
             )
-            for e in rows
+            for e in audit_events(session, ds.name, after=after, limit=limit)
         ]
     )
