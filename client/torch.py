@@ -257,13 +257,6 @@ class ShardDataset(IterableDataset[Item]):
             consumed -= n
         return len(blocks), 0
 
-    def items_per_stream(self, epoch: int, streams: int) -> list[int]:
-        """How many items each stream yields in ``epoch``."""
-        return [
-            sum(self._items_in(b) for b in self._blocks(self.stream_shards(epoch, g, streams)))
-            for g in range(streams)
-        ]
-
     def shards_read(self, state: dict[str, Any] | None = None) -> set[int]:
         """Shards this rank has read rows from, up to ``state`` (default: now).
 

@@ -3,7 +3,8 @@
 ``attestation.json`` beside ``checkpoint.pt`` is a DSSE envelope (JSON) around a
 :class:`TrainingAttestation`, signed with the trainer's Ed25519 key. It names the checkpoint by
 sha256, and every dataset version consumed by manifest digest, licence, terms digest and grant
-ids, as the checkpoint's own provenance records them.
+ids, as the checkpoint's own provenance records them. Verifying one needs no torch (it checks a
+signature and a file's sha256); building one reads the checkpoint, which does.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ostraca.protocol_spec import (
 )
 from ostraca.protocol_spec.verify import Verified
 
-from .train import CHECKPOINT_FILE, atomic_write_bytes, load_checkpoint
+from .checkpoint import CHECKPOINT_FILE, atomic_write_bytes, load_checkpoint
 
 ATTESTATION_FILE = "attestation.json"
 

@@ -7,27 +7,31 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from ostraca.client.config import ostraca_home
 from ostraca.protocol_spec import OstracaError, PublicKey, VerifyKey
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
+    from .train import TrainResult
 
 console = Console()
 err_console = Console(stderr=True)
 
 EXIT_REVOKED = 3
+"""The exit status of a run stopped because its grant was revoked or expired."""
 
 
-def _home() -> Path:
-    return Path(os.environ.get("OSTRACA_HOME", Path.home() / ".ostraca"))
-
-
-def _fail(exc: OstracaError) -> typer.Exit:
-    err_console.print(f"[red]error[/red] {escape(f'[{exc.code}] {exc}')}")
-    return typer.Exit(1)
+def _fail(exc: OstracaError, *, code: int = 1) -> typer.Exit:
+    """Print ``exc`` as the one line of a failure (on rank 0 only, under ``torchrun``)."""
+    if os.environ.get("RANK", "0") == "0":
+        err_console.print(f"[red]error[/red] {escape(f'[{exc.code}] {exc}')}")
+    return typer.Exit(code)
 
 
 def _load_key(spec: str) -> VerifyKey:
@@ -44,7 +48,7 @@ def _load_trainer_key(spec: str | None) -> VerifyKey:
     """``spec`` (see :func:`_load_key`), by default this identity's ``identity.pub.json``."""
     if spec is not None:
         return _load_key(spec)
-    path = _home() / "identity.pub.json"
+    path = ostraca_home() / "identity.pub.json"
     if not path.exists():
         raise OstracaError(f"no trainer key given and {path} does not exist")
     return _load_key(str(path))
@@ -59,6 +63,7 @@ def register_trainer_commands(app: typer.Typer) -> None:
 
 
 def train_command(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="Run folder (checkpoint, metrics, tokenizer).")],
     dataset: Annotated[
         str | None,
@@ -68,8 +73,9 @@ def train_command(
         Path | None,
         typer.Option(
             "--from-dir",
-            help="Train from a copy `ostraca pull` wrote, offline (for nodes that cannot reach "
-            "the registry): signatures, grant validity and every shard are verified here.",
+            help="Train from a copy `ostraca pull` wrote (for nodes that cannot reach the "
+            "registry): signatures, grant validity and every shard are verified here; "
+            "revocation is checked when the registry is reachable.",
         ),
     ] = None,
     publisher_key: Annotated[
@@ -92,58 +98,112 @@ def train_command(
     tokenizer: Annotated[str, typer.Option(help="bytes, or bpe (trained here).")] = "bytes",
     compile: Annotated[bool, typer.Option(help="torch.compile the model.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    resume: Annotated[bool, typer.Option(help="Continue from the run's checkpoint.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue from the run's checkpoint, with the settings it saved (a flag that "
+            "contradicts them is refused)."
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option(help="Seed for initialisation and shuffling.")] = 0,
+    grant_check_every: Annotated[
+        float | None,
+        typer.Option(help="Seconds between checks of the grant with the registry [default: 60]."),
+    ] = None,
 ) -> None:
     """Train a Transformer on a verified dataset you hold a grant for: streamed from the
-    registry (--dataset), or from a pulled copy (--from-dir)."""
+    registry (--dataset), or from a pulled copy (--from-dir). Exits 3 when the grant is revoked
+    or expires (after saving a checkpoint)."""
     if (dataset is None) == (from_dir is None):
         raise typer.BadParameter("give exactly one of --dataset and --from-dir")
     if publisher_key is not None and from_dir is None:
         raise typer.BadParameter("--publisher-key goes with --from-dir")
-    from ostraca.client.local import PulledDataset, open_pulled  # noqa: PLC0415
-    from ostraca.client.stream import VerifiedDataset, open_dataset, parse_ref  # noqa: PLC0415
+    from .revocation import ACCESS_ENDED  # noqa: PLC0415
 
-    from .train import TrainConfig, train  # noqa: PLC0415
-
-    cfg = TrainConfig(
-        out_dir=out,
-        steps=steps,
-        text_column=text_column,
-        model_size=model_size,
-        batch_size=batch_size,
-        seq_len=seq_len,
-        lr=lr,
-        grad_accum=grad_accum,
-        eval_every=eval_every,
-        eval_shards=eval_shards,
-        checkpoint_every=checkpoint_every,
-        tokenizer=tokenizer,
-        compile=compile,
-        device=device,
-        resume=resume,
-        seed=seed,
-    )
     try:
-        source: VerifiedDataset | PulledDataset
-        if from_dir is not None:
-            keys = None if publisher_key is None else [_load_key(publisher_key)]
-            source = open_pulled(from_dir, publisher_keys=keys, home=_home(), columns=[text_column])
-        else:
-            assert dataset is not None
-            name, version = parse_ref(dataset)
-            source = open_dataset(name, version=version, columns=[text_column])
-        with source:
-            result = train(cfg, source=source, log=console.print)
+        cfg = _train_config(ctx)
+        result = _train_from(cfg, dataset=dataset, from_dir=from_dir, publisher_key=publisher_key)
+    except ACCESS_ENDED as exc:
+        raise _fail(exc, code=EXIT_REVOKED) from exc
     except OstracaError as exc:
         raise _fail(exc) from exc
-    if result.stopped == "revoked":
-        err_console.print(f"[red]stopped[/red] {result.message}")
-        raise typer.Exit(EXIT_REVOKED)
     console.print(
         f"step {result.step}, {result.tokens:,} tokens, {result.tokens_per_s:,.0f} tok/s, "
         f"data wait {result.data_wait_fraction:.1%}; checkpoint {result.checkpoint}"
     )
+
+
+_TRAIN_SETTINGS = (
+    "steps",
+    "text_column",
+    "model_size",
+    "batch_size",
+    "seq_len",
+    "lr",
+    "grad_accum",
+    "eval_every",
+    "eval_shards",
+    "checkpoint_every",
+    "tokenizer",
+    "compile",
+    "device",
+    "resume",
+    "seed",
+    "grant_check_every",
+)
+"""The options of ``train`` that are :class:`TrainConfig` fields of the same name."""
+
+
+def _train_config(ctx: typer.Context) -> TrainConfig:
+    """The command's settings; with ``--resume``, the run's saved ones for every flag left out
+    (and a flag that contradicts one refused)."""
+    from .checkpoint import CONFIG_FILE, read_run_config  # noqa: PLC0415
+    from .config import TrainConfig, resumed_settings  # noqa: PLC0415
+
+    out: Path = ctx.params["out"]
+    given = {"out_dir": out, **{k: ctx.params[k] for k in _TRAIN_SETTINGS}}
+    if given["grant_check_every"] is None:  # TrainConfig's default
+        del given["grant_check_every"]
+    saved = read_run_config(out) if ctx.params["resume"] else None
+    if saved is not None:
+        sources = {k: ctx.get_parameter_source(k) for k in _TRAIN_SETTINGS}
+        explicit = {k for k, v in sources.items() if v is not None and v.name != "DEFAULT"}
+        given = resumed_settings(given, saved["train"], explicit=explicit, where=out / CONFIG_FILE)
+    return TrainConfig(**given)
+
+
+def _train_from(
+    cfg: TrainConfig, *, dataset: str | None, from_dir: Path | None, publisher_key: str | None
+) -> TrainResult:
+    from ostraca.client.config import load_config  # noqa: PLC0415
+    from ostraca.client.local import PulledDataset, open_pulled  # noqa: PLC0415
+    from ostraca.client.stream import VerifiedDataset, open_dataset, parse_ref  # noqa: PLC0415
+
+    from .revocation import RegistryGrantCheck, online_check  # noqa: PLC0415
+    from .train import train  # noqa: PLC0415
+
+    source: VerifiedDataset | PulledDataset
+    check: RegistryGrantCheck | None = None
+    if from_dir is not None:
+        keys = None if publisher_key is None else [_load_key(publisher_key)]
+        source = open_pulled(
+            from_dir, publisher_keys=keys, home=ostraca_home(), columns=[cfg.text_column]
+        )
+        checked = online_check(source, load_config())
+        if isinstance(checked, str):
+            err_console.print(f"revocation not checked ({escape(checked)})")
+        else:
+            check = checked
+    else:
+        assert dataset is not None
+        name, version = parse_ref(dataset)
+        source = open_dataset(name, version=version, columns=[cfg.text_column])
+    try:
+        with source:
+            return train(cfg, source=source, log=console.print, grant_check=check)
+    finally:
+        if check is not None:
+            check.close()
 
 
 def generate_command(
@@ -186,7 +246,7 @@ def attest_command(
 
     try:
         passphrase = os.environ.get(passphrase_env) if passphrase_env else None
-        signing = load_signing_key(key or _home() / "identity.pem", passphrase=passphrase)
+        signing = load_signing_key(key or ostraca_home() / "identity.pem", passphrase=passphrase)
         path = attest_run(run, signing)
     except OstracaError as exc:
         raise _fail(exc) from exc

@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F  # noqa: N812 - the customary name
 
+from .checkpoint import CHECKPOINT_FILE, load_checkpoint
 from .model import GPT, ModelConfig
 from .tokenizer import TOKENIZER_FILE, Tokenizer, load_tokenizer
-from .train import CHECKPOINT_FILE, load_checkpoint
 
 
 def load_run(run: Path, *, device: str = "cpu") -> tuple[GPT, Tokenizer]:

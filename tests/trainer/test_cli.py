@@ -9,8 +9,8 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
+from ostraca.trainer.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from ostraca.trainer.cli import register_trainer_commands
-from ostraca.trainer.train import CHECKPOINT_FILE, load_checkpoint
 
 from .trainer_testlib import TrainerData, flip_middle_byte
 

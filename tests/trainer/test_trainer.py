@@ -15,10 +15,11 @@ import torch
 from torch.multiprocessing.spawn import spawn
 
 from ostraca.client.stream import open_dataset
-from ostraca.protocol_spec import SigningKey, VerificationError, utc_now
+from ostraca.protocol_spec import RevokedError, SigningKey, VerificationError, utc_now
 from ostraca.trainer.attest import ATTESTATION_FILE, attest_run, verify_run_attestation
+from ostraca.trainer.checkpoint import CHECKPOINT_FILE, iter_metrics, load_checkpoint
 from ostraca.trainer.generate import generate
-from ostraca.trainer.train import CHECKPOINT_FILE, iter_metrics, load_checkpoint, train
+from ostraca.trainer.train import train
 
 from ..client.client_helpers import make_identity
 from .spawned import config, ddp_train_rank
@@ -106,16 +107,16 @@ def test_revocation_saves_a_checkpoint_and_stops(data: TrainerData, tmp_path: Pa
         source = RevokeAfter(
             streamed, shards=3, revoke=lambda: data.publisher.client.revoke(grant.grant_id)
         )
-        result = train(config(out, steps=200), source=source)
+        with pytest.raises(RevokedError, match="checkpoint saved") as stopped:
+            train(config(out, steps=200), source=source)
     bob.client.close()
     assert source.revoked
-    assert result.stopped == "revoked"
-    assert "revoked" in result.message
-    assert 0 < result.step < 200
+    assert str(out / CHECKPOINT_FILE) in str(stopped.value)
     ckpt = load_checkpoint(out / CHECKPOINT_FILE)
-    assert ckpt["step"] == result.step
+    assert 0 < ckpt["step"] < 200
+    assert f"after step {ckpt['step']}" in str(stopped.value)
     assert ckpt["provenance"][0]["shards_consumed"] == 3
-    assert losses(out)[-1] == result.losses[-1]
+    assert [m["step"] for m in iter_metrics(out)][-1] == ckpt["step"]
 
 
 def test_attestation_verifies_and_detects_tampering(data: TrainerData, tmp_path: Path) -> None:
