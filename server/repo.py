@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Literal, TypeVar, cast
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,7 @@ from ostraca.protocol_spec.wire import (
 
 from .db import (
     AuditEvent,
+    AuthToken,
     Blob,
     Dataset,
     Namespace,
@@ -164,6 +165,42 @@ def principal_out(session: Session, principal: Principal) -> PrincipalOut:
         keys=[PublicKey(keyid=k.keyid, public=k.public) for k in keys if k.status == "active"],
         rotated_keys=[k for k in keys if k.status == "rotated"],
         created=ts(principal.created),
+    )
+
+
+def retire_key(session: Session, keyid: str, now: datetime) -> bool:
+    """Mark an active key rotated at ``now``; ``False`` if it is not active (any more)."""
+    handed_over = session.execute(
+        update(PrincipalKey)
+        .where(
+            PrincipalKey.keyid == keyid,
+            PrincipalKey.rotated.is_(None),
+            PrincipalKey.revoked.is_(None),
+        )
+        .values(rotated=now)
+        .returning(PrincipalKey.keyid)
+    ).first()
+    return handed_over is not None
+
+
+def revoke_tokens(session: Session, principal_id: int, now: datetime) -> None:
+    """End every open session (bearer token) of the principal."""
+    session.execute(
+        update(AuthToken)
+        .where(AuthToken.principal_id == principal_id, AuthToken.revoked.is_(None))
+        .values(revoked=now)
+    )
+
+
+def published_datasets(session: Session, principal_id: int) -> list[str]:
+    """Names of the datasets in the principal's namespaces, sorted."""
+    return list(
+        session.scalars(
+            select(Dataset.name)
+            .join(Namespace, Namespace.id == Dataset.namespace_id)
+            .where(Namespace.owner_id == principal_id)
+            .order_by(Dataset.name)
+        )
     )
 
 

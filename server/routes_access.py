@@ -3,23 +3,20 @@ stored, stored byte for byte, and every decision lands in the audit log."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy import Select, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ostraca.protocol_spec.canonical import parse_canonical
 from ostraca.protocol_spec.envelope import Envelope
 from ostraca.protocol_spec.errors import (
     AccessDeniedError,
-    ConflictError,
     NotFoundError,
     UntrustedKeyError,
     VerificationError,
 )
-from ostraca.protocol_spec.models import AccessGrant, DatasetManifest, Revocation
+from ostraca.protocol_spec.models import AccessGrant, Revocation
 from ostraca.protocol_spec.verify import open_grant, verify_request, verify_revocation
 from ostraca.protocol_spec.wire import (
     DenyIn,
@@ -31,8 +28,17 @@ from ostraca.protocol_spec.wire import (
 )
 
 from .audit import audit
-from .db import AccessRequestRow, Dataset, GrantRow, Namespace, RevocationRow, Version
-from .deps import Caller, ContextDep, EnvelopeBody, JsonBody, PrincipalDep, SessionDep
+from .db import AccessRequestRow, Dataset, GrantRow, Principal, RevocationRow
+from .deps import ContextDep, EnvelopeBody, JsonBody, PrincipalDep, SessionDep
+from .grants import (
+    RequestStatus,
+    decide_request,
+    find_grant,
+    find_request,
+    latest_manifest,
+    visible_grants,
+    visible_requests,
+)
 from .repo import (
     claimed_statement,
     envelope_json,
@@ -43,6 +49,7 @@ from .repo import (
     principal_out,
     require_owner,
     signing_keys,
+    store_or_conflict,
 )
 
 router = APIRouter(prefix="/v1", tags=["access"])
@@ -54,15 +61,6 @@ _ENVELOPE_BODY = {
         "description": "A DSSE envelope (JSON object) of the signed statement.",
     }
 }
-
-
-def _latest_manifest(session: Session, ds: Dataset) -> DatasetManifest:
-    stored = session.scalars(
-        select(Version.envelope).where(
-            Version.dataset_id == ds.id, Version.version == ds.latest_version
-        )
-    ).one()
-    return DatasetManifest.from_json_obj(parse_canonical(Envelope.from_json(stored).payload))
 
 
 def _request_item(session: Session, row: AccessRequestRow) -> RequestItem:
@@ -121,7 +119,7 @@ def create_request(
     ds = get_dataset(session, verified.statement.dataset)
     # Q7: it accepts the dataset's current terms, exactly.
     verified = verify_request(
-        envelope, requester_key=key, now=now, manifest=_latest_manifest(session, ds)
+        envelope, requester_key=key, now=now, manifest=latest_manifest(session, ds)
     )
     row = AccessRequestRow(
         request_id=verified.digest,
@@ -135,37 +133,19 @@ def create_request(
         grant_id=None,
         envelope=body,
     )
-    session.add(row)
-    audit(
-        session,
-        now=now,
-        action="request",
-        principal=caller.keyid,
-        dataset=ds.name,
-        detail=f"request {verified.digest}",
-    )
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        session.rollback()
-        raise ConflictError(f"request {verified.digest} was already submitted") from exc
+    with store_or_conflict(session, f"request {verified.digest} was already submitted"):
+        session.add(row)
+        audit(
+            session,
+            now=now,
+            action="request",
+            principal=caller.keyid,
+            dataset=ds.name,
+            detail=f"request {verified.digest}",
+        )
     item = _request_item(session, row)
     session.commit()
     return item
-
-
-def _visible_requests(caller: Caller) -> Select[AccessRequestRow]:
-    return (
-        select(AccessRequestRow)
-        .join(Dataset, Dataset.id == AccessRequestRow.dataset_id)
-        .join(Namespace, Namespace.id == Dataset.namespace_id)
-        .where(
-            or_(
-                AccessRequestRow.requester_id == caller.principal_id,
-                Namespace.owner_id == caller.principal_id,
-            )
-        )
-    )
 
 
 @router.get("/requests")
@@ -173,49 +153,27 @@ def list_requests(
     caller: PrincipalDep,
     session: SessionDep,
     dataset: Annotated[str | None, Query(max_length=160)] = None,
-    status: Literal["pending", "granted", "denied"] | None = None,
+    status: RequestStatus | None = None,
 ) -> RequestList:
-    query = _visible_requests(caller)
-    if dataset is not None:
-        query = query.where(Dataset.name == dataset)
-    if status is not None:
-        query = query.where(AccessRequestRow.status == status)
-    rows = session.scalars(query.order_by(AccessRequestRow.created, AccessRequestRow.request_id))
+    rows = visible_requests(session, caller, dataset=dataset, status=status)
     return RequestList(items=[_request_item(session, r) for r in rows])
-
-
-def _find_request(session: Session, caller: Caller, request_id: str) -> AccessRequestRow:
-    row = session.scalars(
-        _visible_requests(caller).where(AccessRequestRow.request_id == request_id)
-    ).first()
-    if row is None:
-        raise NotFoundError(f"no request {request_id[:64]} of yours or for your datasets")
-    return row
 
 
 @router.get("/requests/{request_id}")
 def get_request(request_id: str, caller: PrincipalDep, session: SessionDep) -> RequestItem:
-    return _request_item(session, _find_request(session, caller, request_id))
+    return _request_item(session, find_request(session, caller, request_id))
 
 
 @router.post("/requests/{request_id}/deny", dependencies=[JsonBody])
 def deny_request(
     request_id: str, body: DenyIn, caller: PrincipalDep, session: SessionDep, ctx: ContextDep
 ) -> RequestItem:
-    row = _find_request(session, caller, request_id)
+    row = find_request(session, caller, request_id)
     ds = session.get(Dataset, row.dataset_id)
     assert ds is not None
     require_owner(session, caller, ds)
     now = ctx.clock()
-    changed = session.execute(
-        update(AccessRequestRow)
-        .where(AccessRequestRow.request_id == request_id, AccessRequestRow.status == "pending")
-        .values(status="denied", decided=now, reason=body.reason)
-        .returning(AccessRequestRow.request_id)
-    ).first()
-    if changed is None:
-        session.rollback()
-        raise ConflictError(f"request {request_id} was already decided")
+    decide_request(session, request_id, status="denied", now=now, reason=body.reason)
     audit(
         session,
         now=now,
@@ -230,6 +188,26 @@ def deny_request(
 
 
 # --- grants -----------------------------------------------------------------------------------
+
+
+def _answer_request(
+    session: Session,
+    grant: AccessGrant,
+    *,
+    dataset: Dataset,
+    grantee: Principal,
+    grant_id: str,
+    now: datetime,
+) -> None:
+    """The grant answers a pending request for this dataset by the grantee: it is granted."""
+    assert grant.request is not None
+    req = session.get(AccessRequestRow, grant.request)
+    if req is None or req.dataset_id != dataset.id or req.requester_id != grantee.id:
+        raise VerificationError(
+            f"grant answers request {grant.request}, which is not a request for {dataset.name} "
+            "by the grantee"
+        )
+    decide_request(session, grant.request, status="granted", now=now, grant_id=grant_id)
 
 
 @router.post("/grants", status_code=201, openapi_extra=_ENVELOPE_BODY)
@@ -251,21 +229,7 @@ def create_grant(
         raise VerificationError(f"grantee key {g.grantee} is not registered on this registry")
     now = ctx.clock()
     if g.request is not None:
-        req = session.get(AccessRequestRow, g.request)
-        if req is None or req.dataset_id != ds.id or req.requester_id != grantee.id:
-            raise VerificationError(
-                f"grant answers request {g.request}, which is not a request for {ds.name} "
-                "by the grantee"
-            )
-        decided = session.execute(
-            update(AccessRequestRow)
-            .where(AccessRequestRow.request_id == g.request, AccessRequestRow.status == "pending")
-            .values(status="granted", decided=now, grant_id=grant_id)
-            .returning(AccessRequestRow.request_id)
-        ).first()
-        if decided is None:
-            session.rollback()
-            raise ConflictError(f"request {g.request} was already decided")
+        _answer_request(session, g, dataset=ds, grantee=grantee, grant_id=grant_id, now=now)
     row = GrantRow(
         grant_id=grant_id,
         dataset_id=ds.id,
@@ -282,33 +246,21 @@ def create_grant(
         created=g.created,
         envelope=body,
     )
-    session.add(row)
-    audit(
-        session,
-        now=now,
-        action="grant",
-        principal=caller.keyid,
-        dataset=ds.name,
-        grant_id=grant_id,
-        detail=f"to {g.grantee}, versions {g.min_version}..{g.max_version or ''}, "
-        f"{g.not_before:%Y-%m-%dT%H:%M:%SZ} to {g.expires:%Y-%m-%dT%H:%M:%SZ}",
-    )
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        session.rollback()
-        raise ConflictError(f"grant {grant_id} is already stored") from exc
+    with store_or_conflict(session, f"grant {grant_id} is already stored"):
+        session.add(row)
+        audit(
+            session,
+            now=now,
+            action="grant",
+            principal=caller.keyid,
+            dataset=ds.name,
+            grant_id=grant_id,
+            detail=f"to {g.grantee}, versions {g.min_version}..{g.max_version or ''}, "
+            f"{g.not_before:%Y-%m-%dT%H:%M:%SZ} to {g.expires:%Y-%m-%dT%H:%M:%SZ}",
+        )
     item = _grant_item(session, row)
     session.commit()
     return item
-
-
-def _visible_grants(caller: Caller) -> Select[GrantRow]:
-    return select(GrantRow).where(
-        or_(
-            GrantRow.publisher_id == caller.principal_id, GrantRow.grantee_id == caller.principal_id
-        )
-    )
 
 
 @router.get("/grants")
@@ -317,21 +269,13 @@ def list_grants(
     session: SessionDep,
     dataset: Annotated[str | None, Query(max_length=160)] = None,
 ) -> GrantList:
-    query = _visible_grants(caller)
-    if dataset is not None:
-        query = query.join(Dataset, Dataset.id == GrantRow.dataset_id).where(
-            Dataset.name == dataset
-        )
-    rows = session.scalars(query.order_by(GrantRow.created, GrantRow.grant_id))
+    rows = visible_grants(session, caller, dataset=dataset)
     return GrantList(items=[_grant_item(session, r) for r in rows])
 
 
 @router.get("/grants/{grant_id}")
 def get_grant(grant_id: str, caller: PrincipalDep, session: SessionDep) -> GrantItem:
-    row = session.scalars(_visible_grants(caller).where(GrantRow.grant_id == grant_id)).first()
-    if row is None:
-        raise NotFoundError(f"no grant {grant_id[:64]} issued by you or to you")
-    return _grant_item(session, row)
+    return _grant_item(session, find_grant(session, caller, grant_id))
 
 
 # --- revocations ------------------------------------------------------------------------------
@@ -358,23 +302,23 @@ def revoke(
         raise VerificationError(
             f"the revocation names {verified.statement.dataset}, the grant is for {ds.name}"
         )
-    session.add(
-        RevocationRow(
-            grant_id=grant.grant_id, revocation_id=verified.digest, revoked_at=now, envelope=body
+    with store_or_conflict(session, f"grant {grant.grant_id} is already revoked"):
+        session.add(
+            RevocationRow(
+                grant_id=grant.grant_id,
+                revocation_id=verified.digest,
+                revoked_at=now,
+                envelope=body,
+            )
         )
-    )
-    audit(
-        session,
-        now=now,
-        action="revoke",
-        principal=caller.keyid,
-        dataset=ds.name,
-        grant_id=grant.grant_id,
-        detail=verified.statement.reason,
-    )
-    try:
-        session.commit()
-    except IntegrityError as exc:
-        session.rollback()
-        raise ConflictError(f"grant {grant.grant_id} is already revoked") from exc
+        audit(
+            session,
+            now=now,
+            action="revoke",
+            principal=caller.keyid,
+            dataset=ds.name,
+            grant_id=grant.grant_id,
+            detail=verified.statement.reason,
+        )
+    session.commit()
     return RevocationOut(grant_id=grant.grant_id, revoked_at=now, envelope=envelope_json(body))

@@ -17,11 +17,10 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Response
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ostraca.protocol_spec.auth import login_message, registration_message
@@ -37,7 +36,7 @@ from ostraca.protocol_spec.errors import (
 from ostraca.protocol_spec.keys import VerifyKey
 from ostraca.protocol_spec.models import KeyRotation
 from ostraca.protocol_spec.rotation import walk_rotations
-from ostraca.protocol_spec.verify import verify_key_rotation
+from ostraca.protocol_spec.verify import Verified, verify_key_rotation
 from ostraca.protocol_spec.wire import (
     ChallengeIn,
     ChallengeOut,
@@ -50,7 +49,7 @@ from ostraca.protocol_spec.wire import (
 )
 
 from .audit import audit
-from .db import AuthToken, Dataset, LoginNonce, Namespace, Principal, PrincipalKey
+from .db import AuthToken, LoginNonce, Principal, PrincipalKey
 from .deps import (
     ContextDep,
     EnvelopeBody,
@@ -66,7 +65,11 @@ from .repo import (
     get_principal,
     principal_by_key,
     principal_out,
+    published_datasets,
+    retire_key,
+    revoke_tokens,
     rotated_key_error,
+    store_or_conflict,
     ts,
 )
 
@@ -98,8 +101,8 @@ def register(body: RegisterIn, session: SessionDep, ctx: ContextDep) -> Principa
         affiliation=body.affiliation,
         created=now,
     )
-    session.add(principal)
-    try:
+    with store_or_conflict(session, f"key {key.keyid} is already registered"):
+        session.add(principal)
         session.flush()
         session.add(
             PrincipalKey(
@@ -110,10 +113,6 @@ def register(body: RegisterIn, session: SessionDep, ctx: ContextDep) -> Principa
                 revoked=None,
             )
         )
-        session.flush()
-    except IntegrityError as exc:
-        session.rollback()
-        raise ConflictError(f"key {key.keyid} is already registered") from exc
     out = principal_out(session, principal)
     session.commit()
     return out
@@ -245,15 +244,8 @@ def _find_principal(session: Session, keyid: str) -> Principal:
     return principal
 
 
-@router.post("/principals/{keyid}/rotations", status_code=201, openapi_extra=_ROTATION_BODY)
-def rotate_key(keyid: str, body: EnvelopeBody, session: SessionDep, ctx: ContextDep) -> RotationOut:
-    """Hand the principal's authority from its active key to a new one (SPEC.md 5.5).
-
-    No bearer token: the two signatures are the authority, as for registration."""
-    principal = _find_principal(session, keyid)
-    # The payload names the old key; it must be this principal's active key. Nothing of the
-    # claim is trusted before verify_key_rotation below checks it (K1–K7).
-    envelope, claimed = claimed_statement(body, KeyRotation)
+def _key_to_rotate(session: Session, principal: Principal, claimed: KeyRotation) -> PrincipalKey:
+    """The key the rotation claims to hand over: it must be this principal's active key."""
     old = session.get(PrincipalKey, claimed.old_key)
     if old is None or old.principal_id != principal.id or old.revoked is not None:
         raise UntrustedKeyError(
@@ -268,6 +260,39 @@ def rotate_key(keyid: str, body: EnvelopeBody, session: SessionDep, ctx: Context
             + f" at {old.rotated:%Y-%m-%dT%H:%M:%SZ}",
             hint="rotate from the active key (GET /v1/principals/{keyid}/rotations)",
         )
+    return old
+
+
+def _audit_rotation(
+    session: Session, principal: Principal, verified: Verified[KeyRotation], now: datetime
+) -> None:
+    """In the principal's audit trail, and in that of every dataset it publishes: their
+    readers' trust in the publisher key changes here."""
+    rot = verified.statement
+    detail = f"key rotation {verified.digest}: {rot.old_key} -> {rot.new_key.keyid}"
+    if rot.reason:
+        detail += f"; reason: {rot.reason}"
+    for name in [None, *published_datasets(session, principal.id)]:
+        audit(
+            session,
+            now=now,
+            action="rotate_key",
+            principal=rot.old_key,
+            dataset=name,
+            detail=detail,
+        )
+
+
+@router.post("/principals/{keyid}/rotations", status_code=201, openapi_extra=_ROTATION_BODY)
+def rotate_key(keyid: str, body: EnvelopeBody, session: SessionDep, ctx: ContextDep) -> RotationOut:
+    """Hand the principal's authority from its active key to a new one (SPEC.md 5.5).
+
+    No bearer token: the two signatures are the authority, as for registration."""
+    principal = _find_principal(session, keyid)
+    # The payload names the old key; it must be this principal's active key. Nothing of the
+    # claim is trusted before verify_key_rotation below checks it (K1–K7).
+    envelope, claimed = claimed_statement(body, KeyRotation)
+    old = _key_to_rotate(session, principal, claimed)
     now = ctx.clock()
     # K1–K7: signed by the old key and by the new one, not from the future.
     verified = verify_key_rotation(envelope, old_key=VerifyKey.from_b64(old.public), now=now)
@@ -276,17 +301,7 @@ def rotate_key(keyid: str, body: EnvelopeBody, session: SessionDep, ctx: Context
         raise ConflictError(f"key {new.keyid} is already registered", hint="rotate to a fresh key")
     # The old key stops being active exactly once: of two concurrent rotations one wins here,
     # the other finds nothing to update (or loses on the unique ``replaces``).
-    handed_over = session.execute(
-        update(PrincipalKey)
-        .where(
-            PrincipalKey.keyid == old.keyid,
-            PrincipalKey.rotated.is_(None),
-            PrincipalKey.revoked.is_(None),
-        )
-        .values(rotated=now)
-        .returning(PrincipalKey.keyid)
-    ).first()
-    if handed_over is None:
+    if not retire_key(session, old.keyid, now):
         session.rollback()
         raise ConflictError(f"key {old.keyid[:16]}… was rotated concurrently")
     row = PrincipalKey(
@@ -300,34 +315,11 @@ def rotate_key(keyid: str, body: EnvelopeBody, session: SessionDep, ctx: Context
         rotation_id=verified.digest,
         rotation=body,
     )
-    session.add(row)
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        session.rollback()
-        raise ConflictError(f"key {new.keyid} is already registered") from exc
+    with store_or_conflict(session, f"key {new.keyid} is already registered"):
+        session.add(row)
     # Sessions opened with the old key (by its owner or by whoever stole it) end now.
-    session.execute(
-        update(AuthToken)
-        .where(AuthToken.principal_id == principal.id, AuthToken.revoked.is_(None))
-        .values(revoked=now)
-    )
-    detail = f"key rotation {verified.digest}: {old.keyid} -> {new.keyid}"
-    if verified.statement.reason:
-        detail += f"; reason: {verified.statement.reason}"
-    audit(session, now=now, action="rotate_key", principal=old.keyid, dataset=None, detail=detail)
-    # Also in the audit log of every dataset the principal publishes: their readers' trust in
-    # the publisher key changes here.
-    datasets = session.scalars(
-        select(Dataset.name)
-        .join(Namespace, Namespace.id == Dataset.namespace_id)
-        .where(Namespace.owner_id == principal.id)
-        .order_by(Dataset.name)
-    )
-    for name in datasets:
-        audit(
-            session, now=now, action="rotate_key", principal=old.keyid, dataset=name, detail=detail
-        )
+    revoke_tokens(session, principal.id, now)
+    _audit_rotation(session, principal, verified, now)
     out = _rotation_out(principal, row, verified.statement)
     session.commit()
     return out
