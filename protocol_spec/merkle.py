@@ -324,7 +324,8 @@ class MerkleTree:
         return consistency_proof(old_size, self.size if new_size is None else new_size, self.node)
 
 
-def _b64_hash(text: Any, what: str) -> bytes:
+def hash_from_b64(text: Any, what: str = "hash") -> bytes:
+    """A 32-byte hash from its canonical base64 (MalformedError otherwise)."""
     if not isinstance(text, str):
         raise MalformedError(f"{what} must be a base64 string")
     try:
@@ -352,7 +353,7 @@ def _proof_fields(obj: Any, sizes: tuple[str, str]) -> tuple[int, int, tuple[byt
     return (
         _size_field(obj, sizes[0]),
         _size_field(obj, sizes[1]),
-        tuple(_b64_hash(h, "proof hash") for h in hashes),
+        tuple(hash_from_b64(h, "proof hash") for h in hashes),
     )
 
 
