@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Literal, TypeVar, cast
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,24 +19,15 @@ from ostraca.protocol_spec.errors import (
     ConflictError,
     NotFoundError,
     PayloadTypeError,
-    UntrustedKeyError,
 )
-from ostraca.protocol_spec.keys import VerifyKey
-from ostraca.protocol_spec.models import DatasetManifest, PublicKey, Statement, split_dataset
+from ostraca.protocol_spec.models import DatasetManifest, Statement, split_dataset
 from ostraca.protocol_spec.verify import ChainHead, Verified
-from ostraca.protocol_spec.wire import (
-    KeyOut,
-    PrincipalOut,
-)
 
 from .db import (
     AuditEvent,
-    AuthToken,
     Blob,
     Dataset,
     Namespace,
-    Principal,
-    PrincipalKey,
     Version,
     VersionBlob,
 )
@@ -82,116 +73,6 @@ def envelope_json(data: bytes) -> dict[str, Any]:
     return cast("dict[str, Any]", json.loads(data))
 
 
-def principal_keys(
-    session: Session, principal_id: int, *, rotated: bool = False
-) -> list[PrincipalKey]:
-    """The principal's unrevoked keys: the active ones (oldest first); with ``rotated``, then
-    the rotated ones (most recently rotated first)."""
-    query = select(PrincipalKey).where(
-        PrincipalKey.principal_id == principal_id, PrincipalKey.revoked.is_(None)
-    )
-    if not rotated:
-        query = query.where(PrincipalKey.rotated.is_(None))
-    rows = list(session.scalars(query.order_by(PrincipalKey.created, PrincipalKey.keyid)))
-    active = [k for k in rows if k.rotated is None]
-    # Rotated keys newest first: walk the chain back from the active keys (times may tie).
-    by_id = {k.keyid: k for k in rows}
-    old: list[PrincipalKey] = []
-    for k in active:
-        cur = by_id.get(k.replaces or "")
-        while cur is not None and cur.rotated is not None and cur not in old:
-            old.append(cur)
-            cur = by_id.get(cur.replaces or "")
-    old += [k for k in reversed(rows) if k.rotated is not None and k not in old]
-    return active + old
-
-
-def verify_keys(session: Session, principal_id: int) -> dict[str, VerifyKey]:
-    """The principal's active keys: the ones that may sign new statements."""
-    return {k.keyid: VerifyKey.from_b64(k.public) for k in principal_keys(session, principal_id)}
-
-
-def rotated_key_error(key: PrincipalKey, successor: str | None) -> UntrustedKeyError:
-    when = "" if key.rotated is None else f" at {key.rotated:%Y-%m-%dT%H:%M:%SZ}"
-    to = "" if successor is None else f" to {successor[:16]}…"
-    return UntrustedKeyError(
-        f"key {key.keyid[:16]}… was rotated{to}{when}: it still verifies what it signed "
-        "before, but it can no longer sign new statements",
-        hint="sign with the active key (`ostraca rotate-key` moved your identity file to it)",
-    )
-
-
-def signing_keys(session: Session, principal_id: int, envelope: Envelope) -> dict[str, VerifyKey]:
-    """The keys trusted to sign a new statement of the principal: its active keys.
-
-    An envelope signed by none of them but by one of the principal's rotated keys is refused
-    here, with an error that says so (rather than a bare ``untrusted_key`` later).
-    """
-    rows = principal_keys(session, principal_id, rotated=True)
-    active = {k.keyid: VerifyKey.from_b64(k.public) for k in rows if k.rotated is None}
-    signers = {s.keyid for s in envelope.signatures}
-    if not signers & active.keys():
-        for k in rows:
-            if k.keyid in signers:
-                successor = next((r.keyid for r in rows if r.replaces == k.keyid), None)
-                raise rotated_key_error(k, successor)
-    return active
-
-
-def key_outs(session: Session, principal_id: int) -> list[KeyOut]:
-    """Active and rotated keys of a principal, with their status."""
-    rows = principal_keys(session, principal_id, rotated=True)
-    successor = {k.replaces: k.keyid for k in rows if k.replaces is not None}
-    return [
-        KeyOut(
-            keyid=k.keyid,
-            public=k.public,
-            status="active" if k.rotated is None else "rotated",
-            created=ts(k.created),
-            rotated=None if k.rotated is None else ts(k.rotated),
-            successor=successor.get(k.keyid),
-        )
-        for k in rows
-    ]
-
-
-def principal_out(session: Session, principal: Principal) -> PrincipalOut:
-    keys = key_outs(session, principal.id)
-    return PrincipalOut(
-        keyid=principal.keyid,
-        name=principal.name,
-        kind=cast("Literal['institution', 'researcher']", principal.kind),
-        affiliation=principal.affiliation,
-        keys=[PublicKey(keyid=k.keyid, public=k.public) for k in keys if k.status == "active"],
-        rotated_keys=[k for k in keys if k.status == "rotated"],
-        created=ts(principal.created),
-    )
-
-
-def retire_key(session: Session, keyid: str, now: datetime) -> bool:
-    """Mark an active key rotated at ``now``; ``False`` if it is not active (any more)."""
-    handed_over = session.execute(
-        update(PrincipalKey)
-        .where(
-            PrincipalKey.keyid == keyid,
-            PrincipalKey.rotated.is_(None),
-            PrincipalKey.revoked.is_(None),
-        )
-        .values(rotated=now)
-        .returning(PrincipalKey.keyid)
-    ).first()
-    return handed_over is not None
-
-
-def revoke_tokens(session: Session, principal_id: int, now: datetime) -> None:
-    """End every open session (bearer token) of the principal."""
-    session.execute(
-        update(AuthToken)
-        .where(AuthToken.principal_id == principal_id, AuthToken.revoked.is_(None))
-        .values(revoked=now)
-    )
-
-
 def published_datasets(session: Session, principal_id: int) -> list[str]:
     """Names of the datasets in the principal's namespaces, sorted."""
     return list(
@@ -202,21 +83,6 @@ def published_datasets(session: Session, principal_id: int) -> list[str]:
             .order_by(Dataset.name)
         )
     )
-
-
-def get_principal(session: Session, principal_id: int) -> Principal:
-    principal = session.get(Principal, principal_id)
-    if principal is None:
-        raise NotFoundError("unknown principal")
-    return principal
-
-
-def principal_by_key(session: Session, keyid: str) -> Principal | None:
-    return session.scalars(
-        select(Principal)
-        .join(PrincipalKey, PrincipalKey.principal_id == Principal.id)
-        .where(PrincipalKey.keyid == keyid)
-    ).first()
 
 
 def get_namespace(session: Session, name: str) -> Namespace:

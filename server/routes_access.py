@@ -39,16 +39,18 @@ from .grants import (
     visible_grants,
     visible_requests,
 )
+from .principals import (
+    get_principal,
+    principal_by_key,
+    principal_out,
+    signing_keys,
+)
 from .repo import (
     claimed_statement,
     envelope_json,
     get_dataset,
-    get_principal,
     owner_of,
-    principal_by_key,
-    principal_out,
     require_owner,
-    signing_keys,
     store_or_conflict,
 )
 

@@ -20,7 +20,7 @@ import secrets
 from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Response
-from sqlalchemy import delete, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ostraca.protocol_spec.auth import login_message, registration_message
@@ -49,7 +49,7 @@ from ostraca.protocol_spec.wire import (
 )
 
 from .audit import audit
-from .db import AuthToken, LoginNonce, Principal, PrincipalKey
+from .db import Principal, PrincipalKey
 from .deps import (
     ContextDep,
     EnvelopeBody,
@@ -59,16 +59,23 @@ from .deps import (
     SessionDep,
     token_sha256,
 )
-from .repo import (
-    claimed_statement,
-    envelope_json,
+from .principals import (
+    add_nonce,
+    add_token,
+    consume_nonce,
+    end_token,
     get_principal,
     principal_by_key,
     principal_out,
-    published_datasets,
     retire_key,
     revoke_tokens,
     rotated_key_error,
+    successor_of,
+)
+from .repo import (
+    claimed_statement,
+    envelope_json,
+    published_datasets,
     store_or_conflict,
     ts,
 )
@@ -129,11 +136,10 @@ def get_principal_by_key(keyid: str, session: ReadSessionDep) -> PrincipalOut:
 @router.post("/auth/challenge", dependencies=[JsonBody])
 def challenge(body: ChallengeIn, session: SessionDep, ctx: ContextDep) -> ChallengeOut:
     now = ctx.clock()
-    # Forget expired nonces; unknown keys get a nonce too (no oracle for registered keys).
-    session.execute(delete(LoginNonce).where(LoginNonce.expires <= now))
+    # Unknown keys get a nonce too (no oracle for registered keys).
     nonce = secrets.token_hex(32)
     expires = now + timedelta(seconds=ctx.settings.nonce_ttl_seconds)
-    session.add(LoginNonce(nonce=nonce, keyid=body.keyid, expires=expires))
+    add_nonce(session, nonce=nonce, keyid=body.keyid, now=now, expires=expires)
     session.commit()
     return ChallengeOut(nonce=nonce, expires=expires)
 
@@ -142,17 +148,9 @@ def challenge(body: ChallengeIn, session: SessionDep, ctx: ContextDep) -> Challe
 def token(body: TokenIn, session: SessionDep, ctx: ContextDep) -> TokenOut:
     now = ctx.clock()
     # Single use: whoever deletes the nonce row owns it; a replay finds nothing.
-    used = session.execute(
-        delete(LoginNonce)
-        .where(
-            LoginNonce.nonce == body.nonce,
-            LoginNonce.keyid == body.keyid,
-            LoginNonce.expires > now,
-        )
-        .returning(LoginNonce.nonce)
-    ).first()
+    used = consume_nonce(session, nonce=body.nonce, keyid=body.keyid, now=now)
     session.commit()
-    if used is None:
+    if not used:
         raise AuthenticationError(
             "unknown, expired or already used login nonce", hint="request a new challenge"
         )
@@ -160,7 +158,7 @@ def token(body: TokenIn, session: SessionDep, ctx: ContextDep) -> TokenOut:
     if key_row is None or key_row.revoked is not None:
         raise AuthenticationError(f"key {body.keyid} is not registered", hint="ostraca register")
     if key_row.rotated is not None:
-        refused = rotated_key_error(key_row, _successor(session, key_row.keyid))
+        refused = rotated_key_error(key_row, successor_of(session, key_row.keyid))
         raise AuthenticationError(
             f"{refused.message}; log in with the key it was rotated to", hint=refused.hint
         )
@@ -172,17 +170,7 @@ def token(body: TokenIn, session: SessionDep, ctx: ContextDep) -> TokenOut:
         raise AuthenticationError("the challenge signature does not verify") from exc
     raw = secrets.token_urlsafe(32)
     expires = now + timedelta(seconds=ctx.settings.token_ttl_seconds)
-    session.add(
-        AuthToken(
-            token_sha256=token_sha256(raw),
-            principal_id=key_row.principal_id,
-            keyid=key_row.keyid,
-            created=now,
-            expires=expires,
-            revoked=None,
-        )
-    )
-    session.execute(delete(AuthToken).where(AuthToken.expires <= now))
+    add_token(session, token_sha256=token_sha256(raw), key=key_row, now=now, expires=expires)
     principal = get_principal(session, key_row.principal_id)
     out = TokenOut(token=raw, expires=expires, principal=principal_out(session, principal))
     session.commit()
@@ -191,11 +179,7 @@ def token(body: TokenIn, session: SessionDep, ctx: ContextDep) -> TokenOut:
 
 @router.delete("/auth/token", status_code=204, response_class=Response)
 def logout(caller: PrincipalDep, session: SessionDep, ctx: ContextDep) -> Response:
-    session.execute(
-        update(AuthToken)
-        .where(AuthToken.token_sha256 == caller.token_sha256)
-        .values(revoked=ctx.clock())
-    )
+    end_token(session, caller.token_sha256, ctx.clock())
     session.commit()
     return Response(status_code=204)
 
@@ -215,10 +199,6 @@ _ROTATION_BODY = {
         "description": "The DSSE envelope of a KeyRotation signed by the old and the new key.",
     }
 }
-
-
-def _successor(session: Session, keyid: str) -> str | None:
-    return session.scalars(select(PrincipalKey.keyid).where(PrincipalKey.replaces == keyid)).first()
 
 
 def _rotation_out(principal: Principal, row: PrincipalKey, rot: KeyRotation) -> RotationOut:
@@ -253,7 +233,7 @@ def _key_to_rotate(session: Session, principal: Principal, claimed: KeyRotation)
             f"principal {principal.keyid[:16]}…"
         )
     if old.rotated is not None:
-        successor = _successor(session, old.keyid)
+        successor = successor_of(session, old.keyid)
         raise ConflictError(
             f"key {old.keyid[:16]}… was already rotated"
             + ("" if successor is None else f" to {successor[:16]}…")

@@ -43,6 +43,10 @@ from .deps import (
     ReadSessionDep,
     SessionDep,
 )
+from .principals import (
+    key_outs,
+    signing_keys,
+)
 from .repo import (
     ManifestBlobs,
     audit_events,
@@ -51,12 +55,10 @@ from .repo import (
     find_dataset,
     get_dataset,
     get_namespace,
-    key_outs,
     latest_head,
     manifest_envelope,
     require_owner,
     search_datasets,
-    signing_keys,
     store_or_conflict,
     store_version,
     ts,
