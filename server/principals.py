@@ -139,6 +139,13 @@ def principal_by_key(session: Session, keyid: str) -> Principal | None:
     ).first()
 
 
+def all_keys(session: Session, principal_id: int) -> list[PrincipalKey]:
+    """Every key the principal ever had: active, rotated and revoked."""
+    return list(
+        session.scalars(select(PrincipalKey).where(PrincipalKey.principal_id == principal_id))
+    )
+
+
 def successor_of(session: Session, keyid: str) -> str | None:
     """The key that ``keyid`` was rotated to, if any."""
     return session.scalars(select(PrincipalKey.keyid).where(PrincipalKey.replaces == keyid)).first()

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Literal, TypeVar, cast
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,6 +28,7 @@ from .db import (
     Blob,
     Dataset,
     Namespace,
+    UploadSession,
     Version,
     VersionBlob,
 )
@@ -239,3 +240,27 @@ def audit_events(session: Session, dataset: str, *, after: int, limit: int) -> l
             .limit(limit)
         )
     )
+
+
+# --- upload sessions ---------------------------------------------------------------------------
+
+
+def expired_uploads(session: Session, now: datetime) -> list[str]:
+    return list(session.scalars(select(UploadSession.id).where(UploadSession.expires <= now)))
+
+
+def delete_uploads(session: Session, upload_ids: list[str]) -> None:
+    if upload_ids:
+        session.execute(delete(UploadSession).where(UploadSession.id.in_(upload_ids)))
+
+
+def advance_upload(session: Session, upload_id: str, *, old: int, new: int) -> bool:
+    """Move the upload's offset from ``old`` to ``new``; ``False`` if another request moved it
+    first (compare-and-set)."""
+    moved = session.execute(
+        update(UploadSession)
+        .where(UploadSession.id == upload_id, UploadSession.offset == old)
+        .values(offset=new)
+        .returning(UploadSession.id)
+    ).first()
+    return moved is not None

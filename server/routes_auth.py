@@ -20,7 +20,6 @@ import secrets
 from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ostraca.protocol_spec.auth import login_message, registration_message
@@ -62,6 +61,7 @@ from .deps import (
 from .principals import (
     add_nonce,
     add_token,
+    all_keys,
     consume_nonce,
     end_token,
     get_principal,
@@ -186,8 +186,7 @@ def logout(caller: PrincipalDep, session: SessionDep, ctx: ContextDep) -> Respon
 
 @router.get("/whoami")
 def whoami(caller: PrincipalDep, session: ReadSessionDep) -> PrincipalOut:
-    principal = session.scalars(select(Principal).where(Principal.id == caller.principal_id)).one()
-    return principal_out(session, principal)
+    return principal_out(session, get_principal(session, caller.principal_id))
 
 
 # --- key rotation ------------------------------------------------------------------------------
@@ -310,9 +309,7 @@ def list_rotations(keyid: str, session: ReadSessionDep, ctx: ContextDep) -> Rota
     """The principal's chain of KeyRotation envelopes, oldest first (public: clients that pinned
     an older key follow it, verifying each link with the key before)."""
     principal = _find_principal(session, keyid)
-    rows = list(
-        session.scalars(select(PrincipalKey).where(PrincipalKey.principal_id == principal.id))
-    )
+    rows = all_keys(session, principal.id)
     registered = next(k for k in rows if k.keyid == principal.keyid)
     by_rotation = {k.rotation_id: k for k in rows if k.rotation is not None}
     # The same walk a client does from the key it pinned (SPEC.md 5.5).

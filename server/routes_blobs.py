@@ -13,7 +13,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -46,6 +45,7 @@ from .deps import (
     _bearer,
 )
 from .problems import RangeError, UploadOffsetError
+from .repo import advance_upload, delete_uploads, expired_uploads
 
 router = APIRouter(prefix="/v1", tags=["blobs"])
 
@@ -80,11 +80,10 @@ def _upload_out(u: UploadSession) -> UploadOut:
 def purge_expired_uploads(session: Session, ctx: AppContext) -> int:
     """Delete abandoned upload sessions and their partial data; returns how many."""
     now = ctx.clock()
-    ids = list(session.scalars(select(UploadSession.id).where(UploadSession.expires <= now)))
+    ids = expired_uploads(session, now)
     for upload_id in ids:
         ctx.storage.discard_upload(upload_id)
-    if ids:
-        session.execute(delete(UploadSession).where(UploadSession.id.in_(ids)))
+    delete_uploads(session, ids)
     return len(ids)
 
 
@@ -152,17 +151,12 @@ def _begin_append(ctx: AppContext, caller: Caller, upload_id: str, offset: int) 
 
 def _finish_append(ctx: AppContext, upload_id: str, old: int, new: int) -> UploadSession:
     with ctx.db.session() as session:
-        moved = session.execute(
-            update(UploadSession)
-            .where(UploadSession.id == upload_id, UploadSession.offset == old)
-            .values(offset=new)
-            .returning(UploadSession.id)
-        ).first()
+        moved = advance_upload(session, upload_id, old=old, new=new)
         session.commit()
         upload = session.get(UploadSession, upload_id)
         if upload is None:
             raise NotFoundError("upload session vanished while writing")
-        if moved is None:
+        if not moved:
             raise UploadOffsetError(
                 f"another request moved the upload to offset {upload.offset}",
                 offset=upload.offset,
@@ -257,7 +251,7 @@ def finish_upload(
         session.commit()
     except IntegrityError:  # the same blob finished concurrently: that is fine
         session.rollback()
-        session.execute(delete(UploadSession).where(UploadSession.id == upload_id))
+        delete_uploads(session, [upload_id])
         session.commit()
     response.headers["Location"] = f"/v1/blobs/sha256:{hexdigest}"
     return BlobOut(digest=f"sha256:{hexdigest}", size=size)
