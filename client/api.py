@@ -21,10 +21,10 @@ import secrets
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Self, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ostraca.protocol_spec import (
     AccessGrant,
@@ -37,236 +37,58 @@ from ostraca.protocol_spec import (
     PublicKey,
     Revocation,
     SigningKey,
-    VerifyKey,
     sign_statement,
     split_dataset,
     utc_now,
+    wire,
 )
 from ostraca.protocol_spec.auth import login_message, registration_message
-from ostraca.protocol_spec.errors import UnavailableError
+from ostraca.protocol_spec.wire import (
+    AuditEventOut,
+    AuditList,
+    BlobOut,
+    ChallengeOut,
+    DatasetDetail,
+    DatasetList,
+    GrantList,
+    NamespaceDetail,
+    NamespaceOut,
+    PrincipalOut,
+    PublishOut,
+    RequestItem,
+    RequestList,
+    RevocationOut,
+    RotationList,
+    RotationOut,
+    TokenOut,
+    UploadOut,
+)
 
 from .config import ClientConfig
 from .files import atomic_write
 from .keystore import load_signing_key
-from .problems import error_from_problem
 from .trust import OfferedKeys
+from .wire import DEFAULT_TIMEOUT, Wire, parse
 
-__all__ = [
-    "AuditEvent",
-    "BlobRef",
-    "Challenge",
-    "ColumnInfo",
-    "DatasetDetail",
-    "DatasetList",
-    "DatasetSummary",
-    "GrantItem",
-    "KeyInfo",
-    "Namespace",
-    "Principal",
-    "PublishedVersion",
-    "RegistryClient",
-    "RequestItem",
-    "RevocationItem",
-    "RotationItem",
-    "TokenInfo",
-    "UploadStatus",
-    "VersionInfo",
-]
+__all__ = ["GrantItem", "Principal", "RegistryClient"]
 
 TOKEN_MARGIN = timedelta(seconds=60)
 """A cached token this close to its expiry is treated as expired."""
-DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+
+M = TypeVar("M", bound=BaseModel)
+
+Principal = PrincipalOut
+"""Old name, still imported by ``cli/identity.py`` (remove once it imports ``PrincipalOut``)."""
 
 
-# ── response models ──────────────────────────────────────────────────────────────────────────
-
-
-class _Resp(BaseModel):
-    """Base of response bodies: unknown fields from a newer registry are kept, not refused."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-
-class _HasEnvelope(_Resp):
-    envelope: dict[str, Any]
+class GrantItem(wire.GrantItem):
+    """A grant as the registry lists it, with :attr:`signed` for ``trainer/revocation.py``
+    (remove once it reads ``Envelope.from_dict(item.envelope)``)."""
 
     @property
     def signed(self) -> Envelope:
-        """The signed statement exactly as the registry stored it (re-verify before trusting)."""
+        """The signed grant exactly as the registry stored it (re-verify before trusting)."""
         return Envelope.from_dict(self.envelope)
-
-
-class KeyInfo(_Resp):
-    """A key as the registry lists it: a :class:`PublicKey` plus its status. A registry older
-    than key rotation sends no status: every key it lists is active."""
-
-    keyid: str
-    algorithm: Literal["ed25519"] = "ed25519"
-    public: str
-    status: Literal["active", "rotated"] = "active"
-    created: datetime | None = None
-    rotated: datetime | None = None
-    successor: str | None = None
-
-    def to_verify_key(self) -> VerifyKey:
-        key = VerifyKey.from_b64(self.public)
-        if key.keyid != self.keyid:
-            raise MalformedError(f"the registry lists key {self.keyid[:16]}… under another id")
-        return key
-
-
-class Principal(_Resp):
-    keyid: str
-    name: str
-    kind: Literal["institution", "researcher"]
-    affiliation: str = ""
-    keys: list[PublicKey] = Field(default_factory=list)
-    """Active keys."""
-    rotated_keys: list[KeyInfo] = Field(default_factory=list)
-    created: datetime | None = None
-
-
-class Challenge(_Resp):
-    nonce: str
-    expires: datetime
-
-
-class TokenInfo(_Resp):
-    token: str
-    expires: datetime
-    principal: Principal
-
-
-class Namespace(_Resp):
-    name: str
-    owner: str
-    keys: list[KeyInfo] = Field(default_factory=list)
-    """Active keys (sign new versions and grants) and rotated ones (verify what they signed)."""
-
-
-class DatasetSummary(_Resp):
-    dataset: str
-    namespace: str
-    description: str = ""
-    license: str
-    latest_version: int
-    total_rows: int
-    total_bytes: int
-    publisher: str
-    updated: datetime | None = None
-
-
-class DatasetList(_Resp):
-    items: list[DatasetSummary]
-    total: int
-
-
-class ColumnInfo(_Resp):
-    name: str
-    type: str
-
-
-class VersionInfo(_Resp):
-    version: int
-    digest: str
-    created: datetime | None = None
-    total_rows: int
-    total_bytes: int
-    shards: int
-
-
-class DatasetDetail(DatasetSummary):
-    terms: str
-    terms_sha256: str
-    columns: list[ColumnInfo] = Field(default_factory=list)
-    versions: list[VersionInfo] = Field(default_factory=list)
-
-
-class PublishedVersion(_Resp):
-    dataset: str
-    version: int
-    digest: str
-
-
-class UploadStatus(_Resp):
-    upload_id: str
-    offset: int
-    size: int | None = None
-    expires: datetime | None = None
-
-
-class BlobRef(_Resp):
-    digest: str
-    size: int
-
-
-class RequestItem(_HasEnvelope):
-    request_id: str
-    dataset: str
-    requester: Principal
-    purpose: str
-    status: Literal["pending", "granted", "denied"]
-    created: datetime | None = None
-    decided: datetime | None = None
-    reason: str | None = None
-    grant_id: str | None = None
-
-
-class GrantItem(_HasEnvelope):
-    grant_id: str
-    dataset: str
-    publisher: str
-    grantee: str
-    request: str | None = None
-    min_version: int = 1
-    max_version: int | None = None
-    columns: list[str] | None = None
-    not_before: datetime
-    expires: datetime
-    created: datetime | None = None
-    revoked: bool = False
-    revocation: dict[str, Any] | None = None
-
-
-class RevocationItem(_HasEnvelope):
-    grant_id: str
-    revoked_at: datetime
-
-
-class RotationItem(_HasEnvelope):
-    """A stored KeyRotation (``signed`` is the envelope: verify it with the old key)."""
-
-    rotation_id: str
-    principal: str
-    old_key: str
-    new_key: PublicKey
-    reason: str = ""
-    created: datetime | None = None
-    rotated_at: datetime | None = None
-
-
-class RotationChain(_Resp):
-    principal: str
-    active_key: str
-    items: list[RotationItem] = Field(default_factory=list)
-
-
-class AuditEvent(_Resp):
-    id: int | str
-    time: datetime
-    action: str
-    principal: str | None = None
-    dataset: str | None = None
-    version: int | None = None
-    grant_id: str | None = None
-    detail: Any = None
-
-
-class _Items(_Resp):
-    items: list[Any]
-
-
-M = TypeVar("M", bound=BaseModel)
 
 
 def _blob_path(digest: str) -> str:
@@ -301,19 +123,13 @@ class RegistryClient:
     ) -> None:
         self.config = config
         self._key = key
-        self._token: TokenInfo | None = None
-        self._http = httpx.Client(
-            base_url=config.registry,
-            transport=transport,
-            timeout=timeout,
-            headers={"User-Agent": "ostraca-client/1"},
-            follow_redirects=False,
-        )
+        self._token: TokenOut | None = None
+        self._wire = Wire(config.registry, transport=transport, timeout=timeout)
 
     # lifecycle
 
     def close(self) -> None:
-        self._http.close()
+        self._wire.close()
 
     def __enter__(self) -> Self:
         return self
@@ -351,8 +167,6 @@ class RegistryClient:
         token = self._valid_token() or self.login()
         return {"Authorization": f"Bearer {token.token}"}
 
-    # the one place where foreign exceptions become ours
-
     def _send(
         self,
         method: str,
@@ -361,52 +175,31 @@ class RegistryClient:
         auth: bool = False,
         json_body: Any = None,
         content: bytes | None = None,
-        params: Mapping[str, str | int] | None = None,
+        params: Mapping[str, str | int | None] | None = None,
         headers: Mapping[str, str] | None = None,
         dataset: str | None = None,
         ok_404: bool = False,
     ) -> httpx.Response:
-        """Send one request; return the response on 2xx (or 404 when ``ok_404``), else raise.
-
-        ``dataset`` names the dataset a call concerns, so that an access error can carry the
-        exact command that requests access.
-        """
+        """:meth:`Wire.send`, logged in when ``auth``: a 401 then means the token went stale
+        (expired, revoked, the key rotated), so it is dropped and the call is sent once more."""
         hdrs = dict(headers or {})
-        clean_params = {k: v for k, v in (params or {}).items() if v is not None}
-        for attempt in (1, 2):
+        accept = {404} if ok_404 else set()
+        for retry in (auth, False):
             if auth:
                 hdrs.update(self.auth_headers())
-            try:
-                response = self._http.request(
-                    method, path, json=json_body, content=content, params=clean_params, headers=hdrs
-                )
-            except httpx.ConnectError as exc:
-                raise UnavailableError(
-                    f"cannot reach the registry at {self.base_url}: {exc}",
-                    hint="is it running? start one with `ostraca server run`, or point "
-                    "--registry / OSTRACA_REGISTRY at the right URL",
-                ) from exc
-            except httpx.TimeoutException as exc:
-                raise UnavailableError(
-                    f"the registry at {self.base_url} did not answer in time ({type(exc).__name__})"
-                ) from exc
-            except httpx.HTTPError as exc:
-                raise UnavailableError(
-                    f"talking to the registry at {self.base_url} failed: "
-                    f"{type(exc).__name__}: {exc}"
-                ) from exc
-            if response.status_code == 401 and auth and attempt == 1:
-                self._forget_token()
-                continue
-            if response.is_success or (ok_404 and response.status_code == 404):
-                return response
-            raise error_from_problem(
-                response.status_code,
-                response.content,
-                content_type=response.headers.get("Content-Type", ""),
-                request=f"{method} {response.request.url.path}",
+            response = self._wire.send(
+                method,
+                path,
+                json_body=json_body,
+                content=content,
+                params=params,
+                headers=hdrs,
                 dataset=dataset,
+                accept=accept | {401} if retry else accept,
             )
+            if response.status_code != 401:
+                return response
+            self._forget_token()
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _post_envelope(
@@ -420,38 +213,11 @@ class RegistryClient:
             content=envelope.to_json(),
             headers={"Content-Type": "application/json"},
         )
-        return self._json(response, model)
-
-    def _json(self, response: httpx.Response, model: type[M]) -> M:
-        try:
-            return model.model_validate_json(response.content)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "(body)"
-            raise MalformedError(
-                f"the registry's answer to {response.request.method} {response.request.url.path} "
-                f"is not a valid {model.__name__}: {where}: {first['msg']}"
-            ) from exc
-
-    def _items(self, response: httpx.Response, model: type[M]) -> list[M]:
-        return [
-            self._json_obj(item, model, response) for item in self._json(response, _Items).items
-        ]
-
-    def _json_obj(self, obj: Any, model: type[M], response: httpx.Response) -> M:
-        try:
-            return model.model_validate(obj)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "(item)"
-            raise MalformedError(
-                f"an item in the registry's answer to {response.request.url.path} is not a valid "
-                f"{model.__name__}: {where}: {first['msg']}"
-            ) from exc
+        return parse(response, model)
 
     # tokens
 
-    def _valid_token(self) -> TokenInfo | None:
+    def _valid_token(self) -> TokenOut | None:
         now = datetime.now(UTC)
         if self._token is None:
             self._token = self._read_cached_token()
@@ -459,12 +225,12 @@ class RegistryClient:
             return self._token
         return None
 
-    def _read_cached_token(self) -> TokenInfo | None:
+    def _read_cached_token(self) -> TokenOut | None:
         try:
             data = json.loads(self.config.token_file.read_text())
             if data.get("registry") != self.base_url or data.get("keyid") != self.keyid:
                 return None
-            return TokenInfo.model_validate(data["token"])
+            return TokenOut.model_validate(data["token"])
         except (OSError, ValueError, KeyError, TypeError, ValidationError):
             return None
 
@@ -472,7 +238,7 @@ class RegistryClient:
         self._token = None
         self.config.token_file.unlink(missing_ok=True)
 
-    def _store_token(self, token: TokenInfo) -> None:
+    def _store_token(self, token: TokenOut) -> None:
         path = self.config.token_file
         path.parent.mkdir(parents=True, exist_ok=True)
         record = {
@@ -484,7 +250,7 @@ class RegistryClient:
 
     # identity endpoints
 
-    def register(self, name: str, kind: str, affiliation: str = "") -> Principal:
+    def register(self, name: str, kind: str, affiliation: str = "") -> PrincipalOut:
         """Register this key (proof of possession: a signature over ``registration_message``)."""
         public = self.key.public.b64
         message = registration_message(
@@ -497,16 +263,16 @@ class RegistryClient:
             "affiliation": affiliation,
             "signature": _b64(self.key.sign(message)),
         }
-        return self._json(self._send("POST", "/v1/principals", json_body=body), Principal)
+        return parse(self._send("POST", "/v1/principals", json_body=body), PrincipalOut)
 
-    def get_principal(self, keyid: str) -> Principal:
-        return self._json(self._send("GET", f"/v1/principals/{keyid}"), Principal)
+    def get_principal(self, keyid: str) -> PrincipalOut:
+        return parse(self._send("GET", f"/v1/principals/{keyid}"), PrincipalOut)
 
-    def challenge(self) -> Challenge:
+    def challenge(self) -> ChallengeOut:
         body = {"keyid": self.keyid}
-        return self._json(self._send("POST", "/v1/auth/challenge", json_body=body), Challenge)
+        return parse(self._send("POST", "/v1/auth/challenge", json_body=body), ChallengeOut)
 
-    def login(self) -> TokenInfo:
+    def login(self) -> TokenOut:
         """Challenge → sign ``login_message(nonce)`` → bearer token (cached on disk, 0600)."""
         nonce = self.challenge().nonce
         body = {
@@ -514,7 +280,7 @@ class RegistryClient:
             "nonce": nonce,
             "signature": _b64(self.key.sign(login_message(nonce))),
         }
-        token = self._json(self._send("POST", "/v1/auth/token", json_body=body), TokenInfo)
+        token = parse(self._send("POST", "/v1/auth/token", json_body=body), TokenOut)
         self._token = token
         self._store_token(token)
         return token
@@ -527,10 +293,10 @@ class RegistryClient:
                 self._send("DELETE", "/v1/auth/token", headers={"Authorization": f"Bearer {token}"})
         self._forget_token()
 
-    def whoami(self) -> Principal:
-        return self._json(self._send("GET", "/v1/whoami", auth=True), Principal)
+    def whoami(self) -> PrincipalOut:
+        return parse(self._send("GET", "/v1/whoami", auth=True), PrincipalOut)
 
-    def rotate_key(self, new_key: SigningKey, *, reason: str = "") -> RotationItem:
+    def rotate_key(self, new_key: SigningKey, *, reason: str = "") -> RotationOut:
         """Hand this identity's authority to ``new_key``: sign a :class:`KeyRotation` with the
         current key and with ``new_key`` (proof of possession of both) and submit it.
 
@@ -547,25 +313,25 @@ class RegistryClient:
         )
         envelope = sign_statement(statement, [old, new_key])
         path = f"/v1/principals/{old.keyid}/rotations"
-        item = self._post_envelope(path, envelope, RotationItem, auth=False)
+        item = self._post_envelope(path, envelope, RotationOut, auth=False)
         self._forget_token()
         self._key = new_key
         return item
 
-    def rotations(self, keyid: str) -> list[RotationItem]:
+    def rotations(self, keyid: str) -> list[RotationOut]:
         """The rotation chain of the principal with key ``keyid`` (any of its keys), oldest
         first. Not verified here: each link must verify with the key before it."""
         response = self._send("GET", f"/v1/principals/{keyid}/rotations")
-        return self._json(response, RotationChain).items
+        return parse(response, RotationList).items
 
     # namespaces and datasets
 
-    def create_namespace(self, name: str) -> Namespace:
+    def create_namespace(self, name: str) -> NamespaceOut:
         response = self._send("POST", "/v1/namespaces", auth=True, json_body={"name": name})
-        return self._json(response, Namespace)
+        return parse(response, NamespaceOut)
 
-    def get_namespace(self, name: str) -> Namespace:
-        return self._json(self._send("GET", f"/v1/namespaces/{name}"), Namespace)
+    def get_namespace(self, name: str) -> NamespaceDetail:
+        return parse(self._send("GET", f"/v1/namespaces/{name}"), NamespaceDetail)
 
     def namespace_keys(self, name: str) -> OfferedKeys:
         """The keys the registry lists for ``name``, by key id: the active ones and the rotated
@@ -583,7 +349,9 @@ class RegistryClient:
                 for k in ns.keys
                 if k.status == "rotated"
             },
-            fetch_rotations=lambda: [r.signed for r in self.rotations(ns.owner)],
+            fetch_rotations=lambda: [
+                Envelope.from_dict(r.envelope) for r in self.rotations(ns.owner)
+            ],
         )
 
     def list_datasets(
@@ -596,16 +364,16 @@ class RegistryClient:
             params["limit"] = limit
         if offset is not None:
             params["offset"] = offset
-        return self._json(self._send("GET", "/v1/datasets", params=params), DatasetList)
+        return parse(self._send("GET", "/v1/datasets", params=params), DatasetList)
 
     def get_dataset(self, dataset: str) -> DatasetDetail:
         response = self._send("GET", _dataset_path(dataset), dataset=dataset)
-        return self._json(response, DatasetDetail)
+        return parse(response, DatasetDetail)
 
     def find_dataset(self, dataset: str) -> DatasetDetail | None:
         """Like :meth:`get_dataset`, but ``None`` for a dataset with no version yet."""
         response = self._send("GET", _dataset_path(dataset), ok_404=True)
-        return None if response.status_code == 404 else self._json(response, DatasetDetail)
+        return None if response.status_code == 404 else parse(response, DatasetDetail)
 
     def get_manifest_bytes(self, dataset: str, version: int | str = "latest") -> bytes:
         """The manifest envelope of ``dataset`` at ``version``, byte for byte as published."""
@@ -618,22 +386,22 @@ class RegistryClient:
         """The manifest envelope, parsed (not verified: see ``verify_manifest``)."""
         return Envelope.from_json(self.get_manifest_bytes(dataset, version))
 
-    def publish_version(self, envelope: Envelope) -> PublishedVersion:
+    def publish_version(self, envelope: Envelope) -> PublishOut:
         """Publish a signed manifest; every blob it names must already be on the registry."""
         manifest = DatasetManifest.from_json_obj(json.loads(envelope.payload))
         path = f"{_dataset_path(manifest.dataset)}/versions"
-        return self._post_envelope(path, envelope, PublishedVersion)
+        return self._post_envelope(path, envelope, PublishOut)
 
     # blobs
 
-    def start_upload(self, size: int) -> UploadStatus:
+    def start_upload(self, size: int) -> UploadOut:
         response = self._send("POST", "/v1/uploads", auth=True, json_body={"size": size})
-        return self._json(response, UploadStatus)
+        return parse(response, UploadOut)
 
-    def upload_status(self, upload_id: str) -> UploadStatus:
-        return self._json(self._send("GET", f"/v1/uploads/{upload_id}", auth=True), UploadStatus)
+    def upload_status(self, upload_id: str) -> UploadOut:
+        return parse(self._send("GET", f"/v1/uploads/{upload_id}", auth=True), UploadOut)
 
-    def patch_upload(self, upload_id: str, offset: int, data: bytes) -> UploadStatus:
+    def patch_upload(self, upload_id: str, offset: int, data: bytes) -> UploadOut:
         response = self._send(
             "PATCH",
             f"/v1/uploads/{upload_id}",
@@ -641,14 +409,14 @@ class RegistryClient:
             content=data,
             headers={"Upload-Offset": str(offset), "Content-Type": "application/octet-stream"},
         )
-        return self._json(response, UploadStatus)
+        return parse(response, UploadOut)
 
-    def finish_upload(self, upload_id: str, digest: str) -> BlobRef:
+    def finish_upload(self, upload_id: str, digest: str) -> BlobOut:
         digest = "sha256:" + digest.removeprefix("sha256:")
         response = self._send(
             "PUT", f"/v1/uploads/{upload_id}", auth=True, params={"digest": digest}
         )
-        return self._json(response, BlobRef)
+        return parse(response, BlobOut)
 
     def blob_exists(self, digest: str) -> bool:
         """Whether the registry holds the blob (HEAD). Needs the right to read or publish it."""
@@ -700,17 +468,17 @@ class RegistryClient:
         if status:
             params["status"] = status
         response = self._send("GET", "/v1/requests", auth=True, params=params)
-        return self._items(response, RequestItem)
+        return parse(response, RequestList).items
 
     def get_request(self, request_id: str) -> RequestItem:
         response = self._send("GET", f"/v1/requests/{request_id}", auth=True)
-        return self._json(response, RequestItem)
+        return parse(response, RequestItem)
 
     def deny_request(self, request_id: str, reason: str) -> RequestItem:
         response = self._send(
             "POST", f"/v1/requests/{request_id}/deny", auth=True, json_body={"reason": reason}
         )
-        return self._json(response, RequestItem)
+        return parse(response, RequestItem)
 
     # grants and revocations
 
@@ -744,17 +512,18 @@ class RegistryClient:
         )
         return self.submit_grant(sign_statement(statement, [self.key]))
 
-    def list_grants(self, *, dataset: str | None = None) -> list[GrantItem]:
+    def list_grants(self, *, dataset: str | None = None) -> list[wire.GrantItem]:
         params: dict[str, str | int] = {"dataset": dataset} if dataset else {}
-        return self._items(self._send("GET", "/v1/grants", auth=True, params=params), GrantItem)
+        response = self._send("GET", "/v1/grants", auth=True, params=params)
+        return parse(response, GrantList).items
 
     def get_grant(self, grant_id: str) -> GrantItem:
-        return self._json(self._send("GET", f"/v1/grants/{grant_id}", auth=True), GrantItem)
+        return parse(self._send("GET", f"/v1/grants/{grant_id}", auth=True), GrantItem)
 
-    def submit_revocation(self, envelope: Envelope) -> RevocationItem:
-        return self._post_envelope("/v1/revocations", envelope, RevocationItem)
+    def submit_revocation(self, envelope: Envelope) -> RevocationOut:
+        return self._post_envelope("/v1/revocations", envelope, RevocationOut)
 
-    def revoke(self, grant_id: str, *, reason: str = "") -> RevocationItem:
+    def revoke(self, grant_id: str, *, reason: str = "") -> RevocationOut:
         """Sign a :class:`Revocation` of ``grant_id`` and submit it (effective immediately)."""
         grant = self.get_grant(grant_id)
         statement = Revocation(
@@ -770,14 +539,14 @@ class RegistryClient:
 
     def audit(
         self, dataset: str, *, limit: int | None = None, after: int | str | None = None
-    ) -> list[AuditEvent]:
+    ) -> list[AuditEventOut]:
         params: dict[str, str | int] = {}
         if limit is not None:
             params["limit"] = limit
         if after is not None:
             params["after"] = after
         response = self._send("GET", f"{_dataset_path(dataset)}/audit", auth=True, params=params)
-        return self._items(response, AuditEvent)
+        return parse(response, AuditList).items
 
     def healthz(self) -> dict[str, Any]:
         body = self._send("GET", "/healthz").json()

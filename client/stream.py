@@ -70,8 +70,9 @@ from ostraca.protocol_spec import (
     verify_grant,
 )
 from ostraca.protocol_spec.errors import UnavailableError
+from ostraca.protocol_spec.wire import GrantItem
 
-from .api import GrantItem, RegistryClient
+from .api import RegistryClient
 from .cache import BlobCache
 from .config import ClientConfig, load_config
 from .fetch import DIGEST_BYTES, BlobFetcher, ChunkVerifier
@@ -524,7 +525,7 @@ def find_grant(
         if item.grantee != grantee or item.dataset != dataset:
             continue
         try:
-            env = item.signed
+            env = Envelope.from_dict(item.envelope)
             v = verify_grant(
                 env, manifest=manifest, grantee=grantee, now=now, revoked=revoked, columns=columns
             )

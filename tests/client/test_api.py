@@ -172,7 +172,11 @@ def test_access_flow_request_grant_read_revoke(
         dataset="acme/books",
     )
     verified = verify_grant(
-        grant.signed, manifest=manifest, grantee=researcher.keyid, now=utc_now(), columns=["id"]
+        Envelope.from_dict(grant.envelope),
+        manifest=manifest,
+        grantee=researcher.keyid,
+        now=utc_now(),
+        columns=["id"],
     )
     assert isinstance(verified.statement, AccessGrant)
     assert verified.digest == grant.grant_id

@@ -69,7 +69,7 @@ def test_rotate_key_and_a_pinned_reader_follows(
         new.keyid,
         "yearly rotation",
     )
-    verify_key_rotation(item.signed, old_key=old.public, now=utc_now())
+    verify_key_rotation(Envelope.from_dict(item.envelope), old_key=old.public, now=utc_now())
     assert publisher.client.keyid == new.keyid
     assert publisher.client.whoami().keyid == old.keyid  # a fresh login, same principal
     chain = researcher.client.rotations(publisher.keyid)
@@ -128,7 +128,7 @@ def test_forged_rotation_is_refused(
     evil.client.rotate_key(evil_new)
 
     def chain_of(keyid: str) -> Callable[[], list[Any]]:
-        return lambda: [r.signed for r in researcher.client.rotations(keyid)]
+        return lambda: [Envelope.from_dict(r.envelope) for r in researcher.client.rotations(keyid)]
 
     # A registry that swaps the namespace's key and serves that chain.
     swapped = OfferedKeys(
