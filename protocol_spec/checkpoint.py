@@ -216,8 +216,9 @@ def open_checkpoint(
     5. The log's timestamp is not in the verifier's future (VerificationError).
     6. At least ``witness_quorum`` distinct known witnesses cosigned it (WitnessQuorumError).
     """
-    if log.sig_type != COSIGNATURE_V1:
-        raise MalformedError(f"log key {log} must be a cosignature/v1 (timestamped) key")
+    for key in (log, *witnesses):
+        if key.sig_type != COSIGNATURE_V1:
+            raise MalformedError(f"key {key} must be a cosignature/v1 (timestamped) key")
     if not 0 <= witness_quorum <= len(witnesses):
         raise MalformedError(f"a quorum of {witness_quorum} of {len(witnesses)} witnesses")
     note = Note.from_bytes(data)  # 1

@@ -13,7 +13,9 @@ Cost, for a tree of ``n`` leaves:
 * a root (:func:`tree_root`), an inclusion proof, a consistency proof: at most ``2 log2 n`` node
   reads and ``log2 n`` hashes; a proof holds at most ``ceil(log2 n) + 1`` hashes (1 KB at 10**6);
 * verifying a proof: ``log2 n`` hashes, no reads;
-* :func:`root_from_leaves`: ``n`` hashes and ``log2 n`` memory, for recomputing a whole log.
+* :func:`root_from_leaves`: ``n`` hashes and ``log2 n`` memory, for recomputing a whole log;
+  :func:`verify_range`: the same for the ``k`` entries after ``start`` (a client reading every
+  statement after its grant), with a :func:`range_proof` of at most ``log2 n`` hashes.
 
 Verification follows RFC 9162 sections 2.1.3.2 and 2.1.4.2 step by step, and refuses every hash
 that is not 32 bytes. ``tests/protocol_spec/test_merkle_vectors.py`` checks it against the
@@ -130,9 +132,9 @@ def new_nodes(size: int, leaf: bytes, node: NodeSource) -> list[tuple[int, int, 
     return out
 
 
-def root_from_leaves(leaves: Iterable[bytes]) -> bytes:
-    """The root over all ``leaves`` (leaf hashes), streamed in ``log2 n`` memory."""
-    stack: list[tuple[int, bytes]] = []  # (level, hash) of the perfect subtrees so far
+def _fold(stack: list[tuple[int, bytes]], leaves: Iterable[bytes]) -> bytes:
+    """Append ``leaves`` to the perfect subtrees ``stack`` (levels strictly decreasing, left to
+    right: a compact range from leaf 0) and return the root of the whole."""
     for leaf in leaves:
         level, current = 0, leaf
         while stack and stack[-1][0] == level:
@@ -145,6 +147,36 @@ def root_from_leaves(leaves: Iterable[bytes]) -> bytes:
     for _, left in reversed(stack[:-1]):
         out = node_hash(left, out)
     return out
+
+
+def root_from_leaves(leaves: Iterable[bytes]) -> bytes:
+    """The root over all ``leaves`` (leaf hashes), streamed in ``log2 n`` memory."""
+    return _fold([], leaves)
+
+
+def range_proof(start: int, node: NodeSource) -> list[bytes]:
+    """The roots of the perfect subtrees that tile entries ``[0, start)``, left to right: with
+    every leaf from ``start`` to the tree size they rebuild the root (:func:`verify_range`), so a
+    client can check it was shown *all* entries after one of its own (at most ``log2 n`` hashes)."""
+    _check_size(start, "range start")
+    return [node(level, index) for level, index in _perfect_nodes(0, start)]
+
+
+def verify_range(
+    *, start: int, leaves: Sequence[bytes], tree_size: int, proof: Sequence[bytes], root: bytes
+) -> None:
+    """Raise :class:`InclusionProofError` unless ``leaves`` (leaf hashes) are exactly entries
+    ``start`` to ``tree_size - 1`` of the tree with ``root``, given :func:`range_proof`."""
+    _check_size(tree_size, "tree size", InclusionProofError)
+    _check_size(start, "range start", InclusionProofError)
+    _check_hashes([root, *proof], "range proof", InclusionProofError)
+    levels = [level for level, _ in _perfect_nodes(0, start)] if start <= tree_size else []
+    if start + len(leaves) != tree_size or len(proof) != len(levels):
+        raise InclusionProofError(f"entries from {start} do not reach tree size {tree_size}")
+    if any(not isinstance(h, bytes) or len(h) != HASH_SIZE for h in leaves):
+        raise InclusionProofError(f"a leaf hash is {HASH_SIZE} bytes")
+    if _fold(list(zip(levels, proof, strict=True)), leaves) != root:
+        raise InclusionProofError(f"entries {start} to {tree_size - 1} do not lead to the root")
 
 
 def inclusion_proof(index: int, size: int, node: NodeSource) -> list[bytes]:
@@ -322,6 +354,9 @@ class MerkleTree:
 
     def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
         return consistency_proof(old_size, self.size if new_size is None else new_size, self.node)
+
+    def range_proof(self, start: int) -> list[bytes]:
+        return range_proof(start, self.node)
 
 
 def hash_from_b64(text: Any, what: str = "hash") -> bytes:

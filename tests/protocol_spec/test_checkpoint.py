@@ -194,6 +194,8 @@ def test_plain_log_key_is_a_configuration_error() -> None:
     plain = NoteVerifier(name=ORIGIN, key=LOG_KEY.public)
     with pytest.raises(MalformedError):
         open_checkpoint(_signed(7), log=plain, now=T0)
+    with pytest.raises(MalformedError):
+        open_checkpoint(_signed(7), log=LOG, witnesses=[plain], now=T0)
 
 
 def test_witness_quorum() -> None:

@@ -22,10 +22,12 @@ from ostraca.protocol_spec.merkle import (
     inclusion_proof,
     leaf_hash,
     new_nodes,
+    range_proof,
     root_from_leaves,
     tree_root,
     verify_consistency,
     verify_inclusion,
+    verify_range,
 )
 
 PROPS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -90,6 +92,48 @@ def test_consistency_proofs_verify_and_any_flipped_bit_fails(
         verify_consistency(
             old_size=old, new_size=new, old_root=bad[0], new_root=bad[1], proof=bad[2:]
         )
+
+
+@PROPS
+@given(_index_and_size(), st.data())
+def test_range_proofs_verify_and_any_change_fails(at: tuple[int, int], data: st.DataObject) -> None:
+    start, size = at
+    leaves = [_leaf(i) for i in range(start, size)]
+    proof, root = BIG.range_proof(start), BIG.root(size)
+    assert proof == range_proof(start, BIG.node)
+    assert len(proof) == bin(start).count("1")
+    verify_range(start=start, leaves=leaves, tree_size=size, proof=proof, root=root)
+    parts = [root, *proof, *leaves]
+    bad = _flip(parts, data.draw(st.integers(0, len(parts) - 1)), data.draw(st.integers(0, 255)))
+    cut = 1 + len(proof)
+    with pytest.raises(InclusionProofError):
+        verify_range(start=start, leaves=bad[cut:], tree_size=size, proof=bad[1:cut], root=bad[0])
+    for other in (leaves[:-1], [*leaves, _leaf(size)], leaves[1:], leaves[::-1]):
+        if other != leaves:
+            with pytest.raises(InclusionProofError):
+                verify_range(start=start, leaves=other, tree_size=size, proof=proof, root=root)
+
+
+@pytest.mark.parametrize(
+    ("start", "size", "proof_from"),
+    [(5, 4, 5), (-1, 4, 0), (3, 8, 4), (4, 8, 3), (0, MAX_TREE_SIZE + 1, 0)],
+    ids=["start beyond size", "negative start", "longer proof", "shorter proof", "huge size"],
+)
+def test_range_with_wrong_bounds_fails(start: int, size: int, proof_from: int) -> None:
+    leaves = [_leaf(i) for i in range(max(start, 0), min(size, BIG.size))]
+    with pytest.raises(InclusionProofError):
+        verify_range(
+            start=start,
+            leaves=leaves,
+            tree_size=size,
+            proof=BIG.range_proof(proof_from),
+            root=BIG.root(8),
+        )
+
+
+def test_range_of_nothing_after_the_end() -> None:
+    verify_range(start=9, leaves=[], tree_size=9, proof=BIG.range_proof(9), root=BIG.root(9))
+    verify_range(start=0, leaves=[], tree_size=0, proof=[], root=EMPTY_ROOT)
 
 
 def test_inclusion_proof_of_one_index_fails_at_every_other() -> None:
