@@ -28,6 +28,7 @@ from ostraca.protocol_spec.merkle import (
     InclusionProof,
     MerkleTree,
     leaf_hash,
+    verify_range,
 )
 from ostraca.protocol_spec.note import COSIGNATURE_V1, Note, NoteSigner, NoteVerifier
 
@@ -55,6 +56,10 @@ def _entries() -> list[bytes]:
     return [
         sign_envelope("application/vnd.ostraca.test+json", p, [key]).to_json() for p in payloads
     ]
+
+
+def _b64(hashes: list[bytes]) -> list[str]:
+    return [base64.b64encode(h).decode("ascii") for h in hashes]
 
 
 def build() -> dict[str, Any]:
@@ -96,6 +101,10 @@ def build() -> dict[str, Any]:
             ).to_dict()
             for n in range(1, ENTRIES + 1)
             for m in range(1, n + 1)
+        ],
+        "range": [
+            {"start": k, "tree_size": ENTRIES, "hashes": _b64(tree.range_proof(k))}
+            for k in range(ENTRIES + 1)
         ],
         "checkpoint": {
             "signed_at": f"{SIGNED_AT:%Y-%m-%dT%H:%M:%SZ}",
@@ -155,6 +164,14 @@ def test_vectors_verify() -> None:
         c.verify(
             old_root=bytes.fromhex(OURS["roots_hex"][c.old_size]),
             new_root=bytes.fromhex(OURS["roots_hex"][c.new_size]),
+        )
+    for obj in OURS["range"]:
+        verify_range(
+            start=obj["start"],
+            leaves=[leaf_hash(e.encode()) for e in OURS["entries"][obj["start"] :]],
+            tree_size=obj["tree_size"],
+            proof=[base64.b64decode(h) for h in obj["hashes"]],
+            root=signed.checkpoint.root,
         )
     assert base64.b64decode(cp["text"].split("\n")[2]).hex() == OURS["roots_hex"][ENTRIES]
 
