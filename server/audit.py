@@ -6,7 +6,7 @@ import threading
 import weakref
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal, NotRequired, TypedDict, Unpack, cast
 
 from sqlalchemy import Engine, Table, bindparam, insert
 from sqlalchemy.orm import Session
@@ -18,28 +18,34 @@ AuditAction = Literal[
 ]
 
 
-def audit(
-    session: Session,
-    *,
-    now: datetime,
-    action: AuditAction,
-    principal: str | None,
-    dataset: str | None,
-    version: int | None = None,
-    grant_id: str | None = None,
-    detail: str = "",
-) -> None:
-    session.add(
-        AuditEvent(
-            time=now,
-            action=action,
-            principal=principal,
-            dataset=dataset,
-            version=version,
-            grant_id=grant_id,
-            detail=detail,
-        )
-    )
+class AuditEntry(TypedDict):
+    """One audit event as the routes describe it."""
+
+    now: datetime
+    action: AuditAction
+    principal: str | None
+    dataset: str | None
+    version: NotRequired[int | None]
+    grant_id: NotRequired[str | None]
+    detail: NotRequired[str]
+
+
+def _row(entry: AuditEntry) -> dict[str, Any]:
+    """The ``audit_events`` columns of an entry."""
+    return {
+        "time": entry["now"],
+        "action": entry["action"],
+        "principal": entry["principal"],
+        "dataset": entry["dataset"],
+        "version": entry.get("version"),
+        "grant_id": entry.get("grant_id"),
+        "detail": entry.get("detail", ""),
+    }
+
+
+def audit(session: Session, **entry: Unpack[AuditEntry]) -> None:
+    """Add an audit event to the session's transaction (it commits with what it records)."""
+    session.add(AuditEvent(**_row(entry)))
 
 
 # --- audit of blob reads: group commit -------------------------------------------------------
@@ -78,29 +84,9 @@ class AuditWriter:
         self._pending_lock = threading.Lock()
         self._commit_lock = threading.Lock()
 
-    def record(
-        self,
-        *,
-        now: datetime,
-        action: AuditAction,
-        principal: str | None,
-        dataset: str | None,
-        version: int | None = None,
-        grant_id: str | None = None,
-        detail: str = "",
-    ) -> None:
+    def record(self, **entry: Unpack[AuditEntry]) -> None:
         """Store one event; returns once it is committed, raises if it could not be."""
-        mine = _Pending(
-            row={
-                "time": now,
-                "action": action,
-                "principal": principal,
-                "dataset": dataset,
-                "version": version,
-                "grant_id": grant_id,
-                "detail": detail,
-            }
-        )
+        mine = _Pending(row=_row(entry))
         with self._pending_lock:
             self._pending.append(mine)
         with self._commit_lock:

@@ -121,6 +121,13 @@ def get_dataset(session: Session, full_name: str) -> Dataset:
     return ds
 
 
+def dataset_by_id(session: Session, dataset_id: int) -> Dataset:
+    ds = session.get(Dataset, dataset_id)
+    if ds is None:  # pragma: no cover - foreign key
+        raise NotFoundError("no such dataset")
+    return ds
+
+
 def owner_of(session: Session, dataset: Dataset) -> int:
     ns = session.get(Namespace, dataset.namespace_id)
     if ns is None:  # pragma: no cover - foreign key

@@ -4,7 +4,7 @@ stored, stored byte for byte, and every decision lands in the audit log."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Unpack
 
 from fastapi import APIRouter, Query
 from sqlalchemy.orm import Session
@@ -27,8 +27,8 @@ from ostraca.protocol_spec.wire import (
     RevocationOut,
 )
 
-from .audit import audit
-from .db import AccessRequestRow, Dataset, GrantRow, Principal, RevocationRow
+from .audit import AuditEntry, audit
+from .db import AccessRequestRow, Base, Dataset, GrantRow, Principal, RevocationRow
 from .deps import ContextDep, EnvelopeBody, JsonBody, PrincipalDep, SessionDep
 from .grants import (
     RequestStatus,
@@ -47,6 +47,7 @@ from .principals import (
 )
 from .repo import (
     claimed_statement,
+    dataset_by_id,
     envelope_json,
     get_dataset,
     owner_of,
@@ -66,8 +67,7 @@ _ENVELOPE_BODY = {
 
 
 def _request_item(session: Session, row: AccessRequestRow) -> RequestItem:
-    ds = session.get(Dataset, row.dataset_id)
-    assert ds is not None
+    ds = dataset_by_id(session, row.dataset_id)
     return RequestItem(
         request_id=row.request_id,
         dataset=ds.name,
@@ -83,8 +83,7 @@ def _request_item(session: Session, row: AccessRequestRow) -> RequestItem:
 
 
 def _grant_item(session: Session, row: GrantRow) -> GrantItem:
-    ds = session.get(Dataset, row.dataset_id)
-    assert ds is not None
+    ds = dataset_by_id(session, row.dataset_id)
     revocation = session.get(RevocationRow, row.grant_id)
     return GrantItem(
         grant_id=row.grant_id,
@@ -102,6 +101,14 @@ def _grant_item(session: Session, row: GrantRow) -> GrantItem:
         revocation=None if revocation is None else envelope_json(revocation.envelope),
         envelope=envelope_json(row.envelope),
     )
+
+
+def _store(session: Session, row: Base, *, conflict: str, **entry: Unpack[AuditEntry]) -> None:
+    """Add the row of a verified statement and its audit event (not committed yet); a
+    statement stored already is a :class:`ConflictError` with message ``conflict``."""
+    with store_or_conflict(session, conflict):
+        session.add(row)
+        audit(session, **entry)
 
 
 # --- requests ---------------------------------------------------------------------------------
@@ -135,16 +142,16 @@ def create_request(
         grant_id=None,
         envelope=body,
     )
-    with store_or_conflict(session, f"request {verified.digest} was already submitted"):
-        session.add(row)
-        audit(
-            session,
-            now=now,
-            action="request",
-            principal=caller.keyid,
-            dataset=ds.name,
-            detail=f"request {verified.digest}",
-        )
+    _store(
+        session,
+        row,
+        conflict=f"request {verified.digest} was already submitted",
+        now=now,
+        action="request",
+        principal=caller.keyid,
+        dataset=ds.name,
+        detail=f"request {verified.digest}",
+    )
     item = _request_item(session, row)
     session.commit()
     return item
@@ -171,8 +178,7 @@ def deny_request(
     request_id: str, body: DenyIn, caller: PrincipalDep, session: SessionDep, ctx: ContextDep
 ) -> RequestItem:
     row = find_request(session, caller, request_id)
-    ds = session.get(Dataset, row.dataset_id)
-    assert ds is not None
+    ds = dataset_by_id(session, row.dataset_id)
     require_owner(session, caller, ds)
     now = ctx.clock()
     decide_request(session, request_id, status="denied", now=now, reason=body.reason)
@@ -248,18 +254,18 @@ def create_grant(
         created=g.created,
         envelope=body,
     )
-    with store_or_conflict(session, f"grant {grant_id} is already stored"):
-        session.add(row)
-        audit(
-            session,
-            now=now,
-            action="grant",
-            principal=caller.keyid,
-            dataset=ds.name,
-            grant_id=grant_id,
-            detail=f"to {g.grantee}, versions {g.min_version}..{g.max_version or ''}, "
-            f"{g.not_before:%Y-%m-%dT%H:%M:%SZ} to {g.expires:%Y-%m-%dT%H:%M:%SZ}",
-        )
+    _store(
+        session,
+        row,
+        conflict=f"grant {grant_id} is already stored",
+        now=now,
+        action="grant",
+        principal=caller.keyid,
+        dataset=ds.name,
+        grant_id=grant_id,
+        detail=f"to {g.grantee}, versions {g.min_version}..{g.max_version or ''}, "
+        f"{g.not_before:%Y-%m-%dT%H:%M:%SZ} to {g.expires:%Y-%m-%dT%H:%M:%SZ}",
+    )
     item = _grant_item(session, row)
     session.commit()
     return item
@@ -291,8 +297,7 @@ def revoke(
     grant = session.get(GrantRow, claimed.grant)
     if grant is None:
         raise NotFoundError(f"no grant {claimed.grant}")
-    ds = session.get(Dataset, grant.dataset_id)
-    assert ds is not None
+    ds = dataset_by_id(session, grant.dataset_id)
     if grant.publisher_id != caller.principal_id:
         raise AccessDeniedError("only the publisher who issued a grant may revoke it")
     key = signing_keys(session, caller.principal_id, envelope).get(claimed.publisher)
@@ -304,23 +309,19 @@ def revoke(
         raise VerificationError(
             f"the revocation names {verified.statement.dataset}, the grant is for {ds.name}"
         )
-    with store_or_conflict(session, f"grant {grant.grant_id} is already revoked"):
-        session.add(
-            RevocationRow(
-                grant_id=grant.grant_id,
-                revocation_id=verified.digest,
-                revoked_at=now,
-                envelope=body,
-            )
-        )
-        audit(
-            session,
-            now=now,
-            action="revoke",
-            principal=caller.keyid,
-            dataset=ds.name,
-            grant_id=grant.grant_id,
-            detail=verified.statement.reason,
-        )
+    revocation = RevocationRow(
+        grant_id=grant.grant_id, revocation_id=verified.digest, revoked_at=now, envelope=body
+    )
+    _store(
+        session,
+        revocation,
+        conflict=f"grant {grant.grant_id} is already revoked",
+        now=now,
+        action="revoke",
+        principal=caller.keyid,
+        dataset=ds.name,
+        grant_id=grant.grant_id,
+        detail=verified.statement.reason,
+    )
     session.commit()
     return RevocationOut(grant_id=grant.grant_id, revoked_at=now, envelope=envelope_json(body))
