@@ -33,13 +33,15 @@ from ostraca.protocol_spec import (
     DigestMismatchError,
     MalformedError,
     VerificationError,
+    chunk_count,
+    chunk_list_bytes,
 )
+from ostraca.protocol_spec.chunks import DIGEST_BYTES
 from ostraca.protocol_spec.errors import UnavailableError
 
 from .problems import error_from_problem
 
 BUFFER_BYTES = 1024 * 1024
-DIGEST_BYTES = 32
 MAX_PROBLEM_BYTES = 64 * 1024
 
 
@@ -88,11 +90,10 @@ class ChunkVerifier:
         fd: int,
         whole: bool = False,
     ) -> None:
-        expected_chunks = max(1, -(-size // chunk_bytes))
-        if len(chunk_list) != DIGEST_BYTES * expected_chunks:
+        if len(chunk_list) != chunk_list_bytes(size, chunk_bytes):
             raise DigestMismatchError(
                 f"{name}: chunk list has {len(chunk_list) // DIGEST_BYTES} digests, "
-                f"expected {expected_chunks}"
+                f"expected {chunk_count(size, chunk_bytes)}"
             )
         self.name = name
         self.digest = digest

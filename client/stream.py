@@ -65,6 +65,7 @@ from ostraca.protocol_spec import (
     ShardEntry,
     VerificationError,
     Verified,
+    chunk_list_bytes,
     split_dataset,
     utc_now,
     verify_grant,
@@ -75,7 +76,7 @@ from ostraca.protocol_spec.wire import GrantItem
 from .api import RegistryClient
 from .cache import BlobCache
 from .config import ClientConfig, load_config
-from .fetch import DIGEST_BYTES, BlobFetcher, ChunkVerifier
+from .fetch import BlobFetcher, ChunkVerifier
 from .problems import request_hint
 from .source import Provenance
 from .trust import TrustStore, resolve_manifest
@@ -371,7 +372,7 @@ class VerifiedDataset(VerifiedVersion):
         """Shard ``index``'s chunk list, checked against the manifest (cached once verified)."""
         m = self.manifest.statement
         entry = m.shards[index]
-        length = DIGEST_BYTES * max(1, -(-entry.bytes // m.chunk_bytes))
+        length = chunk_list_bytes(entry.bytes, m.chunk_bytes)
         cached = self.cache.read(entry.chunks, length)
         if cached is not None:
             return cached
