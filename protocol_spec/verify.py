@@ -91,6 +91,13 @@ def _open(envelope: Envelope, model: type[S], trusted: Mapping[str, VerifyKey]) 
     return Verified(statement=statement, digest=envelope.digest, signer=signer)
 
 
+def _names_signer(signer: VerifyKey, named: str, message: str) -> None:
+    """The statement names (as its publisher, requester, trainer or old key) the key that
+    signed it."""
+    if named != signer.keyid:
+        raise UntrustedKeyError(message)
+
+
 def _not_from_future(created: datetime, now: datetime, what: str) -> None:
     if created > now + CLOCK_SKEW:
         raise VerificationError(f"{what} was created in the future ({created:%Y-%m-%dT%H:%M:%SZ})")
@@ -163,8 +170,7 @@ def verify_manifest(
     v = _open(envelope, DatasetManifest, publisher_keys)  # M1–M4
     m = v.statement
     # M5: the manifest names the key that signed it.
-    if m.publisher != v.signer.keyid:
-        raise UntrustedKeyError("manifest names a publisher key other than its signer")
+    _names_signer(v.signer, m.publisher, "manifest names a publisher key other than its signer")
     # M6: it is the dataset the caller asked for.
     if dataset is not None and m.dataset != dataset:
         raise ScopeError(f"manifest is for {m.dataset}, not {dataset}")
@@ -220,8 +226,9 @@ def open_grant(
     the key that signed it. What it grants is checked by :func:`verify_grant`."""
     v = _open(envelope, AccessGrant, publisher_keys)  # G1–G4
     # G5: the grant names the key that signed it.
-    if v.statement.publisher != v.signer.keyid:
-        raise UntrustedKeyError("grant names a publisher key other than its signer")
+    _names_signer(
+        v.signer, v.statement.publisher, "grant names a publisher key other than its signer"
+    )
     return v
 
 
@@ -286,8 +293,9 @@ def verify_revocation(
     """Verify a revocation signed by the dataset's publisher key (SPEC.md 5.3)."""
     v = _open(envelope, Revocation, {publisher_key.keyid: publisher_key})  # R1–R4
     # R5: the revocation names the key that signed it.
-    if v.statement.publisher != publisher_key.keyid:
-        raise UntrustedKeyError("revocation names a publisher key other than its signer")
+    _names_signer(
+        v.signer, v.statement.publisher, "revocation names a publisher key other than its signer"
+    )
     # R6: not created in the verifier's future.
     _not_from_future(v.statement.created, now, "revocation")
     return v
@@ -304,8 +312,7 @@ def verify_request(
     v = _open(envelope, AccessRequest, {requester_key.keyid: requester_key})  # Q1–Q4
     r = v.statement
     # Q5: the request names the key that signed it.
-    if r.requester != requester_key.keyid:
-        raise UntrustedKeyError("request names a requester key other than its signer")
+    _names_signer(v.signer, r.requester, "request names a requester key other than its signer")
     # Q6: not created in the verifier's future.
     _not_from_future(r.created, now, "request")
     if manifest is not None:
@@ -324,8 +331,7 @@ def verify_key_rotation(
     v = _open(envelope, KeyRotation, {old_key.keyid: old_key})  # K1–K4
     rot = v.statement
     # K5: it rotates away from the key that signed it.
-    if rot.old_key != old_key.keyid:
-        raise UntrustedKeyError("rotation names another old key than its signer")
+    _names_signer(v.signer, rot.old_key, "rotation names another old key than its signer")
     # K6: the new key signed it too (proof of possession).
     require_signature(envelope, rot.new_key.to_verify_key())
     # K7: not created in the verifier's future.
@@ -344,8 +350,7 @@ def verify_attestation(
     v = _open(envelope, TrainingAttestation, {trainer_key.keyid: trainer_key})  # A1–A4
     a = v.statement
     # A5: the attestation names the key that signed it.
-    if a.trainer != trainer_key.keyid:
-        raise UntrustedKeyError("attestation names a trainer key other than its signer")
+    _names_signer(v.signer, a.trainer, "attestation names a trainer key other than its signer")
     # A6: not created in the verifier's future.
     _not_from_future(a.created, now, "attestation")
     # A7: it is about this checkpoint.
