@@ -54,8 +54,8 @@ from ostraca.protocol_spec import (
     Verified,
     VerifyKey,
     split_dataset,
-    verify_key_rotation,
     verify_manifest,
+    walk_rotations,
 )
 from ostraca.protocol_spec.models import TIMESTAMP_FORMAT, utc_now
 
@@ -209,22 +209,10 @@ class TrustStore:
                 # The registry only relays the chain: every link is verified below.
                 with contextlib.suppress(OstracaError):
                     chain += list(fetch())
-            current = dict(pinned)
-            changed = True
-            while changed:
-                changed = False
-                for env in chain:
-                    for old_id, old_key in list(current.items()):
-                        try:
-                            rot = verify_key_rotation(env, old_key=old_key, now=now).statement
-                        except OstracaError:
-                            continue
-                        new = rot.new_key.to_verify_key()
-                        if new.keyid not in current and new.keyid not in retired:
-                            del current[old_id]
-                            current[new.keyid] = new
-                            retired[old_id] = _retired_entry(old_key, rot.created, new.keyid)
-                            changed = True
+            walk = walk_rotations(pinned, chain, now=now, retired=retired)
+            current = walk.active
+            for old_id, rotated in walk.rotated.items():
+                retired[old_id] = _retired_entry(rotated.key, rotated.until, rotated.successor)
             still = set(active) - set(current)
             if still:
                 raise UntrustedKeyError(
