@@ -1,5 +1,5 @@
 """Log checkpoints (c2sp.org/tlog-checkpoint), their signatures, and the client's rules. LOG.md
-sections 5 to 7.
+sections 5 to 7; rules L1 to L13 are numbered as there.
 
 A checkpoint is the note text ``<origin>\\n<size>\\n<base64 root>\\n`` (plus optional extension
 lines). The registry signs it with its log key as a timestamped ``cosignature/v1`` note signature
@@ -208,34 +208,34 @@ def open_checkpoint(
 ) -> SignedCheckpoint:
     """Verify a signed checkpoint against the pinned ``log`` key and the known ``witnesses``.
 
-    1. The note parses strictly (MalformedNoteError).
-    2. Every signature by a known key verifies (SignatureError); unknown ones are ignored.
-    3. The log key signed it (UntrustedKeyError: e.g. a swapped log key).
-    4. The text is a checkpoint for the log's own origin (MalformedCheckpointError,
-       UntrustedKeyError).
-    5. The log's timestamp is not in the verifier's future (VerificationError).
-    6. At least ``witness_quorum`` distinct known witnesses cosigned it (WitnessQuorumError).
+    L1. The note parses strictly (MalformedNoteError).
+    L2. Every signature by a known key verifies (SignatureError); unknown ones are ignored.
+    L3. The log key signed it (UntrustedKeyError: e.g. a swapped log key).
+    L4. The text is a checkpoint for the log's own origin (MalformedCheckpointError,
+        UntrustedKeyError).
+    L5. The log's timestamp is not in the verifier's future (VerificationError).
+    L6. At least ``witness_quorum`` distinct known witnesses cosigned it (WitnessQuorumError).
     """
     for key in (log, *witnesses):
         if key.sig_type != COSIGNATURE_V1:
             raise MalformedError(f"key {key} must be a cosignature/v1 (timestamped) key")
     if not 0 <= witness_quorum <= len(witnesses):
         raise MalformedError(f"a quorum of {witness_quorum} of {len(witnesses)} witnesses")
-    note = Note.from_bytes(data)  # 1
-    verified = verify_note(note, [log, *witnesses])  # 2
+    note = Note.from_bytes(data)  # L1
+    verified = verify_note(note, [log, *witnesses])  # L2
     by_log = [v for v in verified if v.verifier == log]
-    if not by_log or by_log[0].timestamp is None:  # 3
+    if not by_log or by_log[0].timestamp is None:  # L3
         raise UntrustedKeyError(f"checkpoint is not signed by the log key {log}")
-    checkpoint = Checkpoint.from_text(note.text)  # 4
+    checkpoint = Checkpoint.from_text(note.text)  # L4
     if checkpoint.origin != log.name:
         raise UntrustedKeyError(f"checkpoint of log {checkpoint.origin!r}, not of {log.name!r}")
     signed_at = datetime.fromtimestamp(by_log[0].timestamp, UTC)
-    if signed_at > now + CLOCK_SKEW:  # 5
+    if signed_at > now + CLOCK_SKEW:  # L5
         raise VerificationError(
             f"checkpoint was signed in the future ({signed_at:%Y-%m-%dT%H:%M:%SZ})"
         )
     cosigned = tuple(v for v in verified if v.verifier != log)
-    if len(cosigned) < witness_quorum:  # 6
+    if len(cosigned) < witness_quorum:  # L6
         names = ", ".join(str(v.verifier) for v in cosigned) or "none"
         raise WitnessQuorumError(
             f"checkpoint cosigned by {len(cosigned)} known witnesses ({names}), "
@@ -249,8 +249,8 @@ def open_checkpoint(
 def require_fresh(
     signed: SignedCheckpoint, *, now: datetime, max_age: timedelta = DEFAULT_MAX_AGE
 ) -> None:
-    """Raise :class:`StaleCheckpointError` if the log signed ``signed`` more than ``max_age`` ago:
-    a live log re-signs at least hourly, so an old checkpoint means a frozen view."""
+    """L7. Raise :class:`StaleCheckpointError` if the log signed ``signed`` more than
+    ``max_age`` ago: a live log re-signs at least hourly, so an old checkpoint is a frozen view."""
     age = now - signed.signed_at
     if age > max_age:
         raise StaleCheckpointError(
@@ -266,27 +266,27 @@ def verify_checkpoint_update(
     """The checkpoint to keep after ``presented``, given the one ``trusted`` so far (None on
     first use) and a consistency proof from the trusted size to the presented one.
 
-    1. First use, or a trusted empty tree: nothing to prove (the proof must be empty).
-    2. A smaller tree than the trusted one is a rollback (RollbackError).
-    3. The same size with another root, or a proof that does not verify, is equivocation
-       (EquivocationError carrying both signed notes and the proof).
-    4. Of two checkpoints of the same tree the later-signed is kept.
+    L8. First use, or a trusted empty tree: nothing to prove (the proof must be empty).
+    L9. A smaller tree than the trusted one is a rollback (RollbackError).
+    L10. The same size with another root, or a proof that does not verify, is equivocation
+         (EquivocationError carrying both signed notes and the proof).
+    L13. Of two checkpoints of the same tree the later-signed is kept.
     """
     new = presented.checkpoint
     if trusted is not None and trusted.checkpoint.origin != new.origin:
         raise MalformedError(
             f"checkpoints of two logs: {trusted.checkpoint.origin!r}, {new.origin!r}"
         )
-    if trusted is None or trusted.checkpoint.size == 0:  # 1
+    if trusted is None or trusted.checkpoint.size == 0:  # L8
         if proof:
             raise ConsistencyProofError("nothing to prove from the empty tree: the proof is empty")
         return presented
     old = trusted.checkpoint
-    if new.size < old.size:  # 2
+    if new.size < old.size:  # L9
         raise RollbackError(
             f"log {new.origin} presented size {new.size} after size {old.size} was seen"
         )
-    try:  # 3
+    try:  # L10
         verify_consistency(
             old_size=old.size, new_size=new.size, old_root=old.root, new_root=new.root, proof=proof
         )
@@ -297,14 +297,14 @@ def verify_checkpoint_update(
             presented=presented.note,
             proof=proof,
         ) from exc
-    if new.size == old.size and presented.signed_at < trusted.signed_at:  # 4
+    if new.size == old.size and presented.signed_at < trusted.signed_at:  # L13
         return trusted
     return presented
 
 
 def verify_entry_inclusion(entry: bytes, *, proof: InclusionProof, checkpoint: Checkpoint) -> None:
-    """Raise :class:`InclusionProofError` unless ``entry`` (the envelope bytes, byte for byte) is
-    entry ``proof.index`` of the tree ``checkpoint`` signs."""
+    """L11. Raise :class:`InclusionProofError` unless ``entry`` (the envelope bytes, byte for
+    byte) is entry ``proof.index`` of the tree ``checkpoint`` signs."""
     if proof.tree_size != checkpoint.size:
         raise InclusionProofError(
             f"inclusion proof is for tree size {proof.tree_size}, "
