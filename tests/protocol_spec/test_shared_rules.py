@@ -14,7 +14,6 @@ from ostraca.protocol_spec import (
     AccessGrant,
     ChainError,
     ChainHead,
-    Column,
     DatasetManifest,
     Envelope,
     ExpiredError,
@@ -24,7 +23,6 @@ from ostraca.protocol_spec import (
     RevokedError,
     RollbackError,
     ScopeError,
-    ShardEntry,
     SigningKey,
     check_grant_version,
     check_grant_window,
@@ -34,6 +32,8 @@ from ostraca.protocol_spec import (
     verify_link,
     walk_rotations,
 )
+
+from .test_properties import FIXED_MANIFEST
 
 VECTORS = Path(__file__).parents[2] / "protocol_spec" / "vectors"
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -110,21 +110,7 @@ def test_grant_version_and_window_checks() -> None:
 
 
 def _manifest(version: int, previous: str | None) -> DatasetManifest:
-    return DatasetManifest(
-        dataset="acme/books",
-        version=version,
-        previous=previous,
-        created=NOW,
-        publisher="0" * 64,
-        license="CC-BY-4.0",
-        terms="terms",
-        arrow_schema="c2NoZW1h",
-        columns=[Column(name="text", type="large_string")],
-        chunk_bytes=65536,
-        shards=[ShardEntry(sha256="1" * 64, bytes=10, rows=1, chunks="2" * 64)],
-        total_rows=1,
-        total_bytes=10,
-    )
+    return FIXED_MANIFEST.model_copy(update={"version": version, "previous": previous})
 
 
 def test_chain_link_against_a_head() -> None:
