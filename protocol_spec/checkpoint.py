@@ -176,10 +176,10 @@ def log_verifier(origin: str, key: VerifyKey) -> NoteVerifier:
     return NoteVerifier(name=origin, key=key, sig_type=COSIGNATURE_V1)
 
 
-def _posix(now: datetime) -> int:
+def _aware(now: datetime) -> datetime:
     if now.tzinfo is None:
         raise MalformedError("now must be timezone-aware")
-    return int(now.timestamp())
+    return now
 
 
 def cosign_checkpoint(
@@ -188,7 +188,7 @@ def cosign_checkpoint(
     """A ``cosignature/v1`` line over ``checkpoint`` at ``now`` (a witness's, or the log's own)."""
     if signer.sig_type != COSIGNATURE_V1:
         raise MalformedError("checkpoints are signed with cosignature/v1 keys")
-    return signer.sign(checkpoint.text(), timestamp=_posix(now))
+    return signer.sign(checkpoint.text(), timestamp=int(_aware(now).timestamp()))
 
 
 def sign_checkpoint(checkpoint: Checkpoint, *, key: SigningKey, now: datetime) -> bytes:
@@ -229,8 +229,13 @@ def open_checkpoint(
     checkpoint = Checkpoint.from_text(note.text)  # L4
     if checkpoint.origin != log.name:
         raise UntrustedKeyError(f"checkpoint of log {checkpoint.origin!r}, not of {log.name!r}")
-    signed_at = datetime.fromtimestamp(by_log[0].timestamp, UTC)
-    if signed_at > now + CLOCK_SKEW:  # L5
+    try:
+        signed_at = datetime.fromtimestamp(by_log[0].timestamp, UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise VerificationError(
+            f"checkpoint timestamp {by_log[0].timestamp} is out of range"
+        ) from exc
+    if signed_at > _aware(now) + CLOCK_SKEW:  # L5
         raise VerificationError(
             f"checkpoint was signed in the future ({signed_at:%Y-%m-%dT%H:%M:%SZ})"
         )
@@ -251,7 +256,7 @@ def require_fresh(
 ) -> None:
     """L7. Raise :class:`StaleCheckpointError` if the log signed ``signed`` more than
     ``max_age`` ago: a live log re-signs at least hourly, so an old checkpoint is a frozen view."""
-    age = now - signed.signed_at
+    age = _aware(now) - signed.signed_at
     if age > max_age:
         raise StaleCheckpointError(
             f"checkpoint of {signed.checkpoint.origin} at size {signed.checkpoint.size} was signed "
@@ -286,6 +291,10 @@ def verify_checkpoint_update(
         raise RollbackError(
             f"log {new.origin} presented size {new.size} after size {old.size} was seen"
         )
+    if new.size == old.size and new.root == old.root:  # L13: the same tree
+        if proof:
+            raise ConsistencyProofError("the same tree needs an empty consistency proof")
+        return trusted if presented.signed_at < trusted.signed_at else presented
     try:  # L10
         verify_consistency(
             old_size=old.size, new_size=new.size, old_root=old.root, new_root=new.root, proof=proof
@@ -297,8 +306,6 @@ def verify_checkpoint_update(
             presented=presented.note,
             proof=proof,
         ) from exc
-    if new.size == old.size and presented.signed_at < trusted.signed_at:  # L13
-        return trusted
     return presented
 
 

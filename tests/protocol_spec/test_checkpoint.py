@@ -190,6 +190,21 @@ def test_future_checkpoint_is_refused() -> None:
         _open(_signed(7, at=T0 + timedelta(hours=1)))
 
 
+def test_timestamp_beyond_any_date_is_refused() -> None:
+    signer = NoteSigner(name=ORIGIN, key=LOG_KEY, sig_type=COSIGNATURE_V1)
+    text = _cp(7).text()
+    note = Note(text=text, signatures=(signer.sign(text, timestamp=2**62),))
+    with pytest.raises(VerificationError):
+        _open(note.to_bytes())
+
+
+def test_naive_now_is_refused() -> None:
+    with pytest.raises(MalformedError):
+        open_checkpoint(_signed(7), log=LOG, now=T0.replace(tzinfo=None))
+    with pytest.raises(MalformedError):
+        require_fresh(_open(_signed(7)), now=T0.replace(tzinfo=None))
+
+
 def test_plain_log_key_is_a_configuration_error() -> None:
     plain = NoteVerifier(name=ORIGIN, key=LOG_KEY.public)
     with pytest.raises(MalformedError):
@@ -257,6 +272,13 @@ def test_same_tree_keeps_the_later_signature() -> None:
     early, late = _open(_signed(5)), _open(_signed(5, at=T0 - timedelta(hours=1)))
     assert verify_checkpoint_update(trusted=early, presented=late, proof=[]) == early
     assert verify_checkpoint_update(trusted=late, presented=early, proof=[]) == early
+
+
+def test_same_tree_with_a_proof_is_refused() -> None:
+    with pytest.raises(ConsistencyProofError):
+        verify_checkpoint_update(
+            trusted=_open(_signed(5)), presented=_open(_signed(5)), proof=[EMPTY_ROOT]
+        )
 
 
 def test_update_from_the_empty_tree() -> None:
