@@ -101,7 +101,11 @@ def _perfect_nodes(start: int, end: int) -> list[tuple[int, int]]:
 def subtree_hash(start: int, end: int, node: NodeSource) -> bytes:
     """``MTH(D[start:end])`` for a subtree of the tree (``start`` a multiple of the smallest power
     of two ``>= end - start``, which every subtree a proof needs is); ``EMPTY_ROOT`` if empty."""
-    hashes = [node(level, index) for level, index in _perfect_nodes(start, end)]
+    return _fold_right([node(level, index) for level, index in _perfect_nodes(start, end)])
+
+
+def _fold_right(hashes: list[bytes]) -> bytes:
+    """The root over perfect subtrees listed left to right (each smaller than the one before)."""
     if not hashes:
         return EMPTY_ROOT
     out = hashes[-1]
@@ -141,12 +145,7 @@ def _fold(stack: list[tuple[int, bytes]], leaves: Iterable[bytes]) -> bytes:
             current = node_hash(stack.pop()[1], current)
             level += 1
         stack.append((level, current))
-    if not stack:
-        return EMPTY_ROOT
-    out = stack[-1][1]
-    for _, left in reversed(stack[:-1]):
-        out = node_hash(left, out)
-    return out
+    return _fold_right([h for _, h in stack])
 
 
 def root_from_leaves(leaves: Iterable[bytes]) -> bytes:
