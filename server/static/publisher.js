@@ -1,0 +1,226 @@
+// The publisher's page: the inbox of pending requests (approve: a grant signed here; deny with
+// a reason), the grants issued (revoke: a revocation signed here), and the audit log.
+import {
+  api, cell, explain, getSession, grantStatus, grantVersions, short, show,
+} from "./ostraca.js";
+import { PAYLOAD_TYPES, signEnvelope, timestamp } from "./sign.js";
+
+const GONE = "The dataset is no longer on the registry: nothing was changed.";
+const WITHDRAWN =
+  "This request is no longer pending (it was withdrawn or decided meanwhile): nothing was " +
+  "granted or denied.";
+const columnsOf = new Map();
+
+async function datasetColumns(name) {
+  if (!columnsOf.has(name)) {
+    columnsOf.set(name, (await api("GET", `/v1/datasets/${name}`, { auth: false })).columns);
+  }
+  return columnsOf.get(name);
+}
+
+function failure(error) {
+  if (error.status === 409) return WITHDRAWN;
+  return explain(error, GONE);
+}
+
+function defaultExpiry() {
+  return new Date(Date.now() + 90 * 86400 * 1000).toISOString().slice(0, 10);
+}
+
+async function approve(session, item, form) {
+  const data = new FormData(form);
+  const columns = data.getAll("column");
+  const now = new Date();
+  const grant = {
+    spec_version: 1,
+    dataset: item.dataset,
+    publisher: session.keyid,
+    grantee: item.requester.keyid,
+    request: item.request_id,
+    min_version: Number(data.get("min_version")),
+    max_version: data.get("max_version") ? Number(data.get("max_version")) : null,
+    columns: columns.length ? columns : null,
+    not_before: timestamp(now),
+    expires: `${data.get("expires")}T23:59:59Z`,
+    created: timestamp(now),
+  };
+  if (Date.parse(grant.expires) <= now.getTime()) {
+    return show("The expiry date must be in the future.", "problem");
+  }
+  const envelope = await signEnvelope(session.key, session.keyid, PAYLOAD_TYPES.grant, grant);
+  const out = await api("POST", "/v1/grants", { body: envelope });
+  show(`Approved: grant ${short(out.grant_id)} for ${item.dataset} to ${item.requester.name}.`);
+}
+
+async function requestCard(session, item) {
+  const node = document.getElementById("request-template").content.firstElementChild.cloneNode(true);
+  node.querySelector(".req-head").textContent = `${item.requester.name} asks for ${item.dataset}`;
+  node.querySelector(".req-purpose").textContent = `Purpose: ${item.purpose}`;
+  node.querySelector(".req-meta").textContent =
+    `${item.requester.affiliation} · ${item.requester.kind} · key ${short(item.requester.keyid)} · ` +
+    `sent ${item.created} · request ${short(item.request_id)}`;
+  const approveForm = node.querySelector(".approve-form");
+  approveForm.elements.expires.value = defaultExpiry();
+  const box = node.querySelector(".columns");
+  for (const c of await datasetColumns(item.dataset)) {
+    const label = document.createElement("label");
+    const input = Object.assign(document.createElement("input"), { type: "checkbox", name: "column", value: c.name });
+    label.append(input, ` ${c.name}`);
+    box.append(label);
+  }
+  const act = (form, action) =>
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      try {
+        await action(form);
+      } catch (error) {
+        show(failure(error), "problem");
+      }
+      await refresh();
+    });
+  act(approveForm, (form) => approve(session, item, form));
+  act(node.querySelector(".deny-form"), async (form) => {
+    const reason = form.elements.reason.value;
+    await api("POST", `/v1/requests/${item.request_id}/deny`, { body: { reason } });
+    show(`Denied the request of ${item.requester.name} for ${item.dataset}.`);
+  });
+  return node;
+}
+
+async function revoke(session, g, reason) {
+  const statement = {
+    spec_version: 1,
+    dataset: g.dataset,
+    publisher: session.keyid,
+    grant: g.grant_id,
+    reason,
+    created: timestamp(),
+  };
+  const envelope = await signEnvelope(session.key, session.keyid, PAYLOAD_TYPES.revocation, statement);
+  await api("POST", "/v1/revocations", { body: envelope });
+  show(`Revoked grant ${short(g.grant_id)} for ${g.dataset}.`);
+}
+
+function revokeForm(session, g) {
+  const form = document.createElement("form");
+  const label = document.createElement("label");
+  const input = Object.assign(document.createElement("input"), { type: "text", name: "reason" });
+  label.append(`Reason for revoking ${short(g.grant_id)} `, input);
+  const button = Object.assign(document.createElement("button"), { type: "submit", textContent: "Revoke" });
+  form.append(label, button);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      await revoke(session, g, input.value);
+    } catch (error) {
+      show(explain(error, GONE), "problem");
+    }
+    await refresh();
+  });
+  return form;
+}
+
+function ownKeys(session) {
+  const p = session.principal;
+  return new Set([p.keyid, ...p.keys.map((k) => k.keyid), ...p.rotated_keys.map((k) => k.keyid)]);
+}
+
+async function showGrants(session) {
+  const keys = ownKeys(session);
+  const body = document.querySelector("#grants tbody");
+  body.replaceChildren();
+  for (const g of (await api("GET", "/v1/grants")).items.filter((x) => keys.has(x.publisher))) {
+    const row = body.insertRow();
+    cell(row, g.dataset);
+    cell(row, short(g.grantee), "digest");
+    cell(row, grantVersions(g));
+    cell(row, g.columns ? g.columns.join(", ") : "all");
+    cell(row, g.expires);
+    const status = grantStatus(g);
+    cell(row, status, `status-${status.replace(/ /g, "-")}`);
+    const action = row.insertCell();
+    if (!g.revoked) action.append(revokeForm(session, g));
+  }
+}
+
+async function showInbox(session) {
+  const pending = (await api("GET", "/v1/requests?status=pending")).items;
+  const mine = pending.filter((r) => r.requester.keyid !== session.principal.keyid);
+  const list = document.getElementById("inbox");
+  list.replaceChildren(...(await Promise.all(mine.map((item) => requestCard(session, item)))));
+  document.getElementById("inbox-empty").hidden = mine.length > 0;
+}
+
+async function fillAuditDatasets(session) {
+  const keys = ownKeys(session);
+  const select = document.getElementById("audit-dataset");
+  const chosen = select.value;
+  const all = (await api("GET", "/v1/datasets?limit=1000", { auth: false })).items;
+  select.replaceChildren(
+    ...all.filter((d) => keys.has(d.publisher)).map((d) => new Option(d.dataset, d.dataset))
+  );
+  if (chosen) select.value = chosen;
+}
+
+async function auditEvents(dataset) {
+  const events = [];
+  for (let after = 0; ; ) {
+    const page = (await api("GET", `/v1/datasets/${dataset}/audit?limit=1000&after=${after}`)).items;
+    events.push(...page);
+    if (page.length < 1000) return events;
+    after = page[page.length - 1].id;
+  }
+}
+
+function utc(value) {
+  return value ? Date.parse(`${value}Z`) : null;
+}
+
+async function showAudit(event) {
+  event?.preventDefault();
+  const form = document.getElementById("audit-form");
+  const data = new FormData(form);
+  if (!data.get("dataset")) return;
+  const principal = data.get("principal").trim().toLowerCase();
+  const kind = data.get("kind");
+  const from = utc(data.get("from"));
+  const to = utc(data.get("to"));
+  try {
+    const events = (await auditEvents(data.get("dataset"))).filter((e) => {
+      const t = Date.parse(e.time);
+      return (
+        (!principal || (e.principal || "").startsWith(principal)) &&
+        (!kind || e.action === kind) &&
+        (from === null || t >= from) &&
+        (to === null || t <= to)
+      );
+    });
+    const body = document.querySelector("#audit tbody");
+    body.replaceChildren();
+    for (const e of events) {
+      const row = body.insertRow();
+      cell(row, e.time);
+      cell(row, e.action, `kind-${e.action}`);
+      cell(row, short(e.principal), "digest");
+      cell(row, e.version ?? "");
+      cell(row, short(e.grant_id), "digest");
+      cell(row, e.detail);
+    }
+    document.getElementById("audit-count").textContent = `${events.length} event${events.length === 1 ? "" : "s"}`;
+  } catch (error) {
+    show(explain(error, GONE), "problem");
+  }
+}
+
+async function refresh() {
+  const session = await getSession();
+  if (!session) return show("Sign in with a publisher's key to see its requests and grants.", "problem");
+  try {
+    await Promise.all([showInbox(session), showGrants(session), fillAuditDatasets(session)]);
+  } catch (error) {
+    show(explain(error, GONE), "problem");
+  }
+}
+
+document.getElementById("audit-form").addEventListener("submit", showAudit);
+refresh();
