@@ -27,9 +27,10 @@ EXIT_REVOKED = 3
 """The exit status of a run stopped because its grant was revoked or expired."""
 
 
-def _fail(exc: OstracaError, *, code: int = 1) -> typer.Exit:
-    """Print ``exc`` as the one line of a failure (on rank 0 only, under ``torchrun``)."""
-    if os.environ.get("RANK", "0") == "0":
+def _fail(exc: OstracaError, *, code: int = 1, rank0_only: bool = False) -> typer.Exit:
+    """Print ``exc`` as the one line of a failure; ``rank0_only`` for what every rank of a
+    ``torchrun`` job saw alike (access ended), said once."""
+    if not rank0_only or os.environ.get("RANK", "0") == "0":
         err_console.print(f"[red]error[/red] {escape(f'[{exc.code}] {exc}')}")
     return typer.Exit(code)
 
@@ -124,7 +125,7 @@ def train_command(
         cfg = _train_config(ctx)
         result = _train_from(cfg, dataset=dataset, from_dir=from_dir, publisher_key=publisher_key)
     except ACCESS_ENDED as exc:
-        raise _fail(exc, code=EXIT_REVOKED) from exc
+        raise _fail(exc, code=EXIT_REVOKED, rank0_only=True) from exc
     except OstracaError as exc:
         raise _fail(exc) from exc
     console.print(

@@ -118,4 +118,4 @@ class GrantWatch:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=30)
+        self._thread.join(timeout=5)  # a check in flight ends by itself (a daemon thread)
