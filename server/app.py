@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from ostraca.protocol_spec.models import utc_now
 
-from . import problems, routes_access, routes_auth, routes_blobs, routes_datasets, routes_ops
+from . import problems, routes_access, routes_auth, routes_blobs, routes_datasets, routes_ops, web
 from .db import Database, make_engine
 from .deps import AppContext, Clock
 from .metrics import Metrics, ObservabilityMiddleware
@@ -54,5 +54,6 @@ def create_app(
     problems.install(app)
     for module in (routes_auth, routes_datasets, routes_blobs, routes_access, routes_ops):
         app.include_router(module.router, responses=problems.PROBLEM_RESPONSES)
+    web.install(app)
     app.add_middleware(ObservabilityMiddleware, metrics=ctx.metrics)
     return app
