@@ -9,8 +9,7 @@ proxy). Bulk blob bytes do not come through here but through :mod:`.fetch`.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -48,17 +47,6 @@ class Wire:
 
     def close(self) -> None:
         self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def send(
         self,
