@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 
-from ostraca.protocol_spec import SigningKey
+from ostraca.protocol_spec import SigningKey, wire
 from ostraca.server.app import create_app
 from ostraca.server.settings import Settings
 from ostraca.server.storage import LocalStorage
@@ -178,3 +179,17 @@ def test_healthz_metrics_and_openapi(client: TestClient, world: World) -> None:
                 if not path.endswith("/manifest"):
                     assert "$ref" in schema, (method, path, schema)
     assert client.get("/docs").status_code == 200
+
+
+def test_every_json_body_is_a_wire_model_of_the_protocol(client: TestClient) -> None:
+    """The registry speaks the models of ``protocol_spec.wire`` (HTTP_API.md), the ones a
+    client parses: no route defines a JSON body of its own."""
+    spec = client.get("/openapi.json").json()
+    bodies = set(spec["components"]["schemas"]) - {"HTTPValidationError", "ValidationError"}
+    models = {
+        name
+        for name, value in vars(wire).items()
+        if isinstance(value, type) and issubclass(value, BaseModel)
+    }
+    assert {"PrincipalOut", "DatasetDetail", "RegisterIn", "GrantItem"} <= bodies
+    assert bodies <= models, sorted(bodies - models)
