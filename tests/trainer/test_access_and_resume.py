@@ -16,9 +16,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from ostraca.client.api import RegistryClient
+from ostraca.client.config import load_config
 from ostraca.client.local import open_pulled
 from ostraca.client.pull import pull
 from ostraca.protocol_spec import RevokedError, SigningKey, utc_now
+from ostraca.protocol_spec.errors import UnavailableError
 from ostraca.trainer.attest import attest_run
 from ostraca.trainer.checkpoint import CHECKPOINT_FILE, CONFIG_FILE, iter_metrics, load_checkpoint
 from ostraca.trainer.cli import EXIT_REVOKED, register_trainer_commands
@@ -48,6 +51,16 @@ def _granted(data: TrainerData, tmp_path: Path, name: str, what: Published) -> t
     return who, grant.grant_id
 
 
+def _granted_copy(
+    data: TrainerData, tmp_path: Path, name: str, what: Published
+) -> tuple[Identity, str, Path]:
+    """:func:`_granted`, and the researcher's pulled copy of ``what``."""
+    who, grant_id = _granted(data, tmp_path, name, what)
+    copy = tmp_path / "copy"
+    pull(what.dataset, copy, client=who.client)
+    return who, grant_id, copy
+
+
 class _RevokeLater:
     """Revoke ``grant_id`` (as its publisher) once the run in ``run`` has logged ``steps``
     steps; remembers when."""
@@ -75,9 +88,7 @@ def test_background_check_stops_a_run_within_its_interval(
 ) -> None:
     # Bob trains from his pulled copy, which reads no byte from the registry: only the
     # background check can see the revocation.
-    bob, grant_id = _granted(data, tmp_path, "bob", data.corpus)
-    copy = tmp_path / "copy"
-    pull(data.corpus.dataset, copy, client=bob.client)
+    bob, grant_id, copy = _granted_copy(data, tmp_path, "bob", data.corpus)
     source = open_pulled(copy, home=bob.home, columns=["text"])
     out = tmp_path / "run"
     cfg = config(out, steps=20_000, grant_check_every=CHECK_EVERY)
@@ -93,6 +104,20 @@ def test_background_check_stops_a_run_within_its_interval(
     assert [m["step"] for m in iter_metrics(out)][-1] == ckpt["step"]
     # The background check saw it (a read refused would name the shard).
     assert f"ended (grant {grant_id[:16]}… has been revoked)" in str(stopped.value), stopped.value
+
+
+def test_a_registry_out_of_reach_does_not_stop_a_run(data: TrainerData, tmp_path: Path) -> None:
+    # Every check fails (nothing listens there); none says access ended: the run goes on.
+    config_ = load_config(home=data.researcher.home, registry="http://127.0.0.1:9")
+    source = data.pulled(data.small, columns=["text"])
+    with RegistryClient(config_) as client:
+        check = RegistryGrantCheck(client, source)
+        with pytest.raises(UnavailableError):
+            check()
+        cfg = config(tmp_path / "run", steps=30, grant_check_every=0.05)
+        result = train(cfg, source=source, log=None, grant_check=check)
+    assert result.step == 30
+    assert result.stopped is None
 
 
 def test_cli_exits_3_with_one_message_when_revoked_mid_run(
@@ -118,9 +143,7 @@ def test_cli_exits_3_with_one_message_when_revoked_mid_run(
 def test_from_dir_checks_revocation_when_the_registry_answers(
     data: TrainerData, tmp_path: Path
 ) -> None:
-    dave, grant_id = _granted(data, tmp_path, "dave", data.small)
-    copy = tmp_path / "copy"
-    pull(data.small.dataset, copy, client=dave.client)
+    dave, grant_id, copy = _granted_copy(data, tmp_path, "dave", data.small)
     runner = CliRunner()
     base = ["train", "--from-dir", str(copy), "--steps", "2", *TINY]
 
