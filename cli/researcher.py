@@ -101,7 +101,7 @@ def show(
     )
     console.print(f"manifest   {verified.digest}", highlight=False)
     console.print(
-        f"signed by  {verified.signer.keyid} (a trusted key of namespace {ns}; verified)",
+        f"signed by  {verified.signer.keyid} (a trusted key of namespace {ns}; signature verified)",
         highlight=False,
     )
     console.print("schema", highlight=False)

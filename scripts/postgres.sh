@@ -7,11 +7,14 @@ fi
 if ! pg_lsclusters -h | awk '$1 == 15 && $2 == "main" && $4 == "online" {found=1} END {exit !found}'; then
   pg_ctlcluster 15 main start
 fi
-runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+# OSTRACA_TEST_DB names the database (default ostraca_test): runs side by side each take their own.
+db=${OSTRACA_TEST_DB:-ostraca_test}
+runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -v db="$db" >/dev/null <<'SQL'
 SELECT 'CREATE ROLE ostraca_test LOGIN PASSWORD ''ostraca_test'' CREATEDB'
   WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'ostraca_test') \gexec
-DROP DATABASE IF EXISTS ostraca_test WITH (FORCE);
-CREATE DATABASE ostraca_test OWNER ostraca_test;
+SET client_min_messages = warning;
+DROP DATABASE IF EXISTS :"db" WITH (FORCE);
+CREATE DATABASE :"db" OWNER ostraca_test;
 SQL
-export OSTRACA_TEST_DATABASE_URL="postgresql+psycopg://ostraca_test:ostraca_test@127.0.0.1:5432/ostraca_test"
+export OSTRACA_TEST_DATABASE_URL="postgresql+psycopg://ostraca_test:ostraca_test@127.0.0.1:5432/$db"
 echo "PostgreSQL test database: $OSTRACA_TEST_DATABASE_URL"
