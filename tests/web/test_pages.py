@@ -8,7 +8,7 @@ from collections.abc import Callable
 from html.parser import HTMLParser
 
 import httpx
-import mlcroissant as mlc
+import mlcroissant as mlc  # type: ignore[import-untyped]
 import pytest
 
 from ostraca.client.publish import PublishResult
