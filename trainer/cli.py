@@ -13,15 +13,16 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ostraca.client.config import ostraca_home
 from ostraca.protocol_spec import OstracaError, PublicKey, VerifyKey
 
 if TYPE_CHECKING:
+    from ostraca.client.config import ClientConfig
+
     from .config import TrainConfig
     from .train import TrainResult
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 EXIT_REVOKED = 3
 """The exit status of a run stopped because its grant was revoked or expired."""
@@ -45,11 +46,23 @@ def _load_key(spec: str) -> VerifyKey:
     return VerifyKey.from_b64(spec)
 
 
-def _load_trainer_key(spec: str | None) -> VerifyKey:
-    """``spec`` (see :func:`_load_key`), by default this identity's ``identity.pub.json``."""
+def _client_config(ctx: typer.Context) -> ClientConfig:
+    """The client's configuration, with the global options (``--registry``, ``--identity``, …)
+    that the root ``ostraca`` command keeps in its context's ``obj`` when these commands are
+    mounted there."""
+    from ostraca.client.config import load_config  # noqa: PLC0415 - keeps --help fast
+
+    obj = ctx.find_root().obj
+    return load_config(**(obj if isinstance(obj, dict) else {}))
+
+
+def _load_trainer_key(spec: str | None, config: ClientConfig) -> VerifyKey:
+    """``spec`` (see :func:`_load_key`), by default the public half of this identity's key."""
     if spec is not None:
         return _load_key(spec)
-    path = ostraca_home() / "identity.pub.json"
+    from ostraca.client.keystore import public_path  # noqa: PLC0415
+
+    path = public_path(config.identity_path)
     if not path.exists():
         raise OstracaError(f"no trainer key given and {path} does not exist")
     return _load_key(str(path))
@@ -123,7 +136,10 @@ def train_command(
 
     try:
         cfg = _train_config(ctx)
-        result = _train_from(cfg, dataset=dataset, from_dir=from_dir, publisher_key=publisher_key)
+        client_config = _client_config(ctx)
+        result = _train_from(
+            cfg, client_config, dataset=dataset, from_dir=from_dir, publisher_key=publisher_key
+        )
     except ACCESS_ENDED as exc:
         raise _fail(exc, code=EXIT_REVOKED, rank0_only=True) from exc
     except OstracaError as exc:
@@ -174,9 +190,13 @@ def _train_config(ctx: typer.Context) -> TrainConfig:
 
 
 def _train_from(
-    cfg: TrainConfig, *, dataset: str | None, from_dir: Path | None, publisher_key: str | None
+    cfg: TrainConfig,
+    client_config: ClientConfig,
+    *,
+    dataset: str | None,
+    from_dir: Path | None,
+    publisher_key: str | None,
 ) -> TrainResult:
-    from ostraca.client.config import load_config  # noqa: PLC0415
     from ostraca.client.local import PulledDataset, open_pulled  # noqa: PLC0415
     from ostraca.client.stream import VerifiedDataset, open_dataset, parse_ref  # noqa: PLC0415
 
@@ -188,9 +208,9 @@ def _train_from(
     if from_dir is not None:
         keys = None if publisher_key is None else [_load_key(publisher_key)]
         source = open_pulled(
-            from_dir, publisher_keys=keys, home=ostraca_home(), columns=[cfg.text_column]
+            from_dir, publisher_keys=keys, home=client_config.home, columns=[cfg.text_column]
         )
-        checked = online_check(source, load_config())
+        checked = online_check(source, client_config)
         if isinstance(checked, str):
             err_console.print(f"revocation not checked ({escape(checked)})")
         else:
@@ -198,7 +218,9 @@ def _train_from(
     else:
         assert dataset is not None
         name, version = parse_ref(dataset)
-        source = open_dataset(name, version=version, columns=[cfg.text_column])
+        source = open_dataset(
+            name, version=version, columns=[cfg.text_column], config=client_config
+        )
     try:
         with source:
             return train(cfg, source=source, log=console.print, grant_check=check)
@@ -232,12 +254,16 @@ def generate_command(
 
 
 def attest_command(
+    ctx: typer.Context,
     run: Annotated[Path, typer.Argument(help="Run folder (or checkpoint file).")],
     key: Annotated[
-        Path | None, typer.Option(help="Trainer key [default: $OSTRACA_HOME/identity.pem].")
+        Path | None, typer.Option(help="Trainer key [default: your identity's key].")
     ] = None,
     passphrase_env: Annotated[
-        str | None, typer.Option(help="Environment variable holding the key's passphrase.")
+        str | None,
+        typer.Option(
+            help="Environment variable holding the key's passphrase [default: the configured one]."
+        ),
     ] = None,
 ) -> None:
     """Sign a TrainingAttestation for the run's checkpoint; write attestation.json beside it."""
@@ -246,8 +272,14 @@ def attest_command(
     from .attest import attest_run  # noqa: PLC0415
 
     try:
-        passphrase = os.environ.get(passphrase_env) if passphrase_env else None
-        signing = load_signing_key(key or ostraca_home() / "identity.pem", passphrase=passphrase)
+        config = _client_config(ctx)
+        if key is None:
+            key, passphrase = config.identity_path, config.passphrase
+        else:
+            passphrase = None
+        if passphrase_env is not None:
+            passphrase = os.environ.get(passphrase_env)
+        signing = load_signing_key(key, passphrase=passphrase)
         path = attest_run(run, signing)
     except OstracaError as exc:
         raise _fail(exc) from exc
@@ -255,6 +287,7 @@ def attest_command(
 
 
 def verify_attestation_command(
+    ctx: typer.Context,
     target: Annotated[Path, typer.Argument(help="Run folder or attestation.json.")],
     trainer_key: Annotated[
         str | None,
@@ -265,7 +298,8 @@ def verify_attestation_command(
     from .attest import verify_run_attestation  # noqa: PLC0415
 
     try:
-        v = verify_run_attestation(target, trainer_key=_load_trainer_key(trainer_key))
+        trainer = _load_trainer_key(trainer_key, _client_config(ctx))
+        v = verify_run_attestation(target, trainer_key=trainer)
     except OstracaError as exc:
         raise _fail(exc) from exc
     a = v.statement

@@ -82,3 +82,24 @@ def test_cli_train_from_a_pulled_copy_offline(data: TrainerData, tmp_path: Path)
     )
     assert r.exit_code == 1
     assert "digest_mismatch" in r.output
+
+
+def test_cli_train_takes_the_root_commands_global_options(
+    data: TrainerData, tmp_path: Path
+) -> None:
+    # Mounted under the root ``ostraca`` command, the global options (kept in the root
+    # context's ``obj``) win over the environment: here the registry's URL.
+    app = typer.Typer()
+
+    @app.callback()
+    def root(ctx: typer.Context, registry: str | None = None) -> None:
+        ctx.obj = {} if registry is None else {"registry": registry}
+
+    register_trainer_commands(app)
+    env = {**data.researcher.env(), "OSTRACA_REGISTRY": UNREACHABLE}
+    run = ["train", "--dataset", data.small.dataset, "--out", str(tmp_path / "r"), *TINY_RUN]
+    r = CliRunner().invoke(app, run, env=env)
+    assert r.exit_code == 1
+    assert "unavailable" in r.output
+    r = CliRunner().invoke(app, ["--registry", data.registry.url, *run], env=env)
+    assert r.exit_code == 0, r.output
