@@ -19,13 +19,13 @@ import json
 import re
 import shutil
 import sys
-import uuid
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -55,7 +55,7 @@ from ostraca.protocol_spec.models import SPDX_PATTERN
 from .api import RegistryClient
 from .ingest import Source, open_inputs, unify_schemas
 from .shards import COMPRESSIONS, DEFAULT_CHUNK_BYTES, DEFAULT_SHARD_BYTES, Compression
-from .staging import Plan, UploadSessions, encode, fingerprint_of
+from .staging import Plan, UploadSessions, encode, open_plan
 
 __all__ = ["UPLOAD_PIECE_BYTES", "PublishResult", "publish"]
 
@@ -161,20 +161,49 @@ def _upload_blob(
     return sent
 
 
+@dataclass(frozen=True, slots=True)
+class _Options:
+    dataset: str
+    license: str
+    terms: str
+    description: str
+    shard_bytes: int
+    compression: Compression
+    chunk_bytes: int
+    upload_piece_bytes: int
+
+    def check(self) -> None:
+        split_dataset(self.dataset)
+        if self.compression not in COMPRESSIONS:
+            raise MalformedError(f"compression must be one of {', '.join(COMPRESSIONS)}")
+        chunk = self.chunk_bytes
+        if chunk < 65536 or chunk & (chunk - 1):
+            raise MalformedError("chunk_bytes must be a power of two of at least 64 KiB")
+        if self.shard_bytes < chunk:
+            raise MalformedError(f"shard_bytes must be at least chunk_bytes ({chunk})")
+        if not self.terms.strip():
+            raise MalformedError("terms must not be empty: say what users may do with the data")
+        if self.upload_piece_bytes < 1:
+            raise MalformedError("upload_piece_bytes must be positive")
+        _check_license(self.license)
+
+    def keyed(self, schema: pa.Schema) -> dict[str, Any]:
+        """The options a staged encoding depends on (part of the staging key)."""
+        return {
+            "dataset": self.dataset,
+            "shard_bytes": self.shard_bytes,
+            "chunk_bytes": self.chunk_bytes,
+            "compression": self.compression,
+            "schema": base64.b64encode(schema.serialize().to_pybytes()).decode("ascii"),
+        }
+
+
 def _build_manifest(
-    client: RegistryClient,
-    plan: Plan,
-    *,
-    dataset: str,
-    license: str,
-    terms: str,
-    description: str,
-    chunk_bytes: int,
-    key: SigningKey,
-    latest_version: int,
-    latest_digest: str | None,
+    plan: Plan, opts: _Options, *, key: SigningKey, latest: tuple[int, str | None]
 ) -> Envelope:
     """The plan's signed manifest if it still fits (chain position, texts), else a new one."""
+    latest_version, latest_digest = latest
+    license, terms, description = opts.license, opts.terms, opts.description
     if plan.manifest is not None:
         env = Envelope.from_dict(plan.manifest)
         old = DatasetManifest.from_json_obj(json.loads(env.payload))
@@ -186,7 +215,7 @@ def _build_manifest(
         ):
             return env
     manifest = DatasetManifest(
-        dataset=dataset,
+        dataset=opts.dataset,
         version=latest_version + 1,
         previous=latest_digest,
         created=utc_now(),
@@ -196,7 +225,7 @@ def _build_manifest(
         description=description,
         arrow_schema=plan.schema_b64,
         columns=[Column(name=c["name"], type=c["type"]) for c in plan.columns],
-        chunk_bytes=chunk_bytes,
+        chunk_bytes=opts.chunk_bytes,
         shards=[s.entry() for s in plan.shards],
         total_rows=sum(s.rows for s in plan.shards),
         total_bytes=sum(s.bytes for s in plan.shards),
@@ -255,54 +284,35 @@ def publish(
     namespace's owner. Raises :class:`MalformedError` for unreadable inputs or schemas that do
     not match (with a per-column diff), and the registry's errors as they are.
     """
-    split_dataset(dataset)
-    if compression not in COMPRESSIONS:
-        raise MalformedError(f"compression must be one of {', '.join(COMPRESSIONS)}")
-    if chunk_bytes < 65536 or chunk_bytes & (chunk_bytes - 1):
-        raise MalformedError("chunk_bytes must be a power of two of at least 64 KiB")
-    if shard_bytes < chunk_bytes:
-        raise MalformedError(f"shard_bytes must be at least chunk_bytes ({chunk_bytes})")
-    if not terms.strip():
-        raise MalformedError("terms must not be empty: say what users may do with the data")
-    if upload_piece_bytes < 1:
-        raise MalformedError("upload_piece_bytes must be positive")
+    opts = _Options(
+        dataset=dataset,
+        license=license,
+        terms=terms,
+        description=description,
+        shard_bytes=shard_bytes,
+        compression=compression,
+        chunk_bytes=chunk_bytes,
+        upload_piece_bytes=upload_piece_bytes,
+    )
+    opts.check()  # before an encode that might take minutes
     key = key or client.key
-    _check_license(license)  # before an encode that might take minutes
-
     inputs = open_inputs(sources)
     schema = unify_schemas([(i.label, i.schema) for i in inputs])
-    options = {
-        "dataset": dataset,
-        "shard_bytes": shard_bytes,
-        "chunk_bytes": chunk_bytes,
-        "compression": compression,
-        "schema": base64.b64encode(schema.serialize().to_pybytes()).decode("ascii"),
-    }
     ns, name = split_dataset(dataset)
-    area = client.config.staging_dir / ns / name
-    fingerprint = fingerprint_of(inputs, options)
-    ephemeral = fingerprint is None
-    directory = area / (f"mem-{uuid.uuid4().hex}" if fingerprint is None else fingerprint[:24])
-    plan = Plan.load(directory, fingerprint or "")
-    sessions = UploadSessions(area / "uploads.json")
-
-    detail = client.find_dataset(dataset)
-    latest_version = detail.latest_version if detail is not None else 0
-    latest_digest = (
-        client.get_manifest_envelope(dataset, latest_version).digest if latest_version else None
-    )
+    plan = open_plan(client.config.staging_dir / ns / name, inputs, opts.keyed(schema))
+    latest_version, latest_digest = _latest(client, dataset)
 
     with ExitStack() as stack:
-        if ephemeral:
-            stack.callback(shutil.rmtree, directory, ignore_errors=True)
+        if plan.ephemeral:
+            stack.callback(shutil.rmtree, plan.directory, ignore_errors=True)
         # Already done? Same inputs, and the registry's latest version is what we published
         # (perhaps by a run that died before it heard the answer).
         if plan.manifest is not None and latest_digest == Envelope.from_dict(plan.manifest).digest:
             env = Envelope.from_dict(plan.manifest)
             return _result(plan, env, uploaded=0, sent=0, skipped=0, encoded=False, again=True)
         bar = stack.enter_context(_progress(progress))
-        encoded = False
-        if not plan.encoded:
+        encoded = not plan.encoded
+        if encoded:
             encode(
                 inputs,
                 schema,
@@ -312,62 +322,57 @@ def publish(
                 compression=compression,
                 progress=bar,
             )
-            encoded = True
-        env = _build_manifest(
-            client,
-            plan,
-            dataset=dataset,
-            license=license,
-            terms=terms,
-            description=description,
-            chunk_bytes=chunk_bytes,
-            key=key,
-            latest_version=latest_version,
-            latest_digest=latest_digest,
-        )
+        env = _build_manifest(plan, opts, key=key, latest=(latest_version, latest_digest))
 
-        blobs: dict[str, tuple[Path, int]] = {}
-        for s in plan.shards:
-            blobs.setdefault(s.sha256, (s.path, s.bytes))
-            blobs.setdefault(s.chunks, (s.chunk_list_path, s.chunk_list_bytes))
-        missing = {d: v for d, v in blobs.items() if not client.blob_exists(d)}
-        task: TaskID = bar.add_task(
-            "uploading", total=sum(size for _, size in missing.values()) or None
-        )
-        uploaded = sent = 0
-        for digest, (path, size) in missing.items():
-            sent += _upload_blob(
-                client,
-                sessions,
-                digest=digest,
-                path=path,
-                size=size,
-                piece_bytes=upload_piece_bytes,
-                on_bytes=lambda n: bar.advance(task, n),
-            )
-            uploaded += 1
-
+        sessions = UploadSessions(plan.directory.parent / "uploads.json")
+        uploaded, sent, skipped = _upload_missing(client, sessions, plan, bar, upload_piece_bytes)
         try:
             client.publish_version(env)
         except ConflictError:
             # Maybe our own earlier attempt got through and only the answer was lost.
             if client.get_manifest_envelope(dataset, "latest").digest != env.digest:
                 raise
-        plan.published = {"version": latest_version + 1, "digest": env.digest}
-        plan.save()
-        for s in plan.shards:
-            s.path.unlink(missing_ok=True)
-            s.chunk_list_path.unlink(missing_ok=True)
+        plan.mark_published(version=latest_version + 1, digest=env.digest)
         return _result(
-            plan,
-            env,
-            uploaded=uploaded,
-            sent=sent,
-            skipped=len(blobs) - len(missing),
-            encoded=encoded,
-            again=False,
+            plan, env, uploaded=uploaded, sent=sent, skipped=skipped, encoded=encoded, again=False
         )
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _latest(client: RegistryClient, dataset: str) -> tuple[int, str | None]:
+    """The registry's latest version of ``dataset`` and its manifest digest (0, ``None``)."""
+    detail = client.find_dataset(dataset)
+    if detail is None or not detail.latest_version:
+        return 0, None
+    return detail.latest_version, client.get_manifest_envelope(
+        dataset, detail.latest_version
+    ).digest
+
+
+def _upload_missing(
+    client: RegistryClient, sessions: UploadSessions, plan: Plan, bar: Progress, piece_bytes: int
+) -> tuple[int, int, int]:
+    """Upload the plan's blobs the registry lacks: (blobs uploaded, bytes sent, blobs skipped)."""
+    blobs: dict[str, tuple[Path, int]] = {}
+    for s in plan.shards:
+        blobs.setdefault(s.sha256, (s.path, s.bytes))
+        blobs.setdefault(s.chunks, (s.chunk_list_path, s.chunk_list_bytes))
+    missing = {d: v for d, v in blobs.items() if not client.blob_exists(d)}
+    task: TaskID = bar.add_task(
+        "uploading", total=sum(size for _, size in missing.values()) or None
+    )
+    sent = 0
+    for digest, (path, size) in missing.items():
+        sent += _upload_blob(
+            client,
+            sessions,
+            digest=digest,
+            path=path,
+            size=size,
+            piece_bytes=piece_bytes,
+            on_bytes=lambda n: bar.advance(task, n),
+        )
+    return len(missing), sent, len(blobs) - len(missing)
 
 
 def _check_license(license: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from .files import atomic_write
 from .ingest import Input, conform, wrap_arrow_errors
 from .shards import Compression, ShardFile, ShardWriter
 
-__all__ = ["PLAN_VERSION", "Plan", "UploadSessions", "encode", "fingerprint_of"]
+__all__ = ["PLAN_VERSION", "Plan", "UploadSessions", "encode", "fingerprint_of", "open_plan"]
 
 PLAN_VERSION = 1
 
@@ -39,6 +40,8 @@ class Plan:
     shards: list[ShardFile] = field(default_factory=list)
     manifest: dict[str, Any] | None = None
     published: dict[str, Any] | None = None
+    ephemeral: bool = False
+    """In-memory inputs: the directory is used once and removed afterwards."""
 
     @property
     def path(self) -> Path:
@@ -65,6 +68,14 @@ class Plan:
             "published": self.published,
         }
         _atomic_write_json(self.path, obj)
+
+    def mark_published(self, *, version: int, digest: str) -> None:
+        """Record that the registry has the version; the staged shard files are then removed."""
+        self.published = {"version": version, "digest": digest}
+        self.save()
+        for s in self.shards:
+            s.path.unlink(missing_ok=True)
+            s.chunk_list_path.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, directory: Path, fingerprint: str) -> Plan:
@@ -154,3 +165,12 @@ def fingerprint_of(inputs: list[Input], options: dict[str, Any]) -> str | None:
         return None
     obj = {"inputs": [i.fingerprint for i in inputs], "options": options}
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def open_plan(area: Path, inputs: list[Input], options: dict[str, Any]) -> Plan:
+    """The plan in ``area`` (a dataset's staging folder) for these inputs and options; a fresh,
+    ephemeral one for in-memory inputs, which cannot be recognised across runs."""
+    fingerprint = fingerprint_of(inputs, options)
+    if fingerprint is None:
+        return Plan(directory=area / f"mem-{uuid.uuid4().hex}", fingerprint="", ephemeral=True)
+    return Plan.load(area / fingerprint[:24], fingerprint)

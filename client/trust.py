@@ -415,20 +415,16 @@ def resolve_manifest(
     claimed = _peek_version(env)
     if version is not None and claimed != version:
         raise ChainError(f"asked for {dataset} version {version}, the registry sent {claimed}")
-    seen: list[tuple[Verified[DatasetManifest], Envelope]] = []
     if trusted is None or claimed == trusted.statement.version:
         v = check(env, trusted)
-        seen.append((v, env))
+        seen = [(v, env)]
     elif claimed > trusted.statement.version:
         between = [
             source.get_manifest_envelope(dataset, k)
             for k in range(trusted.statement.version + 1, claimed)
         ]
-        current = trusted
-        for e in [*between, env]:
-            current = check(e, current)  # verify_chain, one link at a time
-            seen.append((current, e))
-        v = current
+        seen = _walk(check, trusted, [*between, env])
+        v = seen[-1][0]
     elif version is None:
         check(env)
         raise RollbackError(
@@ -439,27 +435,55 @@ def resolve_manifest(
         )
     else:
         v = check(env)
-        known = store.known_digest(dataset, claimed)
-        if known is None:
-            # Walk forward from the requested version to the trusted one: the chain must meet it.
-            later = [
-                source.get_manifest_envelope(dataset, k)
-                for k in range(claimed + 1, trusted.statement.version + 1)
-            ]
-            current = v
-            for e in later:
-                current = check(e, current)
-                seen.append((current, e))
-            if current.digest != trusted.digest:
-                raise ChainError(
-                    f"{dataset} version {claimed} does not lead to the trusted version "
-                    f"{trusted.statement.version}"
-                )
-        elif known != v.digest:
-            raise ChainError(
-                f"the registry serves another manifest for {dataset} version {claimed} than "
-                "the one this client verified before"
-            )
-        seen.append((v, env))
+        seen = _older_version(source, store, check, v, env, trusted)
     store.remember(seen)
     return v, env
+
+
+_Check = Callable[[Envelope, Verified[DatasetManifest] | None], Verified[DatasetManifest]]
+_Seen = list[tuple[Verified[DatasetManifest], Envelope]]
+
+
+def _walk(
+    check: _Check, start: Verified[DatasetManifest] | None, envelopes: list[Envelope]
+) -> _Seen:
+    """``verify_chain`` that keeps every link (the trust store remembers each version's digest)
+    and checks each against the retired keys' windows, which ``verify_chain`` does not know."""
+    seen: _Seen = []
+    current = start
+    for e in envelopes:
+        current = check(e, current)
+        seen.append((current, e))
+    return seen
+
+
+def _older_version(
+    source: ManifestSource,
+    store: TrustStore,
+    check: _Check,
+    v: Verified[DatasetManifest],
+    env: Envelope,
+    trusted: Verified[DatasetManifest],
+) -> _Seen:
+    """An explicitly requested version older than the trusted one: it must match the digest
+    remembered for it, or its chain must lead forward to the trusted version."""
+    dataset, claimed = v.statement.dataset, v.statement.version
+    known = store.known_digest(dataset, claimed)
+    if known is None:
+        later = [
+            source.get_manifest_envelope(dataset, k)
+            for k in range(claimed + 1, trusted.statement.version + 1)
+        ]
+        seen = _walk(check, v, later)
+        if (seen[-1][0] if seen else v).digest != trusted.digest:
+            raise ChainError(
+                f"{dataset} version {claimed} does not lead to the trusted version "
+                f"{trusted.statement.version}"
+            )
+        return [*seen, (v, env)]
+    if known != v.digest:
+        raise ChainError(
+            f"the registry serves another manifest for {dataset} version {claimed} than "
+            "the one this client verified before"
+        )
+    return [(v, env)]
