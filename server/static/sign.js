@@ -149,8 +149,7 @@ function pbes2Parameters(der) {
   return { salt: salt.value, rounds, hash, bits, iv: iv.value, data: encrypted.value };
 }
 
-async function decryptPkcs8(der, passphrase) {
-  const p = pbes2Parameters(der);
+async function decryptPkcs8(p, passphrase) {
   const secret = await crypto.subtle.importKey(
     "raw", encoder.encode(passphrase), "PBKDF2", false, ["deriveKey"]
   );
@@ -188,8 +187,9 @@ export async function importIdentity(text, passphrase) {
   const pem = readPem(text);
   let pkcs8 = pem.der;
   if (pem.label === "ENCRYPTED PRIVATE KEY") {
+    const encryption = pbes2Parameters(pem.der);
     if (!passphrase) throw new PassphraseNeeded("This key file is protected by a passphrase: enter it.");
-    pkcs8 = await decryptPkcs8(pem.der, passphrase);
+    pkcs8 = await decryptPkcs8(encryption, passphrase);
   } else if (pem.label !== "PRIVATE KEY") {
     throw new KeyFileError(
       `This file holds a ${pem.label.toLowerCase()}, not a private key: choose identity.pem, ` +

@@ -61,11 +61,16 @@ class Visitor:
         self.page.get_by_role("button", name="Sign in").click()
         expect(self.message).to_contain_text("Signed in as")
 
-    def token(self) -> str:
-        """The bearer token the pages keep in IndexedDB."""
-        token: str = self.page.evaluate(
-            "async () => (await (await import('/static/ostraca.js')).getSession()).token"
+    def token_or_none(self) -> str | None:
+        """The bearer token the pages keep in IndexedDB, if signed in."""
+        token: str | None = self.page.evaluate(
+            "async () => (await (await import('/static/ostraca.js')).getSession())?.token ?? null"
         )
+        return token
+
+    def token(self) -> str:
+        token = self.token_or_none()
+        assert token is not None, "not signed in"
         return token
 
     def outside_requests(self) -> list[str]:
