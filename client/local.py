@@ -59,8 +59,8 @@ from ostraca.protocol_spec import (
 )
 
 from .fetch import ChunkVerifier
-from .stream import VerifiedVersion, decode_shard
 from .trust import TrustStore
+from .verified import VerifiedVersion, decode_shard
 
 MANIFEST_FILE = "manifest.json"
 GRANT_FILE = "grant.json"
