@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 from ostraca.client.publish import PublishResult
 from ostraca.client.pull import pull
@@ -174,11 +173,14 @@ def test_ctrl_c_during_publish_exits_130_with_how_to_resume(
     proc = subprocess.Popen(
         args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    time.sleep(3.0)
+    # Interrupt once the first shard is staged: publishing is then under way, far from done.
+    staging = publisher.home / "staging"
+    deadline = time.monotonic() + 60
+    while not any(p.is_file() for p in staging.rglob("*")) and proc.poll() is None:
+        assert time.monotonic() < deadline, "publish staged nothing in 60 s"
+        time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    if proc.returncode == 0:
-        pytest.fail("publish finished before the interrupt: make the input larger")
     assert proc.returncode == 130, err
     line = [ln for ln in err.splitlines() if ln.startswith("error ")]
     assert len(line) == 1, err
