@@ -5,11 +5,12 @@ locally before sending it (:meth:`RegistryClient.request_access`, :meth:`~Regist
 :meth:`~RegistryClient.revoke`). Private keys never leave this process; the registry only ever
 sees signatures.
 
-Every foreign exception — httpx transport errors, problem+json answers, bodies that do not parse —
-is translated to an :class:`~ostraca.protocol_spec.errors.OstracaError` in exactly one place,
-:meth:`RegistryClient._send`. Logging in is automatic: a bearer token is cached in
-``$OSTRACA_HOME/token.json`` (mode 0600) until shortly before it expires, and a 401 on an
-authenticated call triggers one fresh login and one retry.
+Requests and answers are the wire models of ``protocol_spec/wire.py``. Every foreign exception —
+httpx transport errors, problem+json answers, bodies that do not parse — is translated to an
+:class:`~ostraca.protocol_spec.errors.OstracaError` in one place, :mod:`.wire` (which calls
+:mod:`.problems`). Logging in is automatic: a bearer token is cached (:mod:`.tokens`) until
+shortly before it expires, and a 401 on an authenticated call triggers one fresh login and one
+retry.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ import contextlib
 import json
 import secrets
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from ostraca.protocol_spec import (
     AccessGrant,
@@ -38,7 +39,6 @@ from ostraca.protocol_spec import (
     Revocation,
     SigningKey,
     sign_statement,
-    split_dataset,
     utc_now,
     wire,
 )
@@ -65,15 +65,12 @@ from ostraca.protocol_spec.wire import (
 )
 
 from .config import ClientConfig
-from .files import atomic_write
 from .keystore import load_signing_key
+from .tokens import TokenCache
 from .trust import OfferedKeys
-from .wire import DEFAULT_TIMEOUT, Wire, parse
+from .wire import DEFAULT_TIMEOUT, Wire, blob_path, dataset_path, parse
 
 __all__ = ["GrantItem", "Principal", "RegistryClient"]
-
-TOKEN_MARGIN = timedelta(seconds=60)
-"""A cached token this close to its expiry is treated as expired."""
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -89,18 +86,6 @@ class GrantItem(wire.GrantItem):
     def signed(self) -> Envelope:
         """The signed grant exactly as the registry stored it (re-verify before trusting)."""
         return Envelope.from_dict(self.envelope)
-
-
-def _blob_path(digest: str) -> str:
-    hex_ = digest.removeprefix("sha256:")
-    if len(hex_) != 64 or any(c not in "0123456789abcdef" for c in hex_):
-        raise MalformedError(f"not a sha256 digest: {digest!r}")
-    return f"/v1/blobs/sha256:{hex_}"
-
-
-def _dataset_path(dataset: str) -> str:
-    ns, name = split_dataset(dataset)
-    return f"/v1/datasets/{ns}/{name}"
 
 
 # ── the client ───────────────────────────────────────────────────────────────────────────────
@@ -123,7 +108,7 @@ class RegistryClient:
     ) -> None:
         self.config = config
         self._key = key
-        self._token: TokenOut | None = None
+        self._tokens = TokenCache(config.token_file, registry=config.registry)
         self._wire = Wire(config.registry, transport=transport, timeout=timeout)
 
     # lifecycle
@@ -164,7 +149,7 @@ class RegistryClient:
 
     def auth_headers(self) -> dict[str, str]:
         """``{"Authorization": "Bearer …"}``, logging in first when no valid token is cached."""
-        token = self._valid_token() or self.login()
+        token = self._tokens.valid(self.keyid) or self.login()
         return {"Authorization": f"Bearer {token.token}"}
 
     def _send(
@@ -199,7 +184,7 @@ class RegistryClient:
             )
             if response.status_code != 401:
                 return response
-            self._forget_token()
+            self._tokens.forget()
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _post_envelope(
@@ -214,39 +199,6 @@ class RegistryClient:
             headers={"Content-Type": "application/json"},
         )
         return parse(response, model)
-
-    # tokens
-
-    def _valid_token(self) -> TokenOut | None:
-        now = datetime.now(UTC)
-        if self._token is None:
-            self._token = self._read_cached_token()
-        if self._token is not None and self._token.expires - TOKEN_MARGIN > now:
-            return self._token
-        return None
-
-    def _read_cached_token(self) -> TokenOut | None:
-        try:
-            data = json.loads(self.config.token_file.read_text())
-            if data.get("registry") != self.base_url or data.get("keyid") != self.keyid:
-                return None
-            return TokenOut.model_validate(data["token"])
-        except (OSError, ValueError, KeyError, TypeError, ValidationError):
-            return None
-
-    def _forget_token(self) -> None:
-        self._token = None
-        self.config.token_file.unlink(missing_ok=True)
-
-    def _store_token(self, token: TokenOut) -> None:
-        path = self.config.token_file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        record = {
-            "registry": self.base_url,
-            "keyid": self.keyid,
-            "token": token.model_dump(mode="json"),
-        }
-        atomic_write(path, json.dumps(record).encode(), mode=0o600)
 
     # identity endpoints
 
@@ -281,17 +233,17 @@ class RegistryClient:
             "signature": _b64(self.key.sign(login_message(nonce))),
         }
         token = parse(self._send("POST", "/v1/auth/token", json_body=body), TokenOut)
-        self._token = token
-        self._store_token(token)
+        self._tokens.store(token, self.keyid)
         return token
 
     def logout(self) -> None:
         """Revoke this identity's tokens on the registry (this session's and the cached one)."""
-        tokens = {t.token for t in (self._token, self._read_cached_token()) if t is not None}
+        cached = (self._tokens.current, self._tokens.cached(self.keyid))
+        tokens = {t.token for t in cached if t is not None}
         for token in tokens:
             with contextlib.suppress(AuthenticationError):  # already expired or revoked
                 self._send("DELETE", "/v1/auth/token", headers={"Authorization": f"Bearer {token}"})
-        self._forget_token()
+        self._tokens.forget()
 
     def whoami(self) -> PrincipalOut:
         return parse(self._send("GET", "/v1/whoami", auth=True), PrincipalOut)
@@ -314,7 +266,7 @@ class RegistryClient:
         envelope = sign_statement(statement, [old, new_key])
         path = f"/v1/principals/{old.keyid}/rotations"
         item = self._post_envelope(path, envelope, RotationOut, auth=False)
-        self._forget_token()
+        self._tokens.forget()
         self._key = new_key
         return item
 
@@ -357,29 +309,23 @@ class RegistryClient:
     def list_datasets(
         self, *, search: str | None = None, limit: int | None = None, offset: int | None = None
     ) -> DatasetList:
-        params: dict[str, str | int] = {}
-        if search:
-            params["search"] = search
-        if limit is not None:
-            params["limit"] = limit
-        if offset is not None:
-            params["offset"] = offset
+        params = {"search": search or None, "limit": limit, "offset": offset}
         return parse(self._send("GET", "/v1/datasets", params=params), DatasetList)
 
     def get_dataset(self, dataset: str) -> DatasetDetail:
-        response = self._send("GET", _dataset_path(dataset), dataset=dataset)
+        response = self._send("GET", dataset_path(dataset), dataset=dataset)
         return parse(response, DatasetDetail)
 
     def find_dataset(self, dataset: str) -> DatasetDetail | None:
         """Like :meth:`get_dataset`, but ``None`` for a dataset with no version yet."""
-        response = self._send("GET", _dataset_path(dataset), ok_404=True)
+        response = self._send("GET", dataset_path(dataset), ok_404=True)
         return None if response.status_code == 404 else parse(response, DatasetDetail)
 
     def get_manifest_bytes(self, dataset: str, version: int | str = "latest") -> bytes:
         """The manifest envelope of ``dataset`` at ``version``, byte for byte as published."""
         if version != "latest" and not (isinstance(version, int) and version >= 1):
             raise MalformedError(f"version must be a positive integer or 'latest', not {version!r}")
-        path = f"{_dataset_path(dataset)}/versions/{version}/manifest"
+        path = f"{dataset_path(dataset)}/versions/{version}/manifest"
         return self._send("GET", path, dataset=dataset).content
 
     def get_manifest_envelope(self, dataset: str, version: int | str = "latest") -> Envelope:
@@ -389,7 +335,7 @@ class RegistryClient:
     def publish_version(self, envelope: Envelope) -> PublishOut:
         """Publish a signed manifest; every blob it names must already be on the registry."""
         manifest = DatasetManifest.from_json_obj(json.loads(envelope.payload))
-        path = f"{_dataset_path(manifest.dataset)}/versions"
+        path = f"{dataset_path(manifest.dataset)}/versions"
         return self._post_envelope(path, envelope, PublishOut)
 
     # blobs
@@ -420,7 +366,7 @@ class RegistryClient:
 
     def blob_exists(self, digest: str) -> bool:
         """Whether the registry holds the blob (HEAD). Needs the right to read or publish it."""
-        response = self._send("HEAD", _blob_path(digest), auth=True, ok_404=True)
+        response = self._send("HEAD", blob_path(digest), auth=True, ok_404=True)
         return response.status_code != 404
 
     def get_blob(
@@ -430,7 +376,7 @@ class RegistryClient:
         chunk lists. Bulk shard bytes go through the streaming reader instead."""
         headers = {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else None
         return self._send(
-            "GET", _blob_path(digest), auth=True, headers=headers, dataset=dataset
+            "GET", blob_path(digest), auth=True, headers=headers, dataset=dataset
         ).content
 
     # access requests
@@ -462,11 +408,7 @@ class RegistryClient:
     def list_requests(
         self, *, dataset: str | None = None, status: str | None = None
     ) -> list[RequestItem]:
-        params: dict[str, str | int] = {}
-        if dataset:
-            params["dataset"] = dataset
-        if status:
-            params["status"] = status
+        params = {"dataset": dataset or None, "status": status or None}
         response = self._send("GET", "/v1/requests", auth=True, params=params)
         return parse(response, RequestList).items
 
@@ -540,12 +482,8 @@ class RegistryClient:
     def audit(
         self, dataset: str, *, limit: int | None = None, after: int | str | None = None
     ) -> list[AuditEventOut]:
-        params: dict[str, str | int] = {}
-        if limit is not None:
-            params["limit"] = limit
-        if after is not None:
-            params["after"] = after
-        response = self._send("GET", f"{_dataset_path(dataset)}/audit", auth=True, params=params)
+        params = {"limit": limit, "after": after}
+        response = self._send("GET", f"{dataset_path(dataset)}/audit", auth=True, params=params)
         return parse(response, AuditList).items
 
     def healthz(self) -> dict[str, Any]:

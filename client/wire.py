@@ -14,12 +14,12 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from ostraca.protocol_spec import MalformedError
+from ostraca.protocol_spec import MalformedError, split_dataset
 from ostraca.protocol_spec.errors import UnavailableError
 
 from .problems import error_from_problem
 
-__all__ = ["DEFAULT_TIMEOUT", "Wire", "parse"]
+__all__ = ["DEFAULT_TIMEOUT", "Wire", "blob_path", "dataset_path", "parse"]
 
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 
@@ -104,3 +104,17 @@ def parse(response: httpx.Response, model: type[M]) -> M:
             f"the registry's answer to {response.request.method} {response.request.url.path} "
             f"is not a valid {model.__name__}: {where}: {first['msg']}"
         ) from exc
+
+
+def blob_path(digest: str) -> str:
+    """``/v1/blobs/sha256:<hex>`` (a digest with or without its ``sha256:`` prefix)."""
+    hex_ = digest.removeprefix("sha256:")
+    if len(hex_) != 64 or any(c not in "0123456789abcdef" for c in hex_):
+        raise MalformedError(f"not a sha256 digest: {digest!r}")
+    return f"/v1/blobs/sha256:{hex_}"
+
+
+def dataset_path(dataset: str) -> str:
+    """``/v1/datasets/<ns>/<name>`` (the name checked first)."""
+    ns, name = split_dataset(dataset)
+    return f"/v1/datasets/{ns}/{name}"
