@@ -44,6 +44,7 @@ from .deps import (
     SessionDep,
     _bearer,
 )
+from .parsing import ascii_uint, require_uint
 from .problems import RangeError, UploadOffsetError
 from .repo import advance_upload, delete_uploads, expired_uploads
 
@@ -190,14 +191,11 @@ async def append_upload(
         raise UnsupportedMediaTypeError(
             f"upload chunks are application/octet-stream, not {media or '(none)'!r}"
         )
-    raw_offset = request.headers.get("upload-offset", "")
-    if not raw_offset.isdigit() or len(raw_offset) > 16:
-        raise MalformedError("header Upload-Offset must be a non-negative integer")
-    offset = int(raw_offset)
+    offset = require_uint(request.headers.get("upload-offset", ""), "header Upload-Offset")
     upload = await run_in_threadpool(_begin_append, ctx, caller, upload_id, offset)
     room = upload.size - offset
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > room:
+    if (ascii_uint(declared) or 0) > room:
         raise TooLargeError(
             f"{declared} bytes at offset {offset} go past the declared size {upload.size}"
         )

@@ -43,6 +43,7 @@ from .deps import (
     ReadSessionDep,
     SessionDep,
 )
+from .parsing import ascii_uint
 from .principals import (
     key_outs,
     signing_keys,
@@ -248,8 +249,8 @@ def manifest(ns: str, name: str, version: str, session: ReadSessionDep) -> Respo
     ds = get_dataset(session, dataset_name(ns, name))
     if version == "latest":
         number = ds.latest_version
-    elif version.isdigit() and len(version) < 16:
-        number = int(version)
+    elif (parsed := ascii_uint(version, max_digits=15)) is not None:
+        number = parsed
     else:
         raise MalformedError("version must be a positive integer or 'latest'")
     envelope = manifest_envelope(session, ds, number)
