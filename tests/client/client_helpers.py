@@ -17,6 +17,15 @@ from ostraca.protocol_spec import DatasetManifest, SigningKey, utc_now, verify_m
 
 NAMESPACE = "acme"
 TERMS = "Research use only. Do not redistribute. Cite the corpus."
+ENV_VARS = (
+    "OSTRACA_HOME",
+    "OSTRACA_REGISTRY",
+    "OSTRACA_IDENTITY",
+    "OSTRACA_PASSPHRASE_ENV",
+    "OSTRACA_CACHE_DIR",
+    "OSTRACA_CACHE_BYTES",
+)
+"""The environment variables the CLI reads (cleared before a test runs it)."""
 
 
 @dataclass

@@ -29,7 +29,7 @@ from ostraca.protocol_spec import (
     verify_key_rotation,
 )
 
-from .client_helpers import NAMESPACE, TERMS, Identity, make_identity, sample_table
+from .client_helpers import ENV_VARS, NAMESPACE, TERMS, Identity, make_identity, sample_table
 
 DATASET = f"{NAMESPACE}/books"
 
@@ -178,23 +178,13 @@ def test_a_retired_key_verifies_nothing_newer_than_its_rotation(
         resolve_manifest(researcher.client, store, DATASET, keys=keys, now=now, version=1)
 
 
-_ENV_VARS = (
-    "OSTRACA_HOME",
-    "OSTRACA_REGISTRY",
-    "OSTRACA_IDENTITY",
-    "OSTRACA_PASSPHRASE_ENV",
-    "OSTRACA_CACHE_DIR",
-    "OSTRACA_CACHE_BYTES",
-)
-
-
 def _cli(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     who: Identity,
     *args: str,
 ) -> tuple[int, str, str]:
-    for var in _ENV_VARS:
+    for var in ENV_VARS:
         monkeypatch.delenv(var, raising=False)
     for k, v in who.env().items():
         monkeypatch.setenv(k, v)
