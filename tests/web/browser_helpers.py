@@ -10,8 +10,7 @@ from types import TracebackType
 from playwright.sync_api import Browser, Locator, Request, ViewportSize, expect
 
 SCREENSHOTS = os.environ.get("OSTRACA_WEB_SCREENSHOTS", "")
-"""Folder the story's screenshots are written to (``docs`` to refresh the README's); by
-default a temporary folder of the test."""
+"""Folder the screenshots are written to (see the ``screens`` fixture)."""
 
 
 class Visitor:

@@ -7,11 +7,14 @@ never skip): install it with ``apt-get install -y chromium``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
 from ostraca.client.publish import PublishResult
+
+from .browser_helpers import SCREENSHOTS
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -36,3 +39,12 @@ def browser() -> Iterator[Browser]:
 def books(publish_table: Callable[..., PublishResult]) -> PublishResult:
     """``acme/books`` version 1, published by the ``publisher`` fixture."""
     return publish_table()
+
+
+@pytest.fixture
+def screens(tmp_path: Path) -> Path:
+    """Where screenshots go: ``$OSTRACA_WEB_SCREENSHOTS`` (``docs/screenshots`` refreshes the
+    README's), else a folder of the test."""
+    folder = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path / "screens"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

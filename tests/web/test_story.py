@@ -23,13 +23,7 @@ from ostraca.protocol_spec import (
 from ostraca.protocol_spec.verify import open_grant, verify_request, verify_revocation
 
 from ..client.client_helpers import Identity
-from .browser_helpers import SCREENSHOTS, Visitor
-
-
-def _screens(tmp_path: Path) -> Path:
-    folder = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path / "screens"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+from .browser_helpers import Visitor
 
 
 def _researcher_requests(ada: Visitor, screens: Path) -> None:
@@ -122,9 +116,8 @@ def test_request_approve_see_revoke_audit(
     publisher: Identity,
     researcher: Identity,
     books: PublishResult,
-    tmp_path: Path,
+    screens: Path,
 ) -> None:
-    screens = _screens(tmp_path)
     with Visitor(browser, registry) as ada, Visitor(browser, registry) as lab:
         ada.sign_in(researcher.home / "identity.pem")
         ada.screenshot(screens, "signin")
