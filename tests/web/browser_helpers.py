@@ -26,11 +26,15 @@ class Visitor:
         )
         self.context.set_default_timeout(10_000)
         self.requested: list[str] = []
+        self.sent: list[str] = []
+        """The body of every request the pages sent."""
         self.context.on("request", self._record)
         self.page = self.context.new_page()
 
     def _record(self, request: Request) -> None:
         self.requested.append(request.url)
+        if request.post_data is not None:
+            self.sent.append(request.post_data)
 
     def __enter__(self) -> Visitor:
         return self

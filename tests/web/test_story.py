@@ -5,6 +5,7 @@ then checked with the Python verifier, byte for byte against what the SDK would 
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 from playwright.sync_api import Browser, expect
@@ -110,6 +111,16 @@ def _publisher_revokes_and_audits(lab: Visitor, screens: Path, researcher: Ident
     expect(lab.page.locator("#audit-count")).to_have_text("0 events")
 
 
+def _never_sent(person: Visitor, identity: Identity) -> None:
+    """No request body carried the private key, in any encoding."""
+    pem = identity.key.to_pem().decode()
+    der = base64.b64decode("".join(pem.splitlines()[1:-1]))
+    seed = der[-32:]
+    secrets = [pem.splitlines()[1], base64.b64encode(seed).decode(), seed.hex()]
+    assert len(person.sent) >= 3
+    assert not [s for s in secrets for body in person.sent if s in body]
+
+
 def test_request_approve_see_revoke_audit(
     browser: Browser,
     registry: str,
@@ -139,6 +150,8 @@ def test_request_approve_see_revoke_audit(
             "Project ended"
         )
         verify_revocation(revocation, publisher_key=publisher.key.public, now=utc_now())
+        for person, identity in ((ada, researcher), (lab, publisher)):
+            _never_sent(person, identity)
         assert ada.outside_requests() == []
         assert lab.outside_requests() == []
         assert any(u.endswith("/static/sign.js") for u in lab.requested)
