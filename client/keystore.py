@@ -1,7 +1,8 @@
 """Identity files on disk: an Ed25519 private key as PKCS#8 PEM (mode 0600) plus a public JSON.
 
 A private key file that others can read is refused, as ssh does: a key others may have copied
-no longer identifies you.
+no longer identifies you. :func:`rotate_identity` moves the identity file to a new key around
+the call that tells the registry, keeping the old key file beside it.
 """
 
 from __future__ import annotations

@@ -29,7 +29,11 @@ versions still verify, but a manifest it signed later is refused. It never signs
 Manifests. The newest verified version and the digest of every version seen are remembered, so a
 registry that serves an older "latest" is caught (:class:`RollbackError`), one that serves a
 different manifest for a known version is caught (:class:`ChainError`), and a registry that is
-several versions ahead is followed by verifying every intermediate manifest (``verify_chain``).
+several versions ahead is followed by verifying every intermediate manifest (each link as
+``verify_chain`` does, plus the window of a retired key).
+
+The rules themselves are protocol_spec's (``verify_manifest``, ``walk_rotations``); this module
+applies them to what the registry serves and persists what verified.
 """
 
 from __future__ import annotations
