@@ -9,9 +9,19 @@ from fastapi import FastAPI
 
 from ostraca.protocol_spec.models import utc_now
 
-from . import problems, routes_access, routes_auth, routes_blobs, routes_datasets, routes_ops, web
+from . import (
+    openapi,
+    problems,
+    routes_access,
+    routes_auth,
+    routes_blobs,
+    routes_datasets,
+    routes_ops,
+    web,
+)
 from .db import Database, make_engine
 from .deps import AppContext, Clock
+from .limits import BodyLimitMiddleware
 from .metrics import Metrics, ObservabilityMiddleware
 from .migrate import require_head
 from .settings import Settings
@@ -49,11 +59,15 @@ def create_app(
         version="1",
         summary="Signed dataset manifests over Arrow shards, signed access grants.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.ctx = ctx
     problems.install(app)
     for module in (routes_auth, routes_datasets, routes_blobs, routes_access, routes_ops):
         app.include_router(module.router, responses=problems.PROBLEM_RESPONSES)
     web.install(app)
+    openapi.install(app)
+    app.add_middleware(BodyLimitMiddleware, settings=settings)
     app.add_middleware(ObservabilityMiddleware, metrics=ctx.metrics)
     return app

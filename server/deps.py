@@ -5,13 +5,16 @@ Short typed aliases (``SessionDep``, ``PrincipalDep``, ...) keep route signature
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -21,6 +24,7 @@ from ostraca.protocol_spec.errors import (
     TooLargeError,
     UnsupportedMediaTypeError,
 )
+from ostraca.protocol_spec.models import DatasetManifest
 
 from .db import AuthToken, Database, Principal
 from .metrics import Metrics
@@ -96,7 +100,20 @@ def _bearer(request: Request) -> str | None:
     return token.strip()
 
 
-def get_optional_caller(request: Request, ctx: ContextDep) -> Caller | None:
+BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="A token from POST /v1/auth/token (ostraca login)",
+)
+"""Declares the bearer scheme in the OpenAPI document (Swagger's Authorize button); the
+header itself is parsed by :func:`_bearer`, which refuses a malformed one."""
+
+
+def get_optional_caller(
+    request: Request,
+    ctx: ContextDep,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+) -> Caller | None:
     token = _bearer(request)
     if token is None:
         return None
@@ -160,19 +177,33 @@ def require_json(request: Request) -> None:
 JsonBody = Depends(require_json)
 
 
+def manifest_shard_count(body: bytes) -> int | None:
+    """How many shards the manifest in envelope ``body`` lists; ``None`` if ``body`` is not a
+    readable manifest envelope (verification then says precisely what is wrong)."""
+    try:
+        envelope = json.loads(body)
+        if envelope.get("payloadType") != DatasetManifest.PAYLOAD_TYPE:
+            return None
+        shards = json.loads(base64.b64decode(envelope["payload"], validate=True)).get("shards")
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        return None
+    return len(shards) if isinstance(shards, list) else None
+
+
 async def read_envelope_body(request: Request, ctx: ContextDep) -> bytes:
-    """The raw request body of a signed envelope: JSON, capped at ``max_envelope_bytes``."""
+    """The raw request body of a signed envelope, declared JSON. Its size is capped while it
+    is read (``limits.BodyLimitMiddleware``); a manifest's shard count is capped here, before
+    any signature or blob is checked."""
     require_json(request)
-    cap = ctx.settings.max_envelope_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > cap:
-        raise TooLargeError(f"envelope of {declared} bytes is over the limit of {cap}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > cap:
-            raise TooLargeError(f"envelope is over the limit of {cap} bytes")
-    return bytes(body)
+    body = await request.body()
+    shards = manifest_shard_count(body)
+    cap = ctx.settings.max_manifest_shards
+    if shards is not None and shards > cap:
+        raise TooLargeError(
+            f"the manifest lists {shards} shards, over this registry's limit of {cap}",
+            hint="publish with larger shards (OSTRACA_MAX_MANIFEST_SHARDS on the registry)",
+        )
+    return body
 
 
 EnvelopeBody = Annotated[bytes, Depends(read_envelope_body)]

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 access_log = logging.getLogger("ostraca.server.access")
@@ -47,6 +48,9 @@ class Metrics:
         )
 
 
+CLIENT_CLOSED = 499
+"""The status counted and logged for a request whose client disconnected before the answer."""
+
 PROBLEM_500 = json.dumps(
     {
         "type": "urn:ostraca:error:error",
@@ -80,6 +84,10 @@ class ObservabilityMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except ClientDisconnect:
+            # The client went away mid-request (an upload cut off): not a server error, and
+            # there is no one to answer. Counted as 499, as nginx does.
+            state["status"] = CLIENT_CLOSED
         except Exception:
             error_log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             if state["started"]:

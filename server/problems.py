@@ -93,17 +93,22 @@ def _validation_error(_request: Request, exc: Exception) -> Response:
     )
 
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 
 
 def _http_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    code = _HTTP_CODES.get(exc.status_code, "error")
+    status, detail = exc.status_code, str(exc.detail)
+    if status == 400:
+        # FastAPI's body parser says 400 for a body it cannot decode (invalid UTF-8, JSON
+        # nested past the recursion limit); the protocol says 422 and never 400.
+        status, detail = 422, "the body is not JSON in UTF-8 (or is nested too deeply)"
+    code = "malformed" if status == 422 else _HTTP_CODES.get(status, "error")
     return problem_response(
-        status=exc.status_code,
+        status=status,
         code=code,
         title=code.replace("_", " ").capitalize(),
-        detail=str(exc.detail),
+        detail=detail,
         headers=dict(exc.headers) if exc.headers else None,
     )
 
@@ -114,9 +119,11 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
 
 
+_PROBLEM_CONTENT = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    "4XX": {
-        "description": "Problem details (RFC 9457)",
-        "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    "4XX": {"description": "Problem details (RFC 9457)", "content": _PROBLEM_CONTENT},
+    "5XX": {
+        "description": "Problem details: 507 insufficient_storage, 503, 500",
+        "content": _PROBLEM_CONTENT,
     },
 }

@@ -11,6 +11,7 @@ from ostraca.protocol_spec.wire import (
 )
 
 from .deps import ContextDep
+from .storage import is_full
 
 router = APIRouter(tags=["operations"])
 
@@ -26,10 +27,11 @@ def healthz(ctx: ContextDep, response: Response) -> Health:
     try:
         ctx.storage.check()
     except OSError as exc:
-        storage = f"error: {type(exc).__name__}"
-    healthy = database == "ok" and storage == "ok"
-    if not healthy:
+        storage = "full" if is_full(exc) else f"error: {type(exc).__name__}"
+    # A full store still serves reads, logins and metadata: degraded, but not down (503).
+    if database != "ok" or storage not in {"ok", "full"}:
         response.status_code = 503
+    healthy = database == "ok" and storage == "ok"
     return Health(status="ok" if healthy else "degraded", database=database, storage=storage)
 
 

@@ -33,7 +33,30 @@ class Settings(BaseSettings):
     nonce_ttl_seconds: int = Field(default=300, ge=10, le=3600)
     upload_ttl_seconds: int = Field(default=86400, ge=60, le=30 * 24 * 3600)
     max_blob_bytes: int = Field(default=4 * GIB, ge=1, le=1024 * GIB)
-    max_envelope_bytes: int = Field(default=512 * MIB, ge=64 * 1024, le=MAX_ENVELOPE_BYTES)
+    max_envelope_bytes: int = Field(
+        default=512 * MIB,
+        ge=64 * 1024,
+        le=MAX_ENVELOPE_BYTES,
+        description="Body cap of a manifest envelope (checked while the body is read)",
+    )
+    max_statement_bytes: int = Field(
+        default=64 * 1024,
+        ge=4 * 1024,
+        le=MIB,
+        description="Body cap of every other JSON body: logins, requests, grants, rotations, ...",
+    )
+    max_manifest_shards: int = Field(default=200_000, ge=1, le=10_000_000)
+    max_open_upload_bytes: int = Field(
+        default=64 * GIB,
+        ge=1,
+        description="Upload quota: bytes one principal may hold in open upload sessions",
+    )
+    upload_idle_seconds: int = Field(
+        default=3600,
+        ge=60,
+        description="An upload session untouched this long expires (OSTRACA_UPLOAD_TTL_SECONDS "
+        "bounds its whole life)",
+    )
 
     @model_validator(mode="after")
     def _defaults_and_safety(self) -> Self:
@@ -58,6 +81,15 @@ class Settings(BaseSettings):
             )
         if not Path(self.storage_url.removeprefix("file://")).is_absolute():
             raise ValueError("OSTRACA_STORAGE_URL must name an absolute path (file:///...)")
+        if self.max_open_upload_bytes < self.max_blob_bytes:
+            raise ValueError(
+                "OSTRACA_MAX_OPEN_UPLOAD_BYTES must be at least OSTRACA_MAX_BLOB_BYTES, or the "
+                "largest blob allowed could never be uploaded"
+            )
+        if self.upload_idle_seconds > self.upload_ttl_seconds:
+            raise ValueError(
+                "OSTRACA_UPLOAD_IDLE_SECONDS must not exceed OSTRACA_UPLOAD_TTL_SECONDS"
+            )
         if self.nonce_ttl_seconds > self.token_ttl_seconds:
             raise ValueError("OSTRACA_NONCE_TTL_SECONDS must not exceed OSTRACA_TOKEN_TTL_SECONDS")
         return self

@@ -7,14 +7,21 @@ unverified blob never appears under its final name.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import wraps
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, ParamSpec, Protocol, TypeVar
 
-from ostraca.protocol_spec.errors import DigestMismatchError, MalformedError, NotFoundError
+from ostraca.protocol_spec.errors import (
+    DigestMismatchError,
+    MalformedError,
+    NotFoundError,
+    OstracaError,
+)
 
 _HEX_RE = re.compile(r"^[0-9a-f]{64}$")
 _UPLOAD_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -53,6 +60,42 @@ class BlobStorage(Protocol):
         ...
 
 
+class InsufficientStorageError(OstracaError):
+    """507: the blob store is full (ENOSPC) or over its quota (EDQUOT). Defined here until
+    ``protocol_spec/errors.py`` has it."""
+
+    code = "insufficient_storage"
+    http_status = 507
+    title = "Insufficient storage"
+
+
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def is_full(exc: OSError) -> bool:
+    """Whether ``exc`` says the file system is full or over quota."""
+    return exc.errno in FULL_ERRNOS
+
+
+def _full_is_507(fn: Callable[_P, _T]) -> Callable[_P, _T]:
+    """ENOSPC/EDQUOT from ``fn`` become :class:`InsufficientStorageError`."""
+
+    @wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return fn(*args, **kwargs)
+        except OSError as exc:
+            if is_full(exc):
+                raise InsufficientStorageError(
+                    "the blob store is full", hint="retry later, or ask the operator"
+                ) from exc
+            raise
+
+    return wrapper
+
+
 def _check_digest(digest: str) -> str:
     if not _HEX_RE.match(digest):
         raise MalformedError("blob digest must be 64 lowercase hex characters")
@@ -77,9 +120,11 @@ class _FileWriter:
     def __init__(self, f: BinaryIO) -> None:
         self._f = f
 
+    @_full_is_507
     def write(self, data: bytes) -> None:
         self._f.write(data)
 
+    @_full_is_507
     def close(self) -> None:
         try:
             self._f.flush()
@@ -104,6 +149,7 @@ class LocalStorage:
     def _upload_path(self, upload_id: str) -> Path:
         return self._uploads / _check_upload(upload_id)
 
+    @_full_is_507
     def start_upload(self, upload_id: str) -> None:
         self._upload_path(upload_id).touch(mode=0o600, exist_ok=False)
 
@@ -117,6 +163,7 @@ class LocalStorage:
         f.truncate()
         return _FileWriter(f)
 
+    @_full_is_507
     def finalize(self, upload_id: str, digest: str, size: int) -> None:
         path, final = self._upload_path(upload_id), self._blob_path(digest)
         h = hashlib.sha256()

@@ -1,0 +1,70 @@
+"""Request-body caps per route, enforced while the body is read.
+
+A pure ASGI middleware wraps ``receive`` and counts bytes: the moment a body crosses its
+route's cap, the read raises :class:`BodyTooLarge` (413 ``too_large``, ``Connection: close``),
+so at most the cap plus one received chunk is ever held, whatever the body's declared length.
+The caps: ``OSTRACA_MAX_ENVELOPE_BYTES`` for a manifest envelope, none for an upload chunk
+(the upload protocol bounds it by the session's declared size), and
+``OSTRACA_MAX_STATEMENT_BYTES`` for everything else (logins, registrations, requests, grants,
+denials, revocations, rotations, namespaces).
+"""
+
+from __future__ import annotations
+
+import re
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .settings import Settings
+
+_MANIFEST = re.compile(r"^/v1/datasets/[^/]+/[^/]+/versions/?$")
+_UPLOAD_CHUNK = re.compile(r"^/v1/uploads/[^/]+/?$")
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive``; an :class:`HTTPException` so FastAPI's body parser re-raises it
+    as is (it turns any other exception into a 400)."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(
+            status_code=413,
+            detail=f"the request body is over this route's limit of {cap} bytes",
+            headers={"Connection": "close"},
+        )
+
+
+def body_cap(settings: Settings, method: str, path: str) -> int | None:
+    """The most body bytes ``method path`` may send; ``None``: not capped here."""
+    if method == "PATCH" and _UPLOAD_CHUNK.match(path):
+        return None
+    if method == "POST" and _MANIFEST.match(path):
+        return settings.max_envelope_bytes
+    return settings.max_statement_bytes
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        cap = None
+        if scope["type"] == "http":
+            cap = body_cap(self.settings, scope["method"], scope["path"])
+        if cap is None:
+            await self.app(scope, receive, send)
+            return
+        limit = cap
+        received = 0
+
+        async def capped_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, capped_receive, send)
