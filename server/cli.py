@@ -10,10 +10,13 @@ from typing import Annotated
 import typer
 import uvicorn
 from fastapi import FastAPI
+from pydantic import ValidationError
+
+from ostraca.protocol_spec.errors import MalformedError
 
 from .app import create_app
 from .metrics import configure_logging
-from .migrate import current_revision, downgrade_to_base, upgrade_to_head
+from .migrate import current_revision, database_errors, downgrade_to_base, upgrade_to_head
 from .settings import Settings
 
 server_app = typer.Typer(
@@ -27,9 +30,14 @@ server_app = typer.Typer(
 def _settings() -> Settings:
     try:
         return Settings()
-    except ValueError as exc:
-        typer.echo(f"error: invalid settings: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    except ValidationError as exc:
+        problems = "; ".join(_setting_problem(e["loc"], e["msg"]) for e in exc.errors())
+        raise MalformedError(f"invalid settings: {problems}") from exc
+
+
+def _setting_problem(loc: tuple[int | str, ...], message: str) -> str:
+    message = message.removeprefix("Value error, ")
+    return f"OSTRACA_{'_'.join(map(str, loc)).upper()}: {message}" if loc else message
 
 
 @server_app.command()
@@ -64,7 +72,10 @@ def run(
         migrate(downgrade_base=False)
     configure_logging()
     if workers == 1:
-        uvicorn.run(create_app(_settings()), host=host, port=port, log_level="warning")
+        settings = _settings()
+        with database_errors(settings.sqlalchemy_url):
+            app = create_app(settings)
+        uvicorn.run(app, host=host, port=port, log_level="warning")
     else:
         uvicorn.run(
             "ostraca.server.cli:app_from_env",

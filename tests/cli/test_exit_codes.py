@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from ostraca.client.publish import PublishResult
 from ostraca.client.pull import pull
@@ -154,6 +155,38 @@ def test_server_that_cannot_start_exits_non_zero(tmp_path: Path) -> None:
         env = {"OSTRACA_DATA_DIR": str(tmp_path / "data")}
         proc = ostraca(env, "server", "run", "--port", str(port))
     assert proc.returncode != 0, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "starts"),
+    [
+        (
+            {"OSTRACA_DATABASE_URL": "postgresql://ostraca_test:wrong@127.0.0.1:5432/x"},
+            "error [unavailable] cannot use the database at postgresql+psycopg://ostraca_test:***@",
+        ),
+        (
+            {"OSTRACA_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/db"},
+            "error [unavailable] cannot use the database at",
+        ),
+        ({"OSTRACA_DATABASE_URL": "mysql://a@b/c"}, "error [malformed] invalid settings: "),
+        (
+            {"OSTRACA_TOKEN_TTL_SECONDS": "soon"},
+            "error [malformed] invalid settings: OSTRACA_TOKEN",
+        ),
+    ],
+)
+def test_server_startup_errors_are_one_line(
+    env: dict[str, str], starts: str, tmp_path: Path
+) -> None:
+    """A bad database URL, a wrong password or an unreachable database: one line, exit 1, the
+    password never printed."""
+    for command in (["server", "migrate"], ["server", "run", "--port", "1"]):
+        proc = ostraca({**env, "OSTRACA_DATA_DIR": str(tmp_path)}, *command)
+        assert proc.returncode == 1, proc.stderr
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, proc.stderr
+        assert lines[0].startswith(starts), lines[0]
+        assert "wrong" not in lines[0]
 
 
 def test_ctrl_c_during_publish_exits_130_with_how_to_resume(
