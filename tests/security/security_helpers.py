@@ -1,0 +1,96 @@
+"""Attacks on a real registry over HTTP, and proof that a refusal changed nothing.
+
+:func:`serve` runs the registry app of any :class:`Settings` under uvicorn on a loopback
+port; :func:`snapshot` reads every table's rows, the blob store's file list and the audit
+log, and :meth:`Snapshot.changes` says what differs, so a test can assert that a refused
+request left nothing behind but (at most) its own audit entry.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from sqlalchemy import MetaData, create_engine, func, select
+
+from ostraca.server.app import create_app
+from ostraca.server.settings import Settings
+
+from ..registry_helpers import Registry, _free_socket, _ServerThread
+
+
+@contextmanager
+def serve(settings: Settings) -> Iterator[Registry]:
+    """The registry of ``settings`` (database already migrated) until the block ends."""
+    sock = _free_socket()
+    config = uvicorn.Config(
+        create_app(settings), log_level="warning", access_log=False, ws="none", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = _ServerThread(server, sock)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the registry did not start")
+        time.sleep(0.01)
+    try:
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        yield Registry(url=url, data_dir=settings.data_dir, settings=settings)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    rows: dict[str, int]
+    files: frozenset[str]
+    audit: tuple[tuple[object, ...], ...]
+
+    def changes(self, after: Snapshot) -> dict[str, object]:
+        """What ``after`` has that this snapshot has not: row counts per table, files added
+        or removed, audit rows appended (the audit log is append-only)."""
+        out: dict[str, object] = {}
+        rows = {t: after.rows[t] - n for t, n in self.rows.items() if after.rows[t] != n}
+        if rows:
+            out["rows"] = rows
+        if self.files != after.files:
+            out["files"] = {"added": after.files - self.files, "gone": self.files - after.files}
+        if after.audit[: len(self.audit)] != self.audit:
+            out["audit_rewritten"] = True
+        if len(after.audit) > len(self.audit):
+            out["audit"] = after.audit[len(self.audit) :]
+        return out
+
+
+def snapshot(settings: Settings) -> Snapshot:
+    """Every table's row count, the store's files, and the audit log's rows (without time)."""
+    engine = create_engine(settings.sqlalchemy_url)
+    try:
+        meta = MetaData()
+        meta.reflect(engine)
+        with engine.connect() as conn:
+            rows = {
+                name: int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+                for name, table in meta.tables.items()
+            }
+            events = meta.tables["audit_events"]
+            columns = [c for c in events.c if c.name != "time"]
+            audit = tuple(
+                tuple(row) for row in conn.execute(select(*columns).order_by(events.c.id))
+            )
+    finally:
+        engine.dispose()
+    root = settings.storage_path
+    files = frozenset(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    return Snapshot(rows=rows, files=files, audit=audit)
+
+
+def storage_root(tmp_path: Path) -> str:
+    return f"file://{tmp_path / 'blobs'}"
