@@ -66,7 +66,12 @@ export async function api(method, path, { body, auth = true } = {}) {
     body: body === undefined || typeof body === "string" ? body : JSON.stringify(body),
   });
   const text = await response.text();
-  const data = text ? JSON.parse(text) : null;
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = { detail: `the registry answered ${response.status} ${response.statusText}` };
+  }
   if (!response.ok) throw new ApiError(response.status, data || {});
   return data;
 }

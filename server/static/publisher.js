@@ -199,7 +199,7 @@ async function showAudit(event) {
     body.replaceChildren();
     for (const e of events) {
       const row = body.insertRow();
-      cell(row, e.time);
+      cell(row, e.time, "time");
       cell(row, e.action, `kind-${e.action}`);
       cell(row, short(e.principal), "digest");
       cell(row, e.version ?? "");
