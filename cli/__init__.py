@@ -171,6 +171,8 @@ class LazyGroup(TyperGroup):
         spec = _BY_NAME.get(cmd_name)
         if spec is None:
             return super().get_command(ctx, cmd_name)
+        if ctx.resilient_parsing:  # shell completion: it needs the real options
+            return load(spec)
         # For listing only: the help table needs a name, a line and a panel, not the command.
         return TyperCommand(
             spec.name, help=spec.help, short_help=spec.help, rich_help_panel=spec.panel
@@ -191,7 +193,7 @@ app = typer.Typer(
     help="Share licensed training data: signed manifests, signed grants, verified streaming.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
 
 
@@ -262,11 +264,38 @@ def _failure(exc: BaseException) -> int:
     raise exc
 
 
+GLOBAL_OPTIONS = ("--registry", "--identity", "--passphrase-env")
+
+
+def hoist_global_options(argv: Sequence[str]) -> list[str]:
+    """Global options may follow the command too (``ostraca datasets --registry URL``): move
+    each one, with its value, in front of the command, where the root parses it. Nothing after
+    ``--`` moves."""
+    front: list[str] = []
+    rest: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        name = arg.split("=", 1)[0]
+        if name in GLOBAL_OPTIONS and rest:
+            takes_next = "=" not in arg and i + 1 < len(args)
+            front.extend(args[i : i + 2] if takes_next else [arg])
+            i += 2 if takes_next else 1
+            continue
+        rest.append(arg)
+        i += 1
+    return front + rest
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI on ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
     try:
         result: Any = app(
-            args=list(argv) if argv is not None else None,
+            args=hoist_global_options(sys.argv[1:] if argv is None else argv),
             prog_name="ostraca",
             standalone_mode=False,
         )
