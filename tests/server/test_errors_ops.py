@@ -32,7 +32,8 @@ API_PATHS = {
     "/v1/datasets/{ns}/{name}/audit": {"get"},
     "/v1/uploads": {"post"},
     "/v1/uploads/{upload_id}": {"get", "patch", "put", "delete"},
-    "/v1/blobs/{digest}": {"get", "head"},
+    "/v1/datasets/{ns}/{name}/blobs/{digest}": {"get", "head"},
+    "/v1/namespaces/{ns}/blobs/{digest}": {"head"},
     "/v1/requests": {"post", "get"},
     "/v1/requests/{request_id}": {"get"},
     "/v1/requests/{request_id}/deny": {"post"},
@@ -56,9 +57,11 @@ def test_path_like_names(client: TestClient, world: World) -> None:
     assert_problem(client.get("/v1/datasets/ACME/books"), 422, "malformed")
     r = client.post("/v1/namespaces", json={"name": "../x"}, headers=world.owner.headers)
     assert_problem(r, 422, "malformed")
-    r = client.get("/v1/blobs/sha256:..", headers=world.granted.headers)
+    r = client.get("/v1/datasets/acme/books/blobs/sha256:..", headers=world.granted.headers)
     assert_problem(r, 422, "malformed")
-    r = client.get("/v1/blobs/sha256:..%2F..%2Fetc%2Fpasswd", headers=world.granted.headers)
+    r = client.get(
+        "/v1/datasets/acme/books/blobs/sha256:..%2F..%2Fetc%2Fpasswd", headers=world.granted.headers
+    )
     assert_problem(r, 404, "not_found")
     r = client.get("/v1/uploads/..%2F..%2Fsha256", headers=world.owner.headers)
     assert_problem(r, 404, "not_found")
@@ -109,7 +112,7 @@ def test_envelope_size_cap(database_url: str, tmp_path: Path) -> None:
     settings = Settings(
         data_dir=tmp_path,
         database_url=database_url,
-        max_envelope_bytes=64 * 1024,
+        max_statement_bytes=64 * 1024,
     )
     with TestClient(create_app(settings)) as client:
         r = client.post(
@@ -159,11 +162,12 @@ def test_unexpected_errors_are_500_without_details(
 
 def test_healthz_metrics_and_openapi(client: TestClient, world: World) -> None:
     assert client.get("/healthz").json() == {"status": "ok", "database": "ok", "storage": "ok"}
-    client.get(f"/v1/blobs/sha256:{world.shard}", headers=world.granted.headers)
+    client.get(f"/v1/datasets/acme/books/blobs/sha256:{world.shard}", headers=world.granted.headers)
     text = client.get("/metrics").text
     size = len(world.built.blobs[world.shard])
     assert (
-        'ostraca_http_requests_total{method="GET",route="/v1/blobs/{digest}",status="200"}' in text
+        'ostraca_http_requests_total{method="GET",route="/v1/datasets/{ns}/{name}/blobs/{digest}",status="200"}'
+        in text
     )
     assert f"ostraca_blob_bytes_served_total {float(size)}" in text
     assert 'ostraca_access_decisions_total{outcome="allowed"} 1.0' in text
