@@ -16,6 +16,7 @@ from . import (
     routes_auth,
     routes_blobs,
     routes_datasets,
+    routes_log,
     routes_ops,
     web,
 )
@@ -66,6 +67,7 @@ def create_app(
     problems.install(app)
     for module in (routes_auth, routes_datasets, routes_blobs, routes_access, routes_ops):
         app.include_router(module.router, responses=problems.PROBLEM_RESPONSES)
+    routes_log.install(app)
     web.install(app)
     openapi.install(app)
     app.add_middleware(BodyLimitMiddleware, settings=settings)

@@ -1,0 +1,177 @@
+"""The transparency log's endpoints (protocol_spec/LOG.md section 10): the latest signed
+checkpoint, the log key, inclusion proofs by index and by statement id, consistency and range
+proofs, and entry ranges. Everything but the checkpoint is immutable for a given tree size and
+is served as cacheable.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Query, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ostraca.protocol_spec.errors import MalformedError, NotFoundError
+from ostraca.protocol_spec.keys import SigningKey
+from ostraca.protocol_spec.merkle import (
+    ConsistencyProof,
+    InclusionProof,
+    consistency_proof,
+    inclusion_proof,
+    range_proof,
+)
+
+from . import problems
+from .deps import ContextDep, ReadSessionDep
+from .tlog import (
+    LogEntry,
+    LogSettings,
+    latest_checkpoint,
+    load_log_key,
+    log_vkey,
+    node_reader,
+    read_head,
+)
+from .witness import WitnessPool
+
+router = APIRouter(prefix="/v1/log", tags=["log"])
+
+MAX_ENTRIES = 1000
+"""Entries per page of ``GET /v1/log/entries``."""
+IMMUTABLE = "public, max-age=31536000, immutable"
+NOTE_TYPE = "text/plain; charset=utf-8"
+
+Size = Annotated[int, Query(ge=0, le=2**63 - 1)]
+
+
+@dataclass(frozen=True, slots=True)
+class LogService:
+    key: SigningKey
+    settings: LogSettings
+    witnesses: WitnessPool
+
+    @property
+    def origin(self) -> str:
+        return self.settings.origin
+
+
+def install(app: FastAPI) -> None:
+    """Load (or create) the log key and serve the log under ``/v1/log``."""
+    settings = LogSettings().resolved(app.state.ctx.settings.data_dir)
+    assert settings.key_path is not None
+    app.state.tlog = LogService(
+        key=load_log_key(settings.key_path),
+        settings=settings,
+        witnesses=WitnessPool(settings.witnesses),
+    )
+    app.include_router(router, responses=problems.PROBLEM_RESPONSES)
+
+
+def _service(request: Request) -> LogService:
+    service: LogService = request.app.state.tlog
+    return service
+
+
+def _tree_size(session: Session, tree_size: int) -> int:
+    size = read_head(session).size
+    if tree_size > size:
+        raise NotFoundError(f"the log has {size} entries, not {tree_size}")
+    return tree_size
+
+
+def _json(body: dict[str, Any]) -> Response:
+    return JSONResponse(body, headers={"Cache-Control": IMMUTABLE})
+
+
+@router.get("/checkpoint", response_class=Response)
+def get_checkpoint(ctx: ContextDep, request: Request) -> Response:
+    """The latest signed checkpoint (C2SP signed note), re-signed when older than the interval."""
+    log = _service(request)
+    with ctx.db.begin() as session:
+        note, fresh = latest_checkpoint(
+            session,
+            key=log.key,
+            origin=log.origin,
+            now=ctx.clock(),
+            interval=log.settings.interval,
+        )
+    if fresh and log.witnesses:
+        with ctx.db.begin() as session:
+            note = log.witnesses.cosign(session, note)
+    return Response(note, media_type=NOTE_TYPE, headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/key", response_class=Response)
+def get_key(request: Request) -> Response:
+    """The log's public key as a note vkey (pinned by clients on first use)."""
+    log = _service(request)
+    return Response(log_vkey(log.origin, log.key) + "\n", media_type=NOTE_TYPE)
+
+
+@router.get("/proof/inclusion")
+def get_inclusion(index: Size, tree_size: Size, session: ReadSessionDep) -> Response:
+    size = _tree_size(session, tree_size)
+    hashes = inclusion_proof(index, size, node_reader(session, size))
+    return _json(InclusionProof(index=index, tree_size=size, hashes=tuple(hashes)).to_dict())
+
+
+@router.get("/proof/consistency")
+def get_consistency(old_size: Size, new_size: Size, session: ReadSessionDep) -> Response:
+    size = _tree_size(session, new_size)
+    hashes = consistency_proof(old_size, size, node_reader(session, size))
+    return _json(ConsistencyProof(old_size=old_size, new_size=size, hashes=tuple(hashes)).to_dict())
+
+
+@router.get("/proof/range")
+def get_range(start: Size, tree_size: Size, session: ReadSessionDep) -> Response:
+    size = _tree_size(session, tree_size)
+    if start > size:
+        raise MalformedError(f"range start {start} is beyond tree size {size}")
+    hashes = range_proof(start, node_reader(session, size))
+    return _json({"start": start, "tree_size": size, "hashes": _b64(hashes)})
+
+
+@router.get("/statements/{statement_id}")
+def get_statement(statement_id: str, tree_size: Size, session: ReadSessionDep) -> Response:
+    """The entry of a statement (by its id) and its inclusion proof in the tree of
+    ``tree_size``: ``{"index", "entry", "proof"}``."""
+    size = _tree_size(session, tree_size)
+    row = session.execute(
+        select(LogEntry.idx, LogEntry.data)
+        .where(LogEntry.statement_id == statement_id[:64], LogEntry.idx < size)
+        .order_by(LogEntry.idx)
+        .limit(1)
+    ).first()
+    if row is None:
+        raise NotFoundError(f"statement {statement_id[:64]} is not in the first {size} entries")
+    hashes = inclusion_proof(int(row.idx), size, node_reader(session, size))
+    proof = InclusionProof(index=int(row.idx), tree_size=size, hashes=tuple(hashes))
+    return _json(
+        {"index": int(row.idx), "entry": _b64([bytes(row.data)])[0], "proof": proof.to_dict()}
+    )
+
+
+@router.get("/entries")
+def get_entries(start: Size, end: Size, session: ReadSessionDep) -> Response:
+    """Entries ``[start, end)`` (at most :data:`MAX_ENTRIES`, fewer past the tree's end), as
+    base64: ``{"start": s, "entries": [...]}``."""
+    if end < start:
+        raise MalformedError(f"entry range end {end} is before its start {start}")
+    end = min(end, start + MAX_ENTRIES)
+    rows = session.scalars(
+        select(LogEntry.data)
+        .where(LogEntry.idx >= start, LogEntry.idx < end)
+        .order_by(LogEntry.idx)
+    )
+    entries = _b64([bytes(d) for d in rows])
+    complete = len(entries) == end - start
+    headers = {"Cache-Control": IMMUTABLE if complete else "no-cache"}
+    return JSONResponse({"start": start, "entries": entries}, headers=headers)
+
+
+def _b64(items: list[bytes]) -> list[str]:
+    return [base64.b64encode(h).decode("ascii") for h in items]

@@ -1,0 +1,391 @@
+"""The transparency log (protocol_spec/LOG.md): storage, the append hook, signed checkpoints.
+
+Every statement the registry accepts becomes a log entry **in the transaction that accepts it**:
+an ``after_flush`` listener on SQLAlchemy's :class:`Session` notices the new rows of the
+statement tables (manifest versions, access requests, grants, revocations, key rotations and
+principal registrations) and appends their envelope bytes, exactly as stored, as leaves. It
+stores the Merkle nodes :func:`~ostraca.protocol_spec.merkle.new_nodes` returns, so a root or a
+proof is a few indexed reads, and keeps the right edge of the tree (the *frontier*) in the one
+``log_head`` row, so appending reads nothing but that row. Locking that row (``FOR UPDATE`` on
+PostgreSQL; SQLite's writers are serialized by ``BEGIN IMMEDIATE``) orders concurrent appends.
+
+Registrations and denials carry no stored envelope; their entry is a *registry record*, the
+canonical JSON of what was accepted (:func:`registration_record`, :func:`denial_record`).
+
+Checkpoints are signed with the registry's log key (:class:`LogSettings`) lazily: the latest is
+re-signed when it is older than the interval or behind the tree (:func:`latest_checkpoint`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Index,
+    Result,
+    String,
+    Update,
+    event,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.orm import Mapped, ORMExecuteState, Session, UOWTransaction, mapped_column
+
+from ostraca.protocol_spec.canonical import canonical_bytes, sha256_hex
+from ostraca.protocol_spec.checkpoint import Checkpoint, sign_checkpoint
+from ostraca.protocol_spec.errors import NotFoundError
+from ostraca.protocol_spec.keys import SigningKey
+from ostraca.protocol_spec.merkle import (
+    HASH_SIZE,
+    NodeSource,
+    leaf_hash,
+    new_nodes,
+    tree_root,
+)
+from ostraca.protocol_spec.note import COSIGNATURE_V1, NoteVerifier
+
+from .db import AccessRequestRow, Base, GrantRow, Principal, PrincipalKey, RevocationRow, Version
+
+__all__ = [
+    "LogCheckpoint",
+    "LogEntry",
+    "LogHead",
+    "LogNode",
+    "LogSettings",
+    "TreeHead",
+    "backfill",
+    "denial_record",
+    "latest_checkpoint",
+    "load_log_key",
+    "read_head",
+    "registration_record",
+    "replace_checkpoint",
+]
+
+REGISTRATION_TYPE = "application/vnd.ostraca.log.registration+json"
+DENIAL_TYPE = "application/vnd.ostraca.log.denial+json"
+
+
+class LogHead(Base):
+    """One row (id 1): the tree size and its frontier, the roots of the perfect subtrees that
+    tile ``[0, size)``, largest first, concatenated (32 bytes each, one per bit set in size)."""
+
+    __tablename__ = "log_head"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    frontier: Mapped[bytes]
+
+
+class LogEntry(Base):
+    __tablename__ = "log_entries"
+
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    statement_id: Mapped[str] = mapped_column(String(64), index=True)
+    """The statement's id (sha256 of the envelope payload; of the record for registry records)."""
+    data: Mapped[bytes]
+    """The entry: the envelope bytes exactly as stored and served."""
+
+
+class LogNode(Base):
+    __tablename__ = "log_nodes"
+
+    level: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes]
+
+
+class LogCheckpoint(Base):
+    __tablename__ = "log_checkpoints"
+    __table_args__ = (Index("ix_log_checkpoints_signed_at", "signed_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    signed_at: Mapped[datetime]
+    note: Mapped[bytes]
+
+
+class LogSettings(BaseSettings):
+    """The log's settings (``OSTRACA_LOG_*``); the key file defaults to ``<data_dir>/log.key``."""
+
+    model_config = SettingsConfigDict(env_prefix="OSTRACA_LOG_", extra="ignore")
+
+    key_path: Path | None = None
+    origin: str = Field(default="", description="Checkpoint origin; default <hostname>/log")
+    checkpoint_interval_seconds: int = Field(default=3600, ge=1, le=24 * 3600)
+    witnesses: list[str] = Field(default_factory=list, description="Witness base URLs")
+
+    def resolved(self, data_dir: Path) -> LogSettings:
+        return self.model_copy(
+            update={
+                "key_path": self.key_path or data_dir / "log.key",
+                "origin": self.origin or f"{os.uname().nodename}/log",
+            }
+        )
+
+    @property
+    def interval(self) -> timedelta:
+        return timedelta(seconds=self.checkpoint_interval_seconds)
+
+
+def load_log_key(path: Path) -> SigningKey:
+    """The log key in ``path`` (PKCS#8 PEM, mode 0600), created on first start."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(SigningKey.generate().to_pem())
+    return SigningKey.from_pem(path.read_bytes())
+
+
+def log_vkey(origin: str, key: SigningKey) -> str:
+    return NoteVerifier(name=origin, key=key.public, sig_type=COSIGNATURE_V1).to_vkey()
+
+
+# --- what becomes an entry ------------------------------------------------------------------
+
+
+def registration_record(principal: Principal, public: str) -> bytes:
+    """The entry of a principal registration (its request carries no stored envelope)."""
+    return canonical_bytes(
+        {
+            "payloadType": REGISTRATION_TYPE,
+            "keyid": principal.keyid,
+            "public": public,
+            "name": principal.name,
+            "kind": principal.kind,
+            "affiliation": principal.affiliation,
+            "created": principal.created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+    )
+
+
+def denial_record(request_id: str, reason: str, decided: datetime) -> bytes:
+    """The entry of a denied access request (a decision, not a signed statement)."""
+    return canonical_bytes(
+        {
+            "payloadType": DENIAL_TYPE,
+            "request": request_id,
+            "reason": reason,
+            "decided": decided.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+    )
+
+
+def _record_id(data: bytes) -> str:
+    return sha256_hex(data)
+
+
+def _leaf_of(session: Session, obj: object) -> tuple[int, str, bytes] | None:
+    """``(order, statement id, entry)`` for a new statement row, else None."""
+    if isinstance(obj, Version):
+        return (0, obj.digest, obj.envelope)
+    if isinstance(obj, AccessRequestRow):
+        return (1, obj.request_id, obj.envelope)
+    if isinstance(obj, GrantRow):
+        return (2, obj.grant_id, obj.envelope)
+    if isinstance(obj, RevocationRow):
+        return (3, obj.revocation_id, obj.envelope)
+    if isinstance(obj, PrincipalKey):
+        if obj.rotation is not None and obj.rotation_id is not None:
+            return (4, obj.rotation_id, obj.rotation)
+        principal = session.get(Principal, obj.principal_id)
+        if principal is not None and obj.replaces is None:
+            data = registration_record(principal, obj.public)
+            return (5, _record_id(data), data)
+    return None
+
+
+def _frontier(size: int, packed: bytes) -> list[tuple[int, bytes]]:
+    levels = [lvl for lvl in reversed(range(size.bit_length())) if size >> lvl & 1]
+    return [(lvl, packed[i * HASH_SIZE : (i + 1) * HASH_SIZE]) for i, lvl in enumerate(levels)]
+
+
+@dataclass(frozen=True, slots=True)
+class TreeHead:
+    size: int
+    root: bytes
+
+
+def _frontier_source(frontier: list[tuple[int, bytes]]) -> NodeSource:
+    """The frontier as a node source: the only nodes appending or a root reads."""
+    by_level = dict(frontier)
+    return lambda level, _index: by_level[level]
+
+
+def _root(size: int, frontier: list[tuple[int, bytes]]) -> bytes:
+    return tree_root(size, _frontier_source(frontier))
+
+
+def _lock_head(conn: Connection) -> tuple[int, bytes]:
+    row = conn.execute(
+        select(LogHead.size, LogHead.frontier).where(LogHead.id == 1).with_for_update()
+    ).one()
+    return int(row.size), bytes(row.frontier)
+
+
+def append_entries(conn: Connection, entries: Sequence[tuple[str, bytes]]) -> int:
+    """Append ``(statement id, entry)`` pairs; the head row is locked until the transaction
+    ends. Returns the index of the first."""
+    size, packed = _lock_head(conn)
+    first = size
+    stack = _frontier(size, packed)
+    rows: list[dict[str, Any]] = []
+    nodes: list[dict[str, Any]] = []
+    for statement_id, data in entries:
+        made = new_nodes(size, leaf_hash(data), _frontier_source(stack))
+        top = made[-1][0]
+        stack = [(lvl, h) for lvl, h in stack if lvl > top] + [(top, made[-1][2])]
+        nodes.extend({"level": lvl, "idx": i, "hash": h} for lvl, i, h in made)
+        rows.append({"idx": size, "statement_id": statement_id, "data": data})
+        size += 1
+    conn.execute(insert(LogEntry), rows)
+    conn.execute(insert(LogNode), nodes)
+    conn.execute(
+        update(LogHead)
+        .where(LogHead.id == 1)
+        .values(size=size, frontier=b"".join(h for _, h in stack))
+    )
+    return first
+
+
+@event.listens_for(Session, "after_flush")
+def _append_new_statements(session: Session, _ctx: UOWTransaction) -> None:
+    """Append the statements this flush stored, in a fixed order, in the same transaction."""
+    found = [leaf for obj in session.new if (leaf := _leaf_of(session, obj)) is not None]
+    if found:
+        found.sort()
+        append_entries(session.connection(), [(sid, data) for _, sid, data in found])
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _append_denials(state: ORMExecuteState) -> Result[Any] | None:
+    """A denial is an UPDATE of its request (``grants.decide_request``, which returns the
+    request ids it changed): append a :func:`denial_record` for each, in the same transaction."""
+    mapper = state.bind_mapper
+    if not state.is_update or mapper is None or mapper.class_ is not AccessRequestRow:
+        return None
+    if not isinstance(state.statement, Update):
+        return None
+    params = state.statement.compile().params
+    if params.get("status") != "denied":
+        return None
+    frozen = state.invoke_statement().freeze()
+    records = [
+        denial_record(str(row[0]), str(params.get("reason") or ""), params["decided"])
+        for row in frozen()
+    ]
+    if records:
+        append_entries(state.session.connection(), [(_record_id(r), r) for r in records])
+    return frozen()
+
+
+def backfill(conn: Connection) -> None:
+    """Append every statement already stored, in the order accepted (the migration's step)."""
+    found: list[tuple[datetime, int, str, bytes]] = []
+    for when, sid, data, order in (
+        *conn.execute(select(Version.published, Version.digest, Version.envelope, literal(0))),
+        *conn.execute(
+            select(
+                AccessRequestRow.created,
+                AccessRequestRow.request_id,
+                AccessRequestRow.envelope,
+                literal(1),
+            )
+        ),
+        *conn.execute(select(GrantRow.created, GrantRow.grant_id, GrantRow.envelope, literal(2))),
+        *conn.execute(
+            select(
+                RevocationRow.revoked_at,
+                RevocationRow.revocation_id,
+                RevocationRow.envelope,
+                literal(3),
+            )
+        ),
+        *conn.execute(
+            select(
+                PrincipalKey.created, PrincipalKey.rotation_id, PrincipalKey.rotation, literal(4)
+            ).where(PrincipalKey.rotation.is_not(None))
+        ),
+    ):
+        found.append((_utc(when), order, sid, bytes(data)))
+    with Session(bind=conn) as session:
+        for principal, public in session.execute(
+            select(Principal, PrincipalKey.public).join(
+                PrincipalKey, PrincipalKey.keyid == Principal.keyid
+            )
+        ):
+            data = registration_record(principal, public)
+            found.append((principal.created, 5, _record_id(data), data))
+        for req in session.scalars(
+            select(AccessRequestRow).where(AccessRequestRow.status == "denied")
+        ):
+            data = denial_record(req.request_id, req.reason or "", req.decided or req.created)
+            found.append((req.decided or req.created, 6, _record_id(data), data))
+    if found:
+        found.sort()
+        append_entries(conn, [(sid, data) for _, _, sid, data in found])
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def read_head(session: Session) -> TreeHead:
+    size, packed = session.execute(
+        select(LogHead.size, LogHead.frontier).where(LogHead.id == 1)
+    ).one()
+    return TreeHead(size=int(size), root=_root(int(size), _frontier(int(size), bytes(packed))))
+
+
+def node_reader(session: Session, size: int) -> NodeSource:
+    """A :data:`~ostraca.protocol_spec.merkle.NodeSource` over the stored nodes (checked to lie
+    inside a tree of ``size``)."""
+
+    def node(level: int, index: int) -> bytes:
+        if (index + 1) << level > size:
+            raise NotFoundError(f"node ({level}, {index}) is not in a tree of size {size}")
+        value = session.scalar(
+            select(LogNode.hash).where(LogNode.level == level, LogNode.idx == index)
+        )
+        if value is None:
+            raise NotFoundError(f"node ({level}, {index}) is missing")
+        return bytes(value)
+
+    return node
+
+
+def latest_checkpoint(
+    session: Session, *, key: SigningKey, origin: str, now: datetime, interval: timedelta
+) -> tuple[bytes, bool]:
+    """The latest signed checkpoint, and whether it was signed just now: a new one is signed
+    (and stored) when the latest is ``interval`` old or behind the tree (LOG.md C5). ``session``
+    must be read-write."""
+    head = read_head(session)
+    row = session.scalars(select(LogCheckpoint).order_by(LogCheckpoint.id.desc()).limit(1)).first()
+    if row is not None and row.size == head.size and now - row.signed_at < interval:
+        return bytes(row.note), False
+    size, packed = _lock_head(session.connection())
+    root = _root(size, _frontier(size, packed))
+    note = sign_checkpoint(Checkpoint(origin=origin, size=size, root=root), key=key, now=now)
+    session.add(LogCheckpoint(size=size, signed_at=now, note=note))
+    return note, True
+
+
+def replace_checkpoint(session: Session, old: bytes, new: bytes) -> None:
+    """Store ``new`` (``old`` with witness cosignatures added) in place of ``old``."""
+    session.execute(update(LogCheckpoint).where(LogCheckpoint.note == old).values(note=new))
