@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from sqlalchemy import MetaData, create_engine, func, select
@@ -90,6 +91,12 @@ def snapshot(settings: Settings) -> Snapshot:
     root = settings.storage_path
     files = frozenset(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
     return Snapshot(rows=rows, files=files, audit=audit)
+
+
+def blob_route(doc: dict[str, Any]) -> str:
+    """The path template of the blob GET in an OpenAPI document (``{digest}`` last)."""
+    paths: dict[str, dict[str, Any]] = doc["paths"]
+    return next(p for p, ops in paths.items() if p.endswith("/blobs/{digest}") and "get" in ops)
 
 
 def storage_root(tmp_path: Path) -> str:

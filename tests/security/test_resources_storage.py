@@ -26,7 +26,7 @@ from ..server.server_helpers import (
     publish_dataset,
     request_access,
 )
-from .security_helpers import serve, snapshot
+from .security_helpers import blob_route, serve, snapshot
 from .test_resources import _connect
 
 MIB = 1024 * 1024
@@ -85,7 +85,9 @@ def test_full_store_is_507_and_the_rest_keeps_answering(tiny_settings: Settings)
         assert http.get("/v1/datasets").json()["total"] == 1
         assert http.get("/v1/datasets/acme/books").status_code == 200
         shard = built.manifest.shards[0].sha256
-        assert http.get(f"/v1/blobs/sha256:{shard}", headers=reader.headers).status_code == 200
+        path = blob_route(http.get("/openapi.json").json())
+        blob = path.format(ns="acme", name="books", digest=f"sha256:{shard}")
+        assert http.get(blob, headers=reader.headers).status_code == 200
         health = http.get("/healthz")
         assert health.status_code == 200
         assert health.json() == {"status": "degraded", "database": "ok", "storage": "full"}
