@@ -2,9 +2,17 @@
 
 Precedence, lowest to highest: built-in defaults, ``$OSTRACA_HOME/config.json``, environment
 variables (``OSTRACA_REGISTRY``, ``OSTRACA_IDENTITY``, ``OSTRACA_PASSPHRASE_ENV``,
-``OSTRACA_CACHE_DIR``, ``OSTRACA_CACHE_BYTES``), then explicit overrides (CLI flags).
+``OSTRACA_CACHE_DIR``, ``OSTRACA_CACHE_BYTES`` and the read limits below as ``OSTRACA_<KEY>``,
+e.g. ``OSTRACA_FETCH_DEADLINE_S``), then explicit overrides (CLI flags).
 ``OSTRACA_HOME`` (default ``~/.ostraca``) holds the identity, the token cache, pinned publisher
 keys, the staging area of publishes and the shard cache.
+
+Read limits (:class:`ReadLimits`, from the keys of the same names) bound everything the client
+reads from a registry, so that a broken or hostile one cannot exhaust or hang it:
+``max_manifest_bytes`` (a manifest envelope) and ``max_response_bytes`` (every other answer)
+are checked while the body is read; ``request_deadline_s`` bounds a whole API call (headers and
+body); a blob fetch has ``fetch_deadline_s`` overall and fails as stalled when fewer than
+``min_rate_bytes_s`` bytes per second arrived over ``stall_window_s`` seconds.
 """
 
 from __future__ import annotations
@@ -22,16 +30,21 @@ from .files import atomic_write
 
 DEFAULT_REGISTRY = "http://127.0.0.1:8000"
 DEFAULT_CACHE_BYTES = 20 * 1024**3
-CONFIG_KEYS = ("registry", "identity", "passphrase_env", "cache_dir", "cache_bytes")
+LIMIT_KEYS = (
+    "max_manifest_bytes",
+    "max_response_bytes",
+    "request_deadline_s",
+    "fetch_deadline_s",
+    "min_rate_bytes_s",
+    "stall_window_s",
+)
+"""The read limits' keys (fields of :class:`ReadLimits`)."""
+CONFIG_KEYS = ("registry", "identity", "passphrase_env", "cache_dir", "cache_bytes", *LIMIT_KEYS)
 """The keys ``config.json`` and ``ostraca config set`` accept."""
 
-_ENV = {
-    "registry": "OSTRACA_REGISTRY",
-    "identity": "OSTRACA_IDENTITY",
-    "passphrase_env": "OSTRACA_PASSPHRASE_ENV",
-    "cache_dir": "OSTRACA_CACHE_DIR",
-    "cache_bytes": "OSTRACA_CACHE_BYTES",
-}
+_ENV = {key: f"OSTRACA_{key.upper()}" for key in CONFIG_KEYS}
+_SIZES = ("cache_bytes", "max_manifest_bytes", "max_response_bytes", "min_rate_bytes_s")
+_SECONDS = ("request_deadline_s", "fetch_deadline_s", "stall_window_s")
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4, "p": 1000**5}
 
@@ -58,6 +71,31 @@ def parse_size(text: str | int) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadLimits:
+    """Caps and deadlines on what the client reads from a registry (see the module's doc)."""
+
+    max_manifest_bytes: int = 512 * 1024**2
+    """A manifest envelope (the registry's own default cap on what it accepts)."""
+    max_response_bytes: int = 16 * 1024**2
+    """Every other answer of the API: JSON, problem+json, small blobs such as chunk lists."""
+    request_deadline_s: float = 120.0
+    """One API call, from sending it to the body's last byte."""
+    fetch_deadline_s: float = 3600.0
+    """One blob download, resumes included."""
+    min_rate_bytes_s: int = 16 * 1024
+    """A download slower than this over ``stall_window_s`` is stalled (and resumed)."""
+    stall_window_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        for key in LIMIT_KEYS:
+            if not getattr(self, key) > 0:
+                raise MalformedError(f"{key} must be positive, got {getattr(self, key)}")
+
+
+DEFAULT_LIMITS = ReadLimits()
+
+
+@dataclass(frozen=True, slots=True)
 class ClientConfig:
     """Everything a client needs to know about its surroundings."""
 
@@ -70,6 +108,12 @@ class ClientConfig:
     cache_dir: Path | None = None
     """Shard cache; ``None`` means ``home / "cache"``."""
     cache_bytes: int = DEFAULT_CACHE_BYTES
+    max_manifest_bytes: int = DEFAULT_LIMITS.max_manifest_bytes
+    max_response_bytes: int = DEFAULT_LIMITS.max_response_bytes
+    request_deadline_s: float = DEFAULT_LIMITS.request_deadline_s
+    fetch_deadline_s: float = DEFAULT_LIMITS.fetch_deadline_s
+    min_rate_bytes_s: int = DEFAULT_LIMITS.min_rate_bytes_s
+    stall_window_s: float = DEFAULT_LIMITS.stall_window_s
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "registry", self.registry.rstrip("/"))
@@ -83,6 +127,12 @@ class ClientConfig:
             )
         if self.cache_bytes < 0:
             raise MalformedError("cache_bytes must not be negative")
+        _ = self.limits  # refuse bad limits now, not at the first read
+
+    @property
+    def limits(self) -> ReadLimits:
+        """The caps and deadlines of every read from the registry."""
+        return ReadLimits(**{key: getattr(self, key) for key in LIMIT_KEYS})
 
     @property
     def identity_path(self) -> Path:
@@ -126,8 +176,13 @@ class ClientConfig:
 def _coerce(key: str, value: Any) -> Any:
     if value is None:
         return None
-    if key == "cache_bytes":
+    if key in _SIZES:
         return parse_size(value if isinstance(value, int) else str(value))
+    if key in _SECONDS:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise MalformedError(f"{key} must be a number of seconds, got {value!r}") from None
     if key in ("identity", "cache_dir"):
         return Path(str(value)).expanduser()
     if key not in CONFIG_KEYS:
@@ -160,8 +215,10 @@ def load_config(
     passphrase_env: str | None = None,
     cache_dir: Path | None = None,
     cache_bytes: int | str | None = None,
+    **limits: float | str | None,
 ) -> ClientConfig:
-    """Defaults < ``config.json`` (``path``, default ``home/config.json``) < env < arguments."""
+    """Defaults < ``config.json`` (``path``, default ``home/config.json``) < env < arguments
+    (``limits``: any of :data:`LIMIT_KEYS`)."""
     home = (home or ostraca_home()).expanduser()
     values: dict[str, Any] = {}
     for key, value in read_config_file(path or home / "config.json").items():
@@ -175,6 +232,7 @@ def load_config(
         "passphrase_env": passphrase_env,
         "cache_dir": cache_dir,
         "cache_bytes": cache_bytes,
+        **limits,
     }
     for key, value in overrides.items():
         if value is not None:

@@ -15,14 +15,25 @@ the bytes through one reused buffer (:class:`BlobSink`). The length the signed m
 is a hard cap: more bytes are never read. A dropped connection is resumed with ``Range`` from
 the last byte received, a bounded number of times. problem+json answers become our typed errors
 through :func:`.problems.error_from_problem`, as the API client's do.
+
+Deadlines (:class:`~ostraca.client.config.ReadLimits`): a blob must arrive within
+``fetch_deadline_s`` (resumes included; a timer shuts the socket when it passes, so a trickle of
+headers cannot outlast it either), and an answer that delivers fewer than ``min_rate_bytes_s``
+bytes per second over ``stall_window_s`` is stalled: the connection is dropped and the download
+resumed with ``Range`` from where it stopped (a silent one times out after ``stall_window_s``).
+The check is monotonic-clock arithmetic after each receive (one ``readinto1``, one ``recv``).
+Either failure, once retries or the deadline are spent, is an :class:`UnavailableError` naming
+the URL.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import mmap
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -39,6 +50,7 @@ from ostraca.protocol_spec import (
 from ostraca.protocol_spec.chunks import DIGEST_BYTES
 from ostraca.protocol_spec.errors import UnavailableError
 
+from .config import DEFAULT_LIMITS, ReadLimits
 from .problems import error_from_problem
 
 BUFFER_BYTES = 1024 * 1024
@@ -260,7 +272,8 @@ class ChunkVerifier:
 
 
 class BlobFetcher:
-    """Downloads blobs from ``GET {base_url}/v1/blobs/sha256:<hex>``.
+    """Downloads blobs from ``GET {base_url}/blobs/sha256:<hex>``, ``base_url`` being the
+    dataset's URL the blobs are read through (``{registry}/v1/datasets/<ns>/<name>``).
 
     ``headers`` is called for each request (the bearer token may be refreshed between them).
     Thread-safe: each thread uses its own keep-alive connection and buffer.
@@ -274,6 +287,7 @@ class BlobFetcher:
         timeout: float = 60.0,
         retries: int = 5,
         buffer_bytes: int = BUFFER_BYTES,
+        limits: ReadLimits = DEFAULT_LIMITS,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -282,8 +296,10 @@ class BlobFetcher:
         self._host = parts.hostname
         self._port = parts.port
         self._prefix = parts.path.rstrip("/")
+        self._origin = f"{parts.scheme}://{parts.netloc}"
         self._headers = headers
-        self.timeout = timeout
+        self.timeout = min(timeout, limits.stall_window_s)
+        self.limits = limits
         self.retries = retries
         self._buffer_bytes = buffer_bytes
         self._local = threading.local()
@@ -331,7 +347,7 @@ class BlobFetcher:
             conn.close()
 
     def path(self, digest: str) -> str:
-        return f"{self._prefix}/v1/blobs/sha256:{digest}"
+        return f"{self._prefix}/blobs/sha256:{digest}"
 
     def check_access(self, digest: str, *, what: str) -> None:
         """Ask the registry whether we may still read ``digest`` (one byte, ``Range: 0-0``).
@@ -361,19 +377,31 @@ class BlobFetcher:
         full = size if full_size == -1 else full_size
         progress = [offset]
         failures = 0
+        deadline = time.monotonic() + self.limits.fetch_deadline_s
         while progress[0] < size:
             before = progress[0]
             try:
-                self._one_request(digest, progress, size, full, sink, what)
-            except (OSError, http.client.HTTPException) as exc:
+                self._one_request(digest, progress, size, full, sink, what, deadline)
+            except (OSError, http.client.HTTPException, _StalledError) as exc:
                 self._drop_connection()
-                failures = 1 if progress[0] > before else failures + 1
+                url = self._origin + self.path(digest)
+                # Progress resets the count, unless it came at a stalled rate.
+                gained = progress[0] > before and not isinstance(exc, _StalledError)
+                failures = 1 if gained else failures + 1
+                hint = "check the network and run the command again; it resumes"
+                if time.monotonic() >= deadline:
+                    raise UnavailableError(
+                        f"{what}: {url} did not arrive within fetch_deadline_s="
+                        f"{self.limits.fetch_deadline_s:g} ({progress[0] - offset} of "
+                        f"{size - offset} bytes)",
+                        hint=hint,
+                    ) from exc
                 if failures > self.retries:
                     raise UnavailableError(
-                        f"{what}: download failed after {self.retries} retries: {exc}",
-                        hint="check the network and run the command again; it resumes",
+                        f"{what}: download of {url} failed after {self.retries} retries: {exc}",
+                        hint=hint,
                     ) from exc
-                time.sleep(min(2.0, 0.05 * 2**failures))
+                time.sleep(min(2.0, 0.05 * 2**failures, max(0.0, deadline - time.monotonic())))
 
     def _one_request(
         self,
@@ -383,6 +411,7 @@ class BlobFetcher:
         full: int | None,
         sink: BlobSink,
         what: str,
+        deadline: float,
     ) -> None:
         pos = progress[0]
         conn = self._connection()
@@ -390,57 +419,132 @@ class BlobFetcher:
         headers["Accept-Encoding"] = "identity"
         if pos > 0 or size != full:
             headers["Range"] = f"bytes={pos}-{size - 1}"
-        conn.request("GET", self.path(digest), headers=headers)
-        resp = conn.getresponse()
-        if resp.status >= 400:
-            body = resp.read(MAX_PROBLEM_BYTES)
-            if resp.length:  # more than we care to read: do not reuse the connection
-                self._drop_connection()
-            raise error_from_problem(
-                resp.status,
-                body,
-                content_type=resp.getheader("Content-Type") or "",
-                request=f"GET {self.path(digest)}",
-                what=what,
-            )
+        # Past the deadline the socket is shut, which ends any receive (headers included).
+        alarm = threading.Timer(max(0.0, deadline - time.monotonic()), _shut, (conn,))
+        alarm.daemon = True
+        alarm.start()
+        try:
+            conn.request("GET", self.path(digest), headers=headers)
+            resp = conn.getresponse()
+            if resp.status >= 400:
+                body = resp.read(MAX_PROBLEM_BYTES)
+                if resp.length:  # more than we care to read: do not reuse the connection
+                    self._drop_connection()
+                raise error_from_problem(
+                    resp.status,
+                    body,
+                    content_type=resp.getheader("Content-Type") or "",
+                    request=f"GET {self.path(digest)}",
+                    what=what,
+                )
+            reader = _Body(resp, self.limits, self._origin + self.path(digest))
+            self._receive(resp, reader, progress, size, sink)
+        finally:
+            alarm.cancel()
+
+    def _receive(
+        self,
+        resp: http.client.HTTPResponse,
+        body: _Body,
+        progress: list[int],
+        size: int,
+        sink: BlobSink,
+    ) -> None:
+        """Read the answer's bytes ``[progress[0], size)`` into ``sink`` (a 200 to a ranged
+        request is read from its start, and what we already have is skipped)."""
+        pos = progress[0]
         skip = 0
         if resp.status == 200 and pos > 0:
             skip = pos  # the server ignored Range: discard what we already have
-        elif resp.status not in (200, 206):
+        elif resp.status == 206:
+            start = (resp.getheader("Content-Range") or "").removeprefix("bytes ").split("-")[0]
+            if start != str(pos):
+                self._drop_connection()
+                raise UnavailableError(f"{body.url}: asked for bytes from {pos}, got {start!r}")
+        elif resp.status != 200:
             self._drop_connection()
-            raise UnavailableError(f"{what}: unexpected HTTP {resp.status}")
+            raise UnavailableError(f"{body.url}: unexpected HTTP {resp.status}")
         try:
             if skip > 0:
                 buf = self._buffer()
                 while skip > 0:
-                    n = resp.readinto(buf[: min(len(buf), skip)])
-                    if n == 0:
-                        raise http.client.IncompleteRead(b"", skip)
-                    skip -= n
+                    skip -= body.readinto(buf[: min(len(buf), skip)])
             if isinstance(sink, DirectSink):
                 while pos < size:
-                    # One readinto fills the window (to the end of a chunk) with recv_into calls
-                    # looped in C, straight into the mapped file.
-                    n = resp.readinto(sink.window(size - pos))
-                    if n == 0:
-                        raise http.client.IncompleteRead(b"", size - pos)
+                    # One receive into the window (at most to the end of a chunk), straight
+                    # into the mapped file.
+                    n = body.readinto(sink.window(size - pos))
                     sink.advance(n)
                     pos += n
                     progress[0] = pos
             else:
                 buf = self._buffer()
                 while pos < size:
-                    n = resp.readinto(buf[: min(len(buf), size - pos)])
-                    if n == 0:
-                        raise http.client.IncompleteRead(b"", size - pos)
+                    n = body.readinto(buf[: min(len(buf), size - pos)])
                     sink.write(buf[:n])
                     pos += n
                     progress[0] = pos
         finally:
             # Never read past what the manifest promised: an answer with bytes left over (or of
             # unknown length) ends the connection instead of being drained.
-            if resp.length != 0:
+            if body.left == 0:
+                resp.close()
+            else:
                 self._drop_connection()
+
+
+class _StalledError(Exception):
+    """An answer delivered less than ``min_rate_bytes_s`` over ``stall_window_s``."""
+
+
+def _shut(conn: http.client.HTTPConnection) -> None:
+    """End every receive on ``conn`` now (from the deadline timer's thread)."""
+    sock = conn.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Body:
+    """An answer's body, one receive per :meth:`readinto`, with the stall check after each.
+
+    With a ``Content-Length`` (what the registry sends) it reads the connection's buffered
+    reader directly, never past the declared length; otherwise (chunked) through
+    :class:`http.client.HTTPResponse`.
+    """
+
+    def __init__(self, resp: http.client.HTTPResponse, limits: ReadLimits, url: str) -> None:
+        self._resp = resp
+        self._direct = not resp.chunked and resp.length is not None
+        self.url = url
+        self.left: int | None = resp.length
+        """Body bytes the answer still holds (``None``: unknown)."""
+        self._window = limits.stall_window_s
+        self._least = limits.min_rate_bytes_s * limits.stall_window_s
+        self._got = self._mark = 0
+        self._check_at = time.monotonic() + self._window
+
+    def readinto(self, view: memoryview) -> int:
+        """Receive into ``view`` once; a body that ends early is ``IncompleteRead``."""
+        if self._direct:
+            assert self.left is not None
+            n = self._resp.fp.readinto1(view[: self.left]) if self.left else 0
+            self.left -= n
+        else:
+            n = self._resp.readinto1(view)
+            self.left = self._resp.length
+        if n == 0:
+            raise http.client.IncompleteRead(b"", len(view))
+        self._got += n
+        now = time.monotonic()
+        if now >= self._check_at:
+            if self._got - self._mark < self._least:
+                raise _StalledError(
+                    f"{self.url} stalled: {self._got - self._mark} bytes in the last "
+                    f"{self._window:g} s (min_rate_bytes_s={self._least / self._window:g})"
+                )
+            self._mark, self._check_at = self._got, now + self._window
+        return n
 
 
 class _Discard:
