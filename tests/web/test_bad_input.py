@@ -111,6 +111,22 @@ def test_ended_session_is_said_and_nothing_is_requested(
     assert researcher.client.list_requests() == []
 
 
+def test_expired_session_is_said_before_anything_is_sent(
+    browser: Browser, registry: str, researcher: Identity, books: PublishResult
+) -> None:
+    with Visitor(browser, registry) as ada:
+        ada.sign_in(researcher.home / "identity.pem")
+        ada.page.clock.install()
+        ada.goto("/datasets/acme/books")
+        ada.page.clock.fast_forward("02:00:00")  # past the token's hour
+        ada.page.get_by_label("Purpose").fill("A thesis")
+        ada.page.get_by_label("I have read and accept the terms above").check()
+        ada.page.get_by_role("button", name="Sign and send the request").click()
+        expect(ada.message).to_contain_text("Your session has expired or was ended: sign in again")
+        assert not [u for u in ada.requested if u.endswith("/v1/requests")]
+    assert researcher.client.list_requests() == []
+
+
 def test_approving_a_request_withdrawn_meanwhile(
     browser: Browser,
     registry: str,
