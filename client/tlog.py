@@ -1,0 +1,335 @@
+"""The client's side of the transparency log (protocol_spec/LOG.md section 7, rules L1–L13).
+
+:func:`check_statements` is the one entry point: given the envelopes a client is about to rely
+on (a manifest, a grant, ...) it fetches the registry's latest checkpoint and checks it against
+the log key pinned for that registry (first use pins it), against the maximum age (a frozen
+view is refused), against the witnesses the client requires (k of n) and, through a consistency
+proof, against the checkpoint it accepted last (two inconsistent checkpoints are an
+equivocation, shown as evidence). Then every envelope must be in the tree, by an inclusion proof
+over its bytes, and every grant's revocation status is read from **all** the entries after the
+grant's own, checked complete with a range proof: a registry that hides a revocation must fork
+its log to do so.
+
+The store (``$OSTRACA_HOME/logs/<registry>.json``, mode 0600) keeps the pinned log vkey and the
+last accepted signed checkpoint; it is written only once every check passed. The policy
+(``$OSTRACA_HOME/log.json``: ``max_age_hours``, ``witnesses`` as vkeys, ``quorum``) is
+:class:`LogPolicy`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ostraca.protocol_spec import AccessGrant, Envelope, MalformedError, RevokedError
+from ostraca.protocol_spec.checkpoint import (
+    DEFAULT_MAX_AGE,
+    EquivocationError,
+    SignedCheckpoint,
+    open_checkpoint,
+    require_fresh,
+    verify_checkpoint_update,
+    verify_entry_inclusion,
+)
+from ostraca.protocol_spec.merkle import (
+    ConsistencyProof,
+    InclusionProof,
+    InclusionProofError,
+    hash_from_b64,
+    leaf_hash,
+    verify_range,
+)
+from ostraca.protocol_spec.models import Revocation
+from ostraca.protocol_spec.note import COSIGNATURE_V1, MAX_NOTE_SIZE, NoteVerifier
+
+from .api import RegistryClient
+from .wire import Wire
+
+__all__ = [
+    "CheckpointStore",
+    "LogCheck",
+    "LogPolicy",
+    "LogReader",
+    "check_statements",
+    "log_vkey_of",
+]
+
+PAGE = 1000
+"""Entries per page the registry serves (``GET /v1/log/entries``)."""
+_REVOCATION_MARK = Revocation.PAYLOAD_TYPE.encode()
+
+
+def log_vkey_of(text: str) -> NoteVerifier:
+    """A log's or witness's vkey, which must be a timestamped ``cosignature/v1`` key."""
+    verifier = NoteVerifier.from_vkey(text.strip())
+    if verifier.sig_type != COSIGNATURE_V1:
+        raise MalformedError(f"key {verifier} is not a cosignature/v1 key")
+    return verifier
+
+
+@dataclass(frozen=True, slots=True)
+class LogPolicy:
+    """What the client requires of a checkpoint: its maximum age, and ``quorum`` of the known
+    ``witnesses`` (vkeys) having cosigned it."""
+
+    max_age: timedelta = DEFAULT_MAX_AGE
+    witnesses: tuple[NoteVerifier, ...] = ()
+    quorum: int = 0
+
+    @classmethod
+    def load(cls, home: Path) -> LogPolicy:
+        """``home/log.json`` (``{"max_age_hours": 24, "witnesses": [vkey, ...], "quorum": k}``)
+        or the defaults when there is none."""
+        path = home / "log.json"
+        if not path.exists():
+            return cls()
+        try:
+            raw = json.loads(path.read_bytes())
+            hours = float(raw.get("max_age_hours", DEFAULT_MAX_AGE.total_seconds() / 3600))
+            witnesses = tuple(log_vkey_of(v) for v in raw.get("witnesses", []))
+            quorum = int(raw.get("quorum", 0))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise MalformedError(f"{path}: not a valid log policy: {exc}") from exc
+        return cls(max_age=timedelta(hours=hours), witnesses=witnesses, quorum=quorum)
+
+
+class CheckpointStore:
+    """The pinned log key and last accepted checkpoint of one registry."""
+
+    def __init__(self, home: Path, registry: str) -> None:
+        name = hashlib.sha256(registry.encode()).hexdigest()[:24]
+        self.path = home / "logs" / f"{name}.json"
+        self.registry = registry
+
+    def load(self) -> tuple[NoteVerifier | None, bytes | None]:
+        if not self.path.exists():
+            return None, None
+        try:
+            raw = json.loads(self.path.read_bytes())
+            return log_vkey_of(raw["vkey"]), base64.b64decode(raw["checkpoint"], validate=True)
+        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+            raise MalformedError(f"{self.path}: damaged checkpoint store: {exc}") from exc
+
+    def save(self, log: NoteVerifier, note: bytes) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        body = {
+            "registry": self.registry,
+            "vkey": log.to_vkey(),
+            "checkpoint": base64.b64encode(note).decode("ascii"),
+        }
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(body, f)
+        os.replace(tmp, self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class LogCheck:
+    """What :func:`check_statements` established: the checkpoint now kept, and the log index
+    of each envelope checked (by statement id)."""
+
+    checkpoint: SignedCheckpoint
+    indexes: dict[str, int]
+
+
+class LogReader:
+    """One registry's log, read over its own HTTP session: :meth:`checkpoint` (L1–L10),
+    :meth:`included` (L11), :meth:`require_unrevoked` (L12), :meth:`entries`, and
+    :meth:`accept` (L13), which alone writes the store."""
+
+    def __init__(self, base_url: str, home: Path, policy: LogPolicy | None = None) -> None:
+        self.policy = policy or LogPolicy.load(home)
+        self.store = CheckpointStore(home, base_url)
+        self.wire = Wire(base_url)
+        self._log: NoteVerifier | None = None
+        self._kept: SignedCheckpoint | None = None
+
+    def close(self) -> None:
+        self.wire.close()
+
+    def __enter__(self) -> LogReader:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def checkpoint(self, now: datetime) -> SignedCheckpoint:
+        """The registry's latest checkpoint, after L1–L10 against the store (not yet saved)."""
+        pinned, stored = self.store.load()
+        log = pinned or log_vkey_of(_text(self.wire, "/v1/log/key"))
+        presented = open_checkpoint(
+            _note(self.wire),
+            log=log,
+            now=now,
+            witnesses=self.policy.witnesses,
+            witness_quorum=self.policy.quorum,
+        )  # L1-L6
+        require_fresh(presented, now=now, max_age=self.policy.max_age)  # L7
+        trusted = None if stored is None else open_checkpoint(stored, log=log, now=now)
+        self._kept = _update(self.wire, trusted, presented)  # L8-L10
+        self._log = log
+        return presented
+
+    def accept(self) -> SignedCheckpoint:
+        """L13: keep the checkpoint :meth:`checkpoint` established (and pin the log key)."""
+        if self._log is None or self._kept is None:
+            raise MalformedError("no checkpoint was checked")
+        self.store.save(self._log, self._kept.note)
+        return self._kept
+
+    def included(self, envelope: Envelope, signed: SignedCheckpoint) -> int:
+        return _included(self.wire, envelope, signed)
+
+    def require_unrevoked(self, grant_id: str, start: int, signed: SignedCheckpoint) -> None:
+        _require_unrevoked(self.wire, grant_id, start, signed)
+
+    def entries(self, start: int, end: int) -> Iterator[bytes]:
+        return entries(self.wire, start, end)
+
+
+def check_statements(
+    client: RegistryClient,
+    envelopes: Sequence[Envelope],
+    *,
+    now: datetime,
+    policy: LogPolicy | None = None,
+) -> LogCheck:
+    """Rules L1–L13 for ``envelopes`` at ``client``'s registry (see the module docstring).
+    Raises the typed error of the first rule that fails; then nothing is stored or pinned."""
+    with LogReader(client.base_url, client.config.home, policy) as reader:
+        signed = reader.checkpoint(now)
+        indexes = {env.digest: reader.included(env, signed) for env in envelopes}  # L11
+        for env in envelopes:
+            if env.payload_type == AccessGrant.PAYLOAD_TYPE:
+                reader.require_unrevoked(env.digest, indexes[env.digest] + 1, signed)  # L12
+        return LogCheck(checkpoint=reader.accept(), indexes=indexes)
+
+
+def _text(wire: Wire, path: str) -> str:
+    response = wire.send("GET", path)
+    if len(response.content) > MAX_NOTE_SIZE:
+        raise MalformedError(f"the registry's answer to GET {path} is too large")
+    return response.content.decode("utf-8", "replace")
+
+
+def _note(wire: Wire) -> bytes:
+    response = wire.send("GET", "/v1/log/checkpoint")
+    return response.content[: MAX_NOTE_SIZE + 1]
+
+
+def _json(wire: Wire, path: str, **params: int) -> Any:
+    response = wire.send("GET", path, params=params)
+    try:
+        return json.loads(response.content)
+    except ValueError as exc:
+        raise MalformedError(f"the registry's answer to GET {path} is not JSON") from exc
+
+
+def _update(
+    wire: Wire, trusted: SignedCheckpoint | None, presented: SignedCheckpoint
+) -> SignedCheckpoint:
+    proof: tuple[bytes, ...] = ()
+    if trusted is not None and 0 < trusted.checkpoint.size < presented.checkpoint.size:
+        old, new = trusted.checkpoint.size, presented.checkpoint.size
+        answer = ConsistencyProof.from_dict(
+            _json(wire, "/v1/log/proof/consistency", old_size=old, new_size=new)
+        )
+        if (answer.old_size, answer.new_size) != (old, new):
+            raise MalformedError(f"asked for a proof from size {old} to {new}, got another")
+        proof = answer.hashes
+    try:
+        return verify_checkpoint_update(trusted=trusted, presented=presented, proof=proof)
+    except EquivocationError as exc:
+        raise EquivocationError(
+            f"{exc.message} (registry {wire.base_url})",
+            trusted=exc.trusted,
+            presented=exc.presented,
+            proof=exc.proof,
+            hint="the registry showed two different histories; keep this evidence:\n"
+            + exc.evidence(),
+        ) from exc
+
+
+def _included(wire: Wire, envelope: Envelope, signed: SignedCheckpoint) -> int:
+    """L11: the log entry of ``envelope`` is its bytes and in the checkpoint's tree."""
+    size = signed.checkpoint.size
+    answer = _json(wire, f"/v1/log/statements/{envelope.digest}", tree_size=size)
+    if not isinstance(answer, dict) or set(answer) != {"index", "entry", "proof"}:
+        raise MalformedError("a log statement answer is {index, entry, proof}")
+    proof = InclusionProof.from_dict(answer["proof"])
+    entry = _b64(answer["entry"])
+    if proof.index != answer["index"] or Envelope.from_json(entry) != envelope:
+        raise InclusionProofError(f"the log entry shown for {envelope.digest} is another one")
+    verify_entry_inclusion(entry, proof=proof, checkpoint=signed.checkpoint)
+    return proof.index
+
+
+def _b64(text: Any) -> bytes:
+    if not isinstance(text, str):
+        raise MalformedError("a log entry is a base64 string")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise MalformedError(f"a log entry is not base64: {exc}") from exc
+
+
+def entries(wire: Wire, start: int, end: int) -> Iterator[bytes]:
+    """Entries ``[start, end)``, page by page; a page that is short or misplaced is refused."""
+    while start < end:
+        answer = _json(wire, "/v1/log/entries", start=start, end=min(end, start + PAGE))
+        if not isinstance(answer, dict) or set(answer) != {"start", "entries"}:
+            raise MalformedError("a log entries answer is {start, entries}")
+        page = answer["entries"]
+        if answer["start"] != start or not isinstance(page, list) or not page:
+            raise InclusionProofError(f"the registry did not serve log entries from {start}")
+        page = page[: end - start]
+        for item in page:
+            yield _b64(item)
+        start += len(page)
+
+
+def _require_unrevoked(wire: Wire, grant_id: str, start: int, signed: SignedCheckpoint) -> None:
+    """L12: every entry after the grant's, proven complete, holds no revocation of it."""
+    size = signed.checkpoint.size
+    answer = _json(wire, "/v1/log/proof/range", start=start, tree_size=size)
+    if not isinstance(answer, dict) or set(answer) != {"start", "tree_size", "hashes"}:
+        raise MalformedError("a range proof is {start, tree_size, hashes}")
+    if answer["start"] != start or answer["tree_size"] != size:
+        raise MalformedError(f"asked for a range proof from {start} at size {size}, got another")
+    hashes = answer["hashes"]
+    if not isinstance(hashes, list):
+        raise MalformedError("range proof hashes must be a list")
+    proof = [hash_from_b64(h, "range proof hash") for h in hashes]
+    leaves: list[bytes] = []
+    revoked_at: int | None = None
+    for offset, entry in enumerate(entries(wire, start, size)):
+        leaves.append(leaf_hash(entry))
+        if revoked_at is None and _REVOCATION_MARK in entry and _revokes(entry, grant_id):
+            revoked_at = start + offset
+    verify_range(
+        start=start, leaves=leaves, tree_size=size, proof=proof, root=signed.checkpoint.root
+    )
+    if revoked_at is not None:
+        raise RevokedError(
+            f"grant {grant_id[:12]}… was revoked (log entry {revoked_at}), although the "
+            "registry's grant listing may not say so"
+        )
+
+
+def _revokes(entry: bytes, grant_id: str) -> bool:
+    try:
+        envelope = Envelope.from_json(entry)
+        if envelope.payload_type != Revocation.PAYLOAD_TYPE:
+            return False
+        return bool(json.loads(envelope.payload).get("grant") == grant_id)
+    except (MalformedError, ValueError, AttributeError):
+        return False

@@ -1,0 +1,131 @@
+"""The transparency log at a real registry over HTTP, on SQLite and PostgreSQL: every accepted
+statement is an entry (byte for byte), the tree and the proofs the registry serves verify with
+the pure core, checkpoints are re-signed when idle, and the monitor recomputes the log."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ostraca.cli.log import read_log, verify_log
+from ostraca.client.tlog import check_statements
+from ostraca.protocol_spec import Envelope
+from ostraca.protocol_spec.checkpoint import open_checkpoint
+from ostraca.protocol_spec.merkle import (
+    ConsistencyProof,
+    InclusionProof,
+    MerkleTree,
+    leaf_hash,
+)
+from ostraca.protocol_spec.models import utc_now
+from ostraca.protocol_spec.note import NoteVerifier
+from ostraca.server.app import create_app
+from ostraca.server.settings import Settings
+
+from .server_helpers import MovableClock
+from .tlog_helpers import make_world, serve
+
+ORIGIN = "registry.test/log"
+
+
+@pytest.fixture
+def log_registry(
+    settings: Settings, clock: MovableClock, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    monkeypatch.setenv("OSTRACA_LOG_ORIGIN", ORIGIN)
+    with serve(create_app(settings, clock=clock)) as url:
+        yield url
+
+
+def _entries(url: str) -> list[bytes]:
+    body = httpx.get(f"{url}/v1/log/entries", params={"start": 0, "end": 1000}).json()
+    return [base64.b64decode(e) for e in body["entries"]]
+
+
+def test_every_accepted_statement_is_an_entry_byte_for_byte(
+    log_registry: str, tmp_path: Path
+) -> None:
+    with make_world(tmp_path, log_registry, log_registry) as world:
+        pub = world.publisher.client
+        other = world.researcher.client.request_access(world.dataset, purpose="second look")
+        pub.deny_request(other.request_id, "no")
+        pub.revoke(world.grant.grant_id, reason="study over")
+        entries = _entries(log_registry)
+        kinds = [e.split(b'"payloadType":"', 1)[1].split(b'"', 1)[0].decode() for e in entries]
+        assert kinds == [
+            "application/vnd.ostraca.log.registration+json",  # the publisher
+            "application/vnd.ostraca.log.registration+json",  # the researcher
+            "application/vnd.ostraca.manifest+json",
+            "application/vnd.ostraca.access-request+json",
+            "application/vnd.ostraca.access-grant+json",
+            "application/vnd.ostraca.access-request+json",
+            "application/vnd.ostraca.log.denial+json",
+            "application/vnd.ostraca.revocation+json",
+        ]
+        grant_entry = entries[4]
+        assert Envelope.from_json(grant_entry) == world.grant.signed
+        listed = pub.get_grant(world.grant.grant_id)
+        assert Envelope.from_dict(listed.envelope) == Envelope.from_json(grant_entry)
+
+
+def test_proofs_and_checkpoints_verify_with_the_core(log_registry: str, tmp_path: Path) -> None:
+    with make_world(tmp_path, log_registry, log_registry) as world:
+        log = NoteVerifier.from_vkey(httpx.get(f"{log_registry}/v1/log/key").text.strip())
+        assert log.name == ORIGIN
+        first = open_checkpoint(
+            httpx.get(f"{log_registry}/v1/log/checkpoint").content, log=log, now=utc_now()
+        )
+        world.publisher.client.revoke(world.grant.grant_id)
+        second = open_checkpoint(
+            httpx.get(f"{log_registry}/v1/log/checkpoint").content, log=log, now=utc_now()
+        )
+        tree = MerkleTree(leaf_hash(e) for e in _entries(log_registry))
+        assert (first.checkpoint.size, second.checkpoint.size) == (5, 6)
+        assert tree.root(5) == first.checkpoint.root
+        assert tree.root() == second.checkpoint.root
+        proof = ConsistencyProof.from_dict(
+            httpx.get(
+                f"{log_registry}/v1/log/proof/consistency", params={"old_size": 5, "new_size": 6}
+            ).json()
+        )
+        proof.verify(old_root=first.checkpoint.root, new_root=second.checkpoint.root)
+        for index in range(6):
+            answer = httpx.get(
+                f"{log_registry}/v1/log/proof/inclusion", params={"index": index, "tree_size": 6}
+            )
+            assert answer.headers["Cache-Control"].startswith("public")
+            InclusionProof.from_dict(answer.json()).verify(
+                leaf=tree.node(0, index), root=second.checkpoint.root
+            )
+
+
+def test_idle_log_is_re_signed_after_the_interval(log_registry: str, clock: MovableClock) -> None:
+    one = httpx.get(f"{log_registry}/v1/log/checkpoint").content
+    assert httpx.get(f"{log_registry}/v1/log/checkpoint").content == one
+    clock.advance(3601)
+    two = httpx.get(f"{log_registry}/v1/log/checkpoint").content
+    assert two != one
+    assert two.split(b"\n\n")[0] == one.split(b"\n\n")[0]  # the same tree, signed again
+
+
+def test_log_verify_and_watch(log_registry: str, tmp_path: Path) -> None:
+    with make_world(tmp_path, log_registry, log_registry) as world:
+        world.publisher.client.revoke(world.grant.grant_id)
+        report = verify_log(log_registry, home=tmp_path / "monitor", now=utc_now())
+        assert report.size == 6
+        statements = read_log(log_registry, home=tmp_path / "monitor", now=utc_now())
+        about = [s.kind for s in statements if s.namespace == "acme"]
+        assert about == ["manifest", "access-request", "access-grant", "revocation"]
+
+
+def test_the_researcher_checks_manifest_and_grant(log_registry: str, tmp_path: Path) -> None:
+    with make_world(tmp_path, log_registry, log_registry) as world:
+        client = world.researcher.client
+        manifest = client.get_manifest_envelope(world.dataset)
+        check = check_statements(client, [manifest, world.grant.signed], now=utc_now())
+        assert sorted(check.indexes.values()) == [2, 4]
+        assert check.checkpoint.checkpoint.size == 5

@@ -1,0 +1,229 @@
+"""Hostile registries and proxies against the client's log rules (LOG.md L1–L13), each a real
+registry over HTTP behind a real proxy that rewrites its answers: a frozen view, a forked log,
+a hidden revocation, forged and swapped checkpoints, bad proofs. Each is refused with its typed
+error, and nothing is stored or pinned."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ostraca.client.tlog import CheckpointStore, LogCheck, check_statements
+from ostraca.protocol_spec import Envelope, RevokedError
+from ostraca.protocol_spec.checkpoint import Checkpoint, sign_checkpoint
+from ostraca.protocol_spec.errors import OstracaError
+from ostraca.protocol_spec.keys import SigningKey
+from ostraca.protocol_spec.models import utc_now
+from ostraca.protocol_spec.note import NoteVerifier
+from ostraca.server.app import create_app
+from ostraca.server.migrate import upgrade_to_head
+from ostraca.server.settings import Settings
+
+from .server_helpers import MovableClock
+from .tlog_helpers import HostileProxy, World, make_world, serve
+
+ORIGIN = "registry.test/log"
+
+
+@dataclass
+class Scene:
+    world: World
+    proxy: HostileProxy
+    clock: MovableClock
+    settings: Settings
+
+    def envelopes(self, *, grant: bool) -> list[Envelope]:
+        client = self.world.researcher.client
+        manifest = client.get_manifest_envelope(self.world.dataset)
+        return [manifest, self.world.grant.signed] if grant else [manifest]
+
+    def check(self, *, days: float = 0, grant: bool = True) -> LogCheck:
+        now = utc_now() + timedelta(days=days)
+        envelopes = self.envelopes(grant=grant)
+        return check_statements(self.world.researcher.client, envelopes, now=now)
+
+    def stored(self) -> tuple[NoteVerifier | None, bytes | None]:
+        client = self.world.researcher.client
+        return CheckpointStore(client.config.home, client.base_url).load()
+
+
+@pytest.fixture
+def scene(
+    settings: Settings, clock: MovableClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Scene]:
+    monkeypatch.setenv("OSTRACA_LOG_ORIGIN", ORIGIN)
+    with (
+        serve(create_app(settings, clock=clock)) as url,
+        HostileProxy(url) as proxy,
+        make_world(tmp_path, url, proxy.url) as world,
+    ):
+        yield Scene(world=world, proxy=proxy, clock=clock, settings=settings)
+
+
+def _refused(scene: Scene, code: str, *, days: float = 0, grant: bool = True) -> OstracaError:
+    before = scene.stored()
+    with pytest.raises(OstracaError) as info:
+        scene.check(days=days, grant=grant)
+    assert info.value.code == code, info.value.message
+    assert scene.stored() == before  # nothing cached or pinned
+    return info.value
+
+
+def _serve_note(scene: Scene, note: bytes) -> None:
+    scene.proxy.rewrite = lambda path, body: note if path.startswith("/v1/log/checkpoint") else body
+
+
+def test_frozen_registry_is_refused_once_too_old(scene: Scene) -> None:
+    scene.check()
+    frozen = httpx.get(f"{scene.world.registry}/v1/log/checkpoint").content
+    _serve_note(scene, frozen)  # the proxy keeps serving this checkpoint forever
+    scene.clock.advance(25 * 3600)
+    err = _refused(scene, "stale_checkpoint", days=25 / 24)
+    assert "frozen" in (err.hint or "")
+    scene.proxy.rewrite = lambda _path, body: body
+    scene.check(days=25 / 24)  # the registry itself re-signed: fresh again
+
+
+def test_two_forks_of_the_log_are_an_equivocation(
+    scene: Scene, tmp_path: Path, clock: MovableClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scene.check()
+    # The operator runs a fork with the same log key and origin, and a different history.
+    fork_settings = Settings(data_dir=tmp_path / "fork")
+    fork_settings.data_dir.mkdir()
+    upgrade_to_head(fork_settings.database_url)
+    monkeypatch.setenv("OSTRACA_LOG_KEY_PATH", str(scene.settings.data_dir / "log.key"))
+    with serve(create_app(fork_settings, clock=clock)) as fork:
+        with make_world(tmp_path / "f", fork, fork) as fork_world:
+            fork_world.publisher.client.revoke(fork_world.grant.grant_id)  # a bigger tree
+        scene.proxy.upstream = fork
+        err = _refused(scene, "equivocation")
+    trusted, presented = err.trusted, err.presented  # type: ignore[attr-defined]
+    assert trusted != presented
+    assert trusted.decode() in (err.hint or "")
+    assert presented.decode() in (err.hint or "")
+
+
+def test_a_hidden_revocation_is_found_in_the_log(scene: Scene) -> None:
+    scene.check()
+    scene.world.publisher.client.revoke(scene.world.grant.grant_id)
+
+    def hide(path: str, body: bytes) -> bytes:
+        if path.startswith("/v1/grants"):
+            return body.replace(b'"revoked":true', b'"revoked":false')
+        return body
+
+    scene.proxy.rewrite = hide
+    listed = scene.world.researcher.client.list_grants(dataset=scene.world.dataset)
+    assert not any(g.revoked for g in listed)  # the listing lies
+    before = scene.stored()
+    with pytest.raises(RevokedError):
+        scene.check()
+    assert scene.stored() == before
+
+
+def test_a_revocation_dropped_from_the_log_entries_breaks_the_range_proof(scene: Scene) -> None:
+    scene.check()
+    scene.world.publisher.client.revoke(scene.world.grant.grant_id)
+
+    def drop(path: str, body: bytes) -> bytes:
+        if not path.startswith("/v1/log/entries"):
+            return body
+        answer = json.loads(body)
+        answer["entries"] = [
+            e for e in answer["entries"] if b"revocation+json" not in base64.b64decode(e)
+        ]
+        return json.dumps(answer).encode()
+
+    scene.proxy.rewrite = drop
+    _refused(scene, "bad_inclusion_proof")
+
+
+def test_forged_checkpoint_is_refused(scene: Scene) -> None:
+    note = httpx.get(f"{scene.world.registry}/v1/log/checkpoint").content
+    lines = note.split(b"\n")
+    lines[1] = b"4"  # a smaller tree under the same signature
+    _serve_note(scene, b"\n".join(lines))
+    _refused(scene, "bad_signature")
+
+
+def test_swapped_log_key_is_refused_and_nothing_pinned(scene: Scene) -> None:
+    scene.check()
+    real = Checkpoint.from_text(
+        httpx.get(f"{scene.world.registry}/v1/log/checkpoint").content.decode().split("\n\n")[0]
+        + "\n"
+    )
+    _serve_note(scene, sign_checkpoint(real, key=SigningKey.generate(), now=utc_now()))
+    _refused(scene, "untrusted_key")
+
+
+def test_first_use_with_a_swapped_key_pins_nothing(scene: Scene) -> None:
+    other = SigningKey.generate()
+    real = httpx.get(f"{scene.world.registry}/v1/log/checkpoint").content.decode()
+    cp = Checkpoint.from_text(real.split("\n\n")[0] + "\n")
+
+    def swap(path: str, body: bytes) -> bytes:
+        if path.startswith("/v1/log/checkpoint"):
+            return sign_checkpoint(cp, key=other, now=utc_now())
+        return body
+
+    scene.proxy.rewrite = swap
+    _refused(scene, "untrusted_key")
+    assert scene.stored() == (None, None)
+
+
+def test_bad_inclusion_proof_is_refused(scene: Scene) -> None:
+    def corrupt(path: str, body: bytes) -> bytes:
+        if not path.startswith("/v1/log/statements/"):
+            return body
+        answer = json.loads(body)
+        answer["proof"]["hashes"][0] = base64.b64encode(b"\x00" * 32).decode()
+        return json.dumps(answer).encode()
+
+    scene.proxy.rewrite = corrupt
+    _refused(scene, "bad_inclusion_proof")
+
+
+def test_another_entry_shown_for_a_statement_is_refused(scene: Scene) -> None:
+    def other_entry(path: str, body: bytes) -> bytes:
+        if not path.startswith("/v1/log/statements/"):
+            return body
+        answer = json.loads(body)
+        answer["entry"] = base64.b64encode(b'{"payloadType":"x"}').decode()
+        return json.dumps(answer).encode()
+
+    scene.proxy.rewrite = other_entry
+    with pytest.raises(OstracaError) as info:
+        scene.check()
+    assert info.value.code in {"malformed", "bad_inclusion_proof"}
+    assert scene.stored() == (None, None)
+
+
+def test_bad_consistency_proof_is_an_equivocation(scene: Scene) -> None:
+    scene.check()
+    scene.world.publisher.client.revoke(scene.world.grant.grant_id)
+
+    def corrupt(path: str, body: bytes) -> bytes:
+        if not path.startswith("/v1/log/proof/consistency"):
+            return body
+        answer = json.loads(body)
+        answer["hashes"][-1] = base64.b64encode(b"\x01" * 32).decode()
+        return json.dumps(answer).encode()
+
+    scene.proxy.rewrite = corrupt
+    _refused(scene, "equivocation")
+
+
+def test_rollback_to_an_older_checkpoint_is_refused(scene: Scene) -> None:
+    old = httpx.get(f"{scene.world.registry}/v1/log/checkpoint").content
+    scene.world.publisher.client.revoke(scene.world.grant.grant_id)
+    assert scene.check(grant=False).checkpoint.checkpoint.size == 6
+    _serve_note(scene, old)
+    _refused(scene, "rollback", grant=False)
