@@ -1,7 +1,13 @@
 """CLI commands of verified streaming: ``pull``, ``verify``, ``stream``, ``cache info|clear``.
 
 Errors are :class:`~ostraca.protocol_spec.OstracaError` and are printed by the CLI's ``main``
-(code, message, hint; exit status 1). ``verify`` prints a report and exits 1 on any failure.
+(code, message, hint; exit status 1). ``verify`` prints a report and exits 1 on any failed
+check, or 3 when the grant is revoked or expired (the registry is asked about revocation when
+it can be reached; else the report says "revocation not checked (offline)").
+
+The ``pull`` bar counts the bytes that come over the network: a shard already in the copy, in
+the cache or partly downloaded shrinks the bar's total by what was there, so neither the speed
+nor the time left counts bytes that never moved.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from ostraca.client.cache import BlobCache
 from ostraca.client.pull import pull, verify_copy
 from ostraca.client.stream import open_dataset, parse_ref
 
-from .common import config, console, err_console
+from .common import client, config, console, err_console
 
 app = typer.Typer()
 
@@ -63,12 +69,17 @@ def pull_command(
         disable=quiet,
     )
     task: list[TaskID] = []
+    left = [0]
 
     def on_start(shards: int, total: int) -> None:
+        left[0] = total
         task.append(progress.add_task(f"{dataset} ({shards} shards)", total=total))
 
-    def on_progress(n: int) -> None:
-        progress.advance(task[0], n)
+    def on_progress(transferred: int, present: int) -> None:
+        if present:  # already here: not part of what is transferred
+            left[0] -= present
+            progress.update(task[0], total=left[0])
+        progress.advance(task[0], transferred)
 
     with progress:
         result = pull(
@@ -92,12 +103,21 @@ def pull_command(
 def verify_command(
     ctx: typer.Context,
     directory: Annotated[Path, typer.Argument(help="A directory written by `ostraca pull`")],
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Do not ask the registry about revocation.")
+    ] = False,
 ) -> None:
-    """Re-verify a pulled copy offline: signatures, grant, every shard and chunk digest."""
-    report = verify_copy(directory, home=config(ctx).home)
+    """Re-verify a pulled copy: signatures, grant, every shard and chunk digest (offline), and
+    whether the grant was revoked (asking the registry, when it can be reached). Exits 1 when a
+    check fails, 3 when the grant is revoked or expired."""
+    registry = None if offline else client(ctx)
+    report = verify_copy(directory, home=config(ctx).home, client=registry)
     for check in report.checks:
         mark = "[green]ok  [/]" if check.ok else "[bold red]FAIL[/]"
         console.print(f"{mark} {check.what}: {check.detail}", highlight=False)
+    console.print(report.revocation, highlight=False)
+    if report.access_ended is not None:
+        raise report.access_ended
     if report.ok:
         name = f"{report.dataset}@{report.version}"
         console.print(f"[green]verified[/] {name}: {len(report.checks)} checks passed")

@@ -11,8 +11,10 @@ A pulled copy is self-describing::
 :func:`pull` reuses the verified-streaming machinery: every shard is verified chunk by chunk as
 it downloads (or comes from the verified cache) and only then renamed into place; a file already
 present with the right size and digest is kept (a pull resumes). :func:`verify_copy` checks a
-copy with no network: signatures (with the pinned keys of ``$OSTRACA_HOME`` when there are some,
-else ``keys.json``), the grant, every digest, every chunk; it returns a report. Both it and
+copy: signatures (with the pinned keys of ``$OSTRACA_HOME`` when there are some, else
+``keys.json``), the grant, every digest, every chunk — all offline — and, given a client, whether
+the registry has revoked the grant since (the report says "revocation not checked (offline)"
+when it cannot be asked); it returns a report. Both it and
 :func:`~ostraca.client.local.open_pulled` (train from a copy, offline) check with the functions of
 ``local.py``, which check shards with streaming's :class:`~ostraca.client.fetch.ChunkVerifier`.
 """
@@ -30,11 +32,17 @@ from pathlib import Path
 
 from ostraca.protocol_spec import (
     DigestMismatchError,
+    ExpiredError,
     OstracaError,
+    RevokedError,
     ShardEntry,
     VerificationError,
+    Verified,
+    check_grant_window,
     utc_now,
 )
+from ostraca.protocol_spec.errors import UnavailableError
+from ostraca.protocol_spec.models import AccessGrant
 
 from .api import RegistryClient
 from .config import ClientConfig
@@ -130,13 +138,15 @@ def pull(
     client: RegistryClient | None = None,
     parallel: int = 3,
     now: datetime | None = None,
-    on_progress: Callable[[int], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
     on_start: Callable[[int, int], None] | None = None,
 ) -> PullResult:
     """Download and verify every shard of ``dataset`` (``version`` or the latest) into ``dest``.
 
-    ``on_start(shards, total_bytes)`` is called once the manifest verified, ``on_progress(n)``
-    after each shard with its size (progress bars).
+    ``on_start(shards, total_bytes)`` is called once the manifest verified, and
+    ``on_progress(transferred, present)`` after each shard: the bytes of it that came over the
+    network now, and those that were already here (in the copy, the cache, or a partial file a
+    pull left) — so that a progress bar's speed counts only the first.
     """
     dest = Path(dest)
     with open_dataset(
@@ -157,9 +167,10 @@ def pull(
             futures = [pool.submit(_pull_shard, ds, i, dest) for i in range(len(m.shards))]
             try:
                 for i, fut in enumerate(futures):
-                    downloaded += fut.result()
+                    transferred = fut.result()
+                    downloaded += transferred
                     if on_progress is not None:
-                        on_progress(m.shards[i].bytes)
+                        on_progress(transferred, m.shards[i].bytes - transferred)
             finally:
                 for fut in futures:
                     fut.cancel()
@@ -193,6 +204,10 @@ class CopyReport:
     checks: list[Check] = field(default_factory=list)
     dataset: str | None = None
     version: int | None = None
+    revocation: str = "revocation not checked (offline)"
+    """Whether the registry was asked about the grant, or why not."""
+    access_ended: OstracaError | None = None
+    """The registry's answer when the grant was revoked or expired (the CLI exits 3)."""
 
     @property
     def ok(self) -> bool:
@@ -212,10 +227,37 @@ def _check_shard(directory: Path, index: int, entry: ShardEntry, chunk_bytes: in
     return Check(what, ok=True, detail=f"{entry.rows} rows, {entry.bytes} bytes")
 
 
+def _check_revocation(
+    report: CopyReport, client: RegistryClient, grant: Verified[AccessGrant], now: datetime
+) -> None:
+    """Ask the registry whether ``grant`` still holds; a revoked or expired one is a failed
+    check (and :attr:`CopyReport.access_ended`), a registry out of reach only a note."""
+    try:
+        item = client.get_grant(grant.digest)
+        check_grant_window(grant.statement, grant_id=grant.digest, now=now, revoked=item.revoked)
+    except (RevokedError, ExpiredError) as exc:
+        report.access_ended = exc
+        report.revocation = f"revocation checked with {client.base_url}"
+        report.checks.append(Check("revocation", ok=False, detail=exc.message))
+        return
+    except UnavailableError:
+        return
+    except OstracaError as exc:
+        report.revocation = f"revocation not checked ({exc.code}: {exc.message})"
+        return
+    report.revocation = f"revocation checked with {client.base_url}"
+    report.checks.append(Check("revocation", ok=True, detail=f"not revoked ({client.base_url})"))
+
+
 def verify_copy(
-    directory: Path, *, home: Path | None = None, now: datetime | None = None
+    directory: Path,
+    *,
+    home: Path | None = None,
+    now: datetime | None = None,
+    client: RegistryClient | None = None,
 ) -> CopyReport:
-    """Re-verify a pulled copy with no network; never raises for a failed check (see report)."""
+    """Re-verify a pulled copy, offline but for the revocation check with ``client`` (none
+    without one); never raises for a failed check (see the report)."""
     directory = Path(directory)
     now = now or utc_now()
     report = CopyReport(directory=directory)
@@ -247,6 +289,12 @@ def verify_copy(
         )
     except (OstracaError, OSError, ValueError, AttributeError) as exc:
         report.checks.append(Check("grant", ok=False, detail=str(exc)))
+        report.revocation = "revocation not checked (the grant did not verify)"
+        if isinstance(exc, RevokedError | ExpiredError):
+            report.access_ended = exc
+    else:
+        if client is not None:
+            _check_revocation(report, client, grant, now)
     for i, entry in enumerate(m.shards):
         report.checks.append(_check_shard(directory, i, entry, m.chunk_bytes))
     return report

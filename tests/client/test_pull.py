@@ -1,4 +1,6 @@
-"""Pull a version to a directory, re-verify it offline (API and CLI), detect a flipped byte."""
+"""Pull a version to a directory, re-verify it (offline, and asking the registry about
+revocation when it can), detect a flipped byte; the progress callback counts only bytes that
+came over the network."""
 
 from __future__ import annotations
 
@@ -14,7 +16,10 @@ from typer.testing import CliRunner
 from ostraca.cli import app as cli_app
 from ostraca.client.publish import PublishResult
 from ostraca.client.pull import pull, verify_copy
+from ostraca.protocol_spec import RevokedError
 
+from ..cli.test_exit_codes import error_line, ostraca
+from .client_helpers import Identity
 from .stream_helpers import IdentityLike, flip_byte, grant_access
 
 DATASET = "acme/books"
@@ -115,3 +120,55 @@ def test_cli_stream_head_json(
     assert out.exit_code == 0, out.output
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     assert lines == ['{"id": 0}', '{"id": 1}', '{"id": 2}']
+
+
+def test_verify_checks_revocation_online_and_exits_3_when_revoked(
+    pulled: tuple[Path, PublishResult, pa.Table], publisher: Identity, researcher: Identity
+) -> None:
+    dest, _, _ = pulled
+    report = verify_copy(dest, home=researcher.home, client=researcher.client)
+    assert report.ok, report.failures
+    assert report.revocation == f"revocation checked with {researcher.config.registry}"
+    assert "revocation" in [c.what for c in report.checks]
+    (grant,) = publisher.client.list_grants(dataset=DATASET)
+    publisher.client.revoke(grant.grant_id, reason="project ended")
+    report = verify_copy(dest, home=researcher.home, client=researcher.client)
+    assert isinstance(report.access_ended, RevokedError)
+    assert [c.what for c in report.failures] == ["revocation"]
+    revoked = ostraca(researcher.env(), "verify", str(dest))
+    assert revoked.returncode == 3, revoked.stderr
+    assert "FAIL revocation" in revoked.stdout
+    assert error_line(revoked).startswith("error [revoked]")
+
+
+def test_verify_says_when_revocation_was_not_checked(
+    pulled: tuple[Path, PublishResult, pa.Table], researcher: Identity
+) -> None:
+    dest, _, _ = pulled
+    unreachable = {**researcher.env(), "OSTRACA_REGISTRY": "http://127.0.0.1:9"}
+    for args in (("verify", str(dest)), ("verify", "--offline", str(dest))):
+        proc = ostraca(unreachable, *args)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "revocation not checked (offline)" in proc.stdout
+
+
+def test_pull_progress_counts_only_bytes_that_came_over_the_network(
+    pulled: tuple[Path, PublishResult, pa.Table], researcher: IdentityLike
+) -> None:
+    dest, result, _ = pulled
+    seen: list[tuple[int, int]] = []
+
+    def on_progress(transferred: int, present: int) -> None:
+        seen.append((transferred, present))
+
+    pull(DATASET, dest, client=researcher.client, on_progress=on_progress)
+    assert seen == [(0, s.bytes) for s in result.shards]  # all here: nothing transferred
+    # A shard half downloaded: its verified prefix is present, only the rest is transferred.
+    victim = result.shards[0]
+    shard = dest / "shards" / victim.sha256
+    (dest / "shards" / f".{victim.sha256}.part").write_bytes(shard.read_bytes()[: 2 * CHUNK + 5])
+    shard.unlink()
+    seen.clear()
+    pull(DATASET, dest, client=researcher.client, on_progress=on_progress)
+    assert seen[0] == (victim.bytes - 2 * CHUNK, 2 * CHUNK)
+    assert seen[1:] == [(0, s.bytes) for s in result.shards[1:]]
