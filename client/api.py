@@ -91,6 +91,12 @@ class GrantItem(wire.GrantItem):
 # ── the client ───────────────────────────────────────────────────────────────────────────────
 
 
+def _blobs(digest: str) -> str:
+    """``/blobs/sha256:<hex>`` (the digest checked), below a dataset's or a namespace's URL:
+    the registry serves no blob outside one."""
+    return blob_path(digest).removeprefix("/v1")
+
+
 class RegistryClient:
     """A session with one registry as one identity.
 
@@ -340,8 +346,12 @@ class RegistryClient:
 
     # blobs
 
-    def start_upload(self, size: int) -> UploadOut:
-        response = self._send("POST", "/v1/uploads", auth=True, json_body={"size": size})
+    def start_upload(self, namespace: str, size: int) -> UploadOut:
+        """Open an upload session into ``namespace`` (ours): only its manifests may list the
+        blob once it is finished."""
+        response = self._send(
+            "POST", "/v1/uploads", auth=True, json_body={"namespace": namespace, "size": size}
+        )
         return parse(response, UploadOut)
 
     def upload_status(self, upload_id: str) -> UploadOut:
@@ -364,20 +374,22 @@ class RegistryClient:
         )
         return parse(response, BlobOut)
 
-    def blob_exists(self, digest: str) -> bool:
-        """Whether the registry holds the blob (HEAD). Needs the right to read or publish it."""
-        response = self._send("HEAD", blob_path(digest), auth=True, ok_404=True)
+    def blob_exists(self, namespace: str, digest: str) -> bool:
+        """Whether we uploaded the blob into our ``namespace`` already (HEAD; the same bytes
+        in another namespace do not count: they must be sent into this one)."""
+        path = f"/v1/namespaces/{namespace}{_blobs(digest)}"
+        response = self._send("HEAD", path, auth=True, ok_404=True)
         return response.status_code != 404
 
     def get_blob(
-        self, digest: str, *, byte_range: tuple[int, int] | None = None, dataset: str | None = None
+        self, digest: str, *, dataset: str, byte_range: tuple[int, int] | None = None
     ) -> bytes:
-        """A whole blob (or the inclusive ``byte_range``) in memory — for small blobs such as
-        chunk lists. Bulk shard bytes go through the streaming reader instead."""
+        """A whole blob (or the inclusive ``byte_range``) read through ``dataset``, in memory —
+        for small blobs such as chunk lists. Bulk shard bytes go through the streaming reader
+        instead."""
         headers = {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else None
-        return self._send(
-            "GET", blob_path(digest), auth=True, headers=headers, dataset=dataset
-        ).content
+        path = dataset_path(dataset) + _blobs(digest)
+        return self._send("GET", path, auth=True, headers=headers, dataset=dataset).content
 
     # access requests
 

@@ -3,11 +3,11 @@
 :func:`publish` reads the inputs (:mod:`.ingest`: files, directories, tables, batch iterators,
 one unified schema), writes shards of about ``shard_bytes`` (see :mod:`.shards` for the format)
 into a staging directory (:mod:`.staging`: the resumable plan), hashing while writing; signs the
-manifest locally; uploads only the blobs the registry lacks, in resumable chunks; and publishes
-the version (which the registry makes visible atomically).
+manifest locally; uploads into the dataset's namespace only the blobs it lacks, in resumable
+chunks; and publishes the version (which the registry makes visible atomically).
 
 Resuming: re-running an interrupted publish with the same inputs neither re-encodes nor
-re-uploads: blobs already on the registry are skipped (``HEAD``), and an upload session that was
+re-uploads: blobs already in the namespace are skipped (``HEAD``), and an upload session that was
 cut off continues from the registry's offset. In-memory inputs (tables, batch iterators) are
 re-encoded — deterministically, so the digests are the same and the same skipping applies.
 """
@@ -117,6 +117,7 @@ def _upload_blob(
     client: RegistryClient,
     sessions: UploadSessions,
     *,
+    namespace: str,
     digest: str,
     path: Path,
     size: int,
@@ -136,7 +137,7 @@ def _upload_blob(
             upload_id = None
             offset = 0
     if upload_id is None:
-        upload_id = client.start_upload(size).upload_id
+        upload_id = client.start_upload(namespace, size).upload_id
         sessions.set(digest, upload_id)
     on_bytes(offset)
     sent = 0
@@ -325,7 +326,9 @@ def publish(
         env = _build_manifest(plan, opts, key=key, latest=(latest_version, latest_digest))
 
         sessions = UploadSessions(plan.directory.parent / "uploads.json")
-        uploaded, sent, skipped = _upload_missing(client, sessions, plan, bar, upload_piece_bytes)
+        uploaded, sent, skipped = _upload_missing(
+            client, sessions, plan, bar, namespace=ns, piece_bytes=upload_piece_bytes
+        )
         try:
             client.publish_version(env)
         except ConflictError:
@@ -350,14 +353,22 @@ def _latest(client: RegistryClient, dataset: str) -> tuple[int, str | None]:
 
 
 def _upload_missing(
-    client: RegistryClient, sessions: UploadSessions, plan: Plan, bar: Progress, piece_bytes: int
+    client: RegistryClient,
+    sessions: UploadSessions,
+    plan: Plan,
+    bar: Progress,
+    *,
+    namespace: str,
+    piece_bytes: int,
 ) -> tuple[int, int, int]:
-    """Upload the plan's blobs the registry lacks: (blobs uploaded, bytes sent, blobs skipped)."""
+    """Upload the plan's blobs ``namespace`` lacks (the same bytes elsewhere on the registry
+    are sent again: knowing a digest proves nothing): (blobs uploaded, bytes sent, blobs
+    skipped)."""
     blobs: dict[str, tuple[Path, int]] = {}
     for s in plan.shards:
         blobs.setdefault(s.sha256, (s.path, s.bytes))
         blobs.setdefault(s.chunks, (s.chunk_list_path, s.chunk_list_bytes))
-    missing = {d: v for d, v in blobs.items() if not client.blob_exists(d)}
+    missing = {d: v for d, v in blobs.items() if not client.blob_exists(namespace, d)}
     task: TaskID = bar.add_task(
         "uploading", total=sum(size for _, size in missing.values()) or None
     )
@@ -366,6 +377,7 @@ def _upload_missing(
         sent += _upload_blob(
             client,
             sessions,
+            namespace=namespace,
             digest=digest,
             path=path,
             size=size,

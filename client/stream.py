@@ -72,6 +72,7 @@ from .config import ClientConfig, load_config
 from .fetch import BlobFetcher, ChunkVerifier
 from .trust import TrustStore, resolve_manifest
 from .verified import VerifiedVersion, decode_shard, find_grant
+from .wire import dataset_path
 
 __all__ = [
     "VerifiedDataset",
@@ -436,7 +437,9 @@ def open_dataset(
             now=now,
             columns=columns,
         )
-        fetcher = BlobFetcher(client_.base_url, headers=_locked_headers(client_))
+        fetcher = BlobFetcher(
+            client_.base_url + dataset_path(dataset), headers=_locked_headers(client_)
+        )
         cache = BlobCache(cfg.cache_path, budget=cfg.cache_bytes)
         return VerifiedDataset(
             manifest=manifest,

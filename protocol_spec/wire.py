@@ -193,6 +193,8 @@ class PublishOut(_Out):
 
 
 class UploadIn(_In):
+    namespace: NamespaceName
+    """The namespace the blob is uploaded into: only its manifests may list it."""
     size: Annotated[int, Field(ge=0, le=2**53 - 1, strict=True)]
 
 

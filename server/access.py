@@ -1,9 +1,12 @@
-"""Who may read a blob: the grant checks of ``verify_grant`` (SPEC.md 5.2: G8, G10–G12, the
-protocol's own functions) applied to the registry's index of verified grants, on every request.
+"""Who may read a blob through a dataset: the grant checks of ``verify_grant`` (SPEC.md 5.2:
+G8, G10–G12, the protocol's own functions) applied to the registry's index of verified grants,
+on every request.
 
-A blob is readable by the institution owning a dataset that contains it, or by a grantee of a
-grant that names such a dataset, covers a version containing the blob, is inside its validity
-window and is not revoked. The grant's signature was verified when it was stored.
+Every read names the dataset it goes through (``/v1/datasets/{ns}/{name}/blobs/{digest}``) and is
+decided, and audited, against that dataset alone. Its owner may read every blob uploaded into its
+namespace (the namespace link); anyone else needs a grant on that dataset that covers a version
+of it listing the blob, is inside its validity window and is not revoked. The grant's signature
+was verified when it was stored.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Dialect, Engine, Select, bindparam, func, select
+from sqlalchemy import Dialect, Engine, Select, bindparam, func, join, select
 from sqlalchemy.orm import Session
 
 from ostraca.protocol_spec.errors import (
@@ -33,6 +36,7 @@ from .db import (
     Dataset,
     GrantRow,
     Namespace,
+    NamespaceBlob,
     Principal,
     RevocationRow,
     Version,
@@ -46,30 +50,11 @@ class Decision:
     """An allowed read: which dataset version it is attributed to, through which grant."""
 
     dataset: str
-    version: int
+    version: int | None
+    """The newest version of the dataset listing the blob; ``None`` for an owner reading back
+    a blob uploaded into the namespace that no version lists yet."""
     grant_id: str | None
     """``None`` when the reader is the owning institution."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Holder:
-    dataset_id: int
-    dataset: str
-    version: int
-    owner_id: int
-
-
-def holders(session: Session, digest: str) -> list[_Holder]:
-    """Every published dataset version that contains the blob."""
-    rows = session.execute(
-        select(Dataset.id, Dataset.name, Version.version, Namespace.owner_id)
-        .join(Version, Version.dataset_id == Dataset.id)
-        .join(VersionBlob, VersionBlob.version_id == Version.id)
-        .join(Namespace, Namespace.id == Dataset.namespace_id)
-        .where(VersionBlob.digest == digest)
-        .order_by(Dataset.name, Version.version.desc())
-    )
-    return [_Holder(dataset_id=a, dataset=b, version=c, owner_id=d) for a, b, c, d in rows]
 
 
 _RANK: dict[type[AccessDeniedError], int] = {
@@ -90,13 +75,13 @@ class _Grant:
     revoked: bool
 
 
+_LISTED = join(VersionBlob, Version, Version.id == VersionBlob.version_id)
 _FACTS = (
     select(
-        Dataset.id,
-        Dataset.name,
-        Version.version,
         Namespace.owner_id,
         Blob.size,
+        NamespaceBlob.namespace_id,
+        Version.version,
         GrantRow.grant_id,
         GrantRow.min_version,
         GrantRow.max_version,
@@ -105,22 +90,26 @@ _FACTS = (
         RevocationRow.grant_id,
         GrantRow.created,
     )
-    .select_from(VersionBlob)
-    .join(Version, Version.id == VersionBlob.version_id)
-    .join(Dataset, Dataset.id == Version.dataset_id)
+    .select_from(Dataset)
     .join(Namespace, Namespace.id == Dataset.namespace_id)
-    .outerjoin(Blob, Blob.digest == VersionBlob.digest)
+    .outerjoin(Blob, Blob.digest == bindparam("digest"))
+    .outerjoin(
+        NamespaceBlob,
+        (NamespaceBlob.namespace_id == Namespace.id) & (NamespaceBlob.digest == Blob.digest),
+    )
+    .outerjoin(_LISTED, (VersionBlob.digest == Blob.digest) & (Version.dataset_id == Dataset.id))
     .outerjoin(
         GrantRow,
         (GrantRow.dataset_id == Dataset.id) & (GrantRow.grantee_id == bindparam("principal")),
     )
     .outerjoin(RevocationRow, RevocationRow.grant_id == GrantRow.grant_id)
-    .where(VersionBlob.digest == bindparam("digest"))
+    .where(Dataset.name == bindparam("dataset"))
 )
-"""Everything one read decision needs, in ONE indexed query: the dataset versions holding the
-blob (``ix_version_blobs_digest``), the blob's size, and the caller's grants on those datasets
-(``grants.grantee_id`` index) with their revocation (primary key). One row per
-(holder × caller's grant on that dataset)."""
+"""Everything one read decision needs, in ONE indexed query: the named dataset (unique name)
+and its owner, the blob's size (primary key), its link into the dataset's namespace (primary
+key), the dataset's versions listing it (``ix_version_blobs_digest``), and the caller's grants
+on the dataset (``grants.grantee_id`` index) with their revocation (primary key). One row per
+(version listing the blob × caller's grant); no row when the dataset does not exist."""
 
 _TOKEN = (
     select(
@@ -134,24 +123,42 @@ _TOKEN = (
     .join(Principal, Principal.id == AuthToken.principal_id)
     .where(AuthToken.token_sha256 == bindparam("token"))
 )
-_SIZE = select(Blob.size).where(Blob.digest == bindparam("digest"))
-
-Facts = tuple[list[_Holder], list[tuple[int, "_Grant"]], int | None]
 
 
-def _facts_from_rows(rows: Sequence[Sequence[Any]]) -> Facts:
-    """Holders in the order of :func:`holders`, grants newest first (as always checked)."""
-    found: dict[tuple[int, int], _Holder] = {}
-    grants: dict[str, tuple[datetime, int, _Grant]] = {}
-    size: int | None = None
-    for ds_id, name, version, owner, blob_size, gid, gmin, gmax, nbf, exp, rev, created in rows:
-        found.setdefault((ds_id, version), _Holder(ds_id, name, version, owner))
-        size = blob_size
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the registry knows about reading one blob through one dataset."""
+
+    owner_id: int
+    size: int | None
+    """``None``: the registry holds no such blob."""
+    linked: bool
+    """The blob was uploaded into the dataset's namespace by its owner."""
+    versions: list[int]
+    """The dataset's versions listing the blob, newest first."""
+    grants: list[_Grant]
+    """The caller's grants on the dataset, newest first (the order they are checked in)."""
+
+
+def _facts_from_rows(rows: Sequence[Sequence[Any]]) -> Facts | None:
+    if not rows:
+        return None
+    versions: set[int] = set()
+    grants: dict[str, tuple[datetime, _Grant]] = {}
+    owner, size, linked = rows[0][0], rows[0][1], rows[0][2] is not None
+    for _, _, _, version, gid, gmin, gmax, nbf, exp, rev, created in rows:
+        if version is not None:
+            versions.add(version)
         if gid is not None and gid not in grants:
-            grants[gid] = (created, ds_id, _Grant(gid, gmin, gmax, nbf, exp, rev is not None))
-    ordered = sorted(found.values(), key=lambda h: (h.dataset, -h.version))
+            grants[gid] = (created, _Grant(gid, gmin, gmax, nbf, exp, rev is not None))
     by_created = sorted(grants.values(), key=lambda t: t[0], reverse=True)
-    return ordered, [(ds, g) for _, ds, g in by_created], size
+    return Facts(
+        owner_id=owner,
+        size=size,
+        linked=linked,
+        versions=sorted(versions, reverse=True),
+        grants=[g for _, g in by_created],
+    )
 
 
 class _Prepared:
@@ -190,101 +197,102 @@ class _Prepared:
         ]
 
 
-_P_FACTS, _P_TOKEN, _P_SIZE = _Prepared(_FACTS), _Prepared(_TOKEN), _Prepared(_SIZE)
+_P_FACTS, _P_TOKEN = _Prepared(_FACTS), _Prepared(_TOKEN)
 
 
 @dataclass(frozen=True, slots=True)
 class ReadFacts:
     caller: Caller | None
     facts: Facts | None
-    """``None`` when only the size was asked for (:func:`lookup_read` ``size_only``)."""
-    size: int | None
+    """``None`` when the named dataset does not exist."""
+
+
+def _caller(cur: Any, dialect: Dialect, token: str, now: datetime) -> Caller:
+    """The caller behind bearer ``token``: the same checks and messages as
+    ``deps.get_optional_caller`` (unknown, revoked, expired token)."""
+    digest_of_token = token_sha256(token)
+    found = _P_TOKEN.rows(cur, dialect, token=digest_of_token)
+    if not found:
+        raise AuthenticationError("unknown bearer token", hint="ostraca login")
+    principal_id, keyid, revoked, expires, principal_keyid, kind = found[0]
+    if revoked is not None:
+        raise AuthenticationError("this bearer token was revoked", hint="ostraca login")
+    if now >= expires:
+        raise AuthenticationError("this bearer token has expired", hint="ostraca login")
+    return Caller(
+        principal_id=principal_id,
+        principal_keyid=principal_keyid,
+        keyid=keyid,
+        kind=kind,
+        token_sha256=digest_of_token,
+    )
 
 
 def lookup_read(
-    engine: Engine, token: str | None, digest: str, now: datetime, *, institution_size: bool
+    engine: Engine, token: str | None, dataset: str, digest: str, now: datetime
 ) -> ReadFacts:
-    """The caller behind bearer ``token`` and the facts for reading ``digest``: two indexed
-    queries on one pooled connection (plain autocommit reads: each sees committed data, so a
-    revocation committed before this request is seen).
-
-    Same checks and messages as ``deps.get_optional_caller`` (unknown, revoked, expired token).
-    ``institution_size``: an institution caller gets only the blob size (HEAD for dedup).
-    """
+    """The caller behind bearer ``token`` and the facts for reading ``digest`` through
+    ``dataset``: two indexed queries on one pooled connection (plain autocommit reads: each
+    sees committed data, so a revocation committed before this request is seen)."""
     raw = engine.raw_connection()
     try:
         cur = raw.cursor()
         dialect = engine.dialect
-        caller = None
-        if token is not None:
-            digest_of_token = token_sha256(token)
-            found = _P_TOKEN.rows(cur, dialect, token=digest_of_token)
-            if not found:
-                raise AuthenticationError("unknown bearer token", hint="ostraca login")
-            principal_id, keyid, revoked, expires, principal_keyid, kind = found[0]
-            if revoked is not None:
-                raise AuthenticationError("this bearer token was revoked", hint="ostraca login")
-            if now >= expires:
-                raise AuthenticationError("this bearer token has expired", hint="ostraca login")
-            caller = Caller(
-                principal_id=principal_id,
-                principal_keyid=principal_keyid,
-                keyid=keyid,
-                kind=kind,
-                token_sha256=digest_of_token,
-            )
-        if institution_size and caller is not None and caller.is_institution:
-            sizes = _P_SIZE.rows(cur, dialect, digest=digest)
-            return ReadFacts(caller, None, sizes[0][0] if sizes else None)
+        caller = None if token is None else _caller(cur, dialect, token, now)
         rows = _P_FACTS.rows(
-            cur, dialect, principal=-1 if caller is None else caller.principal_id, digest=digest
+            cur,
+            dialect,
+            principal=-1 if caller is None else caller.principal_id,
+            digest=digest,
+            dataset=dataset,
         )
-        facts = _facts_from_rows(rows)
         cur.close()
-        return ReadFacts(caller, facts, facts[2])
+        return ReadFacts(caller, _facts_from_rows(rows))
     finally:
         raw.close()  # back to the pool, which rolls back whatever the driver opened
 
 
-def decide_read(read: ReadFacts, digest: str, now: datetime) -> tuple[Caller, Decision, int]:
-    """The decision for reading blob ``digest``, the caller, and the blob's size, from facts
-    of :func:`lookup_read`.
+def not_listed(dataset: str, digest: str) -> NotFoundError:
+    """The one answer for a blob the caller may not learn about through ``dataset``: the same
+    whether the blob is unknown, in another namespace, or an unpublished upload."""
+    return NotFoundError(f"{dataset} lists no blob sha256:{digest}")
 
-    Raises with the most telling reason if refused; :class:`NotFoundError` when no published
-    version contains the blob (anonymous callers too: existence is not secret once published,
-    metadata is public), or when it is published but missing from the blob table.
+
+def decide_read(
+    read: ReadFacts, dataset: str, digest: str, now: datetime
+) -> tuple[Caller, Decision, int]:
+    """The decision for reading blob ``digest`` through ``dataset``, the caller, and the blob's
+    size, from facts of :func:`lookup_read`.
+
+    Raises with the most telling reason if refused: :class:`NotFoundError` when the dataset
+    does not exist, or when it lists no such blob (for its owner: none was uploaded into its
+    namespace), anonymous callers too (published manifests are public); else
+    :class:`AuthenticationError` without a token, and the grant checks' errors.
     """
-    assert read.facts is not None
-    found, grants, size = read.facts
-    decision = _decide(found, grants, read.caller, digest, now)
-    if size is None:
-        raise NotFoundError(f"blob sha256:{digest} is missing from the registry")
-    assert read.caller is not None  # _decide refuses anonymous callers
-    return read.caller, decision, size
-
-
-def _decide(
-    found: list[_Holder],
-    grants: list[tuple[int, _Grant]],
-    caller: Caller | None,
-    digest: str,
-    now: datetime,
-) -> Decision:
-    if not found:
-        raise NotFoundError(f"no published dataset contains blob sha256:{digest}")
-    if caller is None:
+    facts = read.facts
+    if facts is None:
+        raise NotFoundError(f"no dataset {dataset}")
+    caller = read.caller
+    if caller is not None and caller.principal_id == facts.owner_id and facts.linked:
+        newest = facts.versions[0] if facts.versions else None
+        decision = Decision(dataset=dataset, version=newest, grant_id=None)
+    elif not facts.versions or facts.size is None:
+        raise not_listed(dataset, digest)
+    elif caller is None:
         raise AuthenticationError("reading blobs needs a bearer token", hint="ostraca login")
-    for h in found:
-        if h.owner_id == caller.principal_id:
-            return Decision(dataset=h.dataset, version=h.version, grant_id=None)
-    by_dataset: dict[int, list[_Holder]] = {}
-    for h in found:
-        by_dataset.setdefault(h.dataset_id, []).append(h)
+    else:
+        decision = _by_grant(dataset, facts, now)
+    assert caller is not None
+    assert facts.size is not None  # a namespace link implies the blob row
+    return caller, decision, facts.size
+
+
+def _by_grant(dataset: str, facts: Facts, now: datetime) -> Decision:
     worst: AccessDeniedError | None = None
-    for dataset_id, grant in grants:
-        for h in by_dataset[dataset_id]:
+    for grant in facts.grants:
+        for version in facts.versions:
             try:
-                check_grant_version(grant, h.version)  # G8
+                check_grant_version(grant, version)  # G8
                 check_grant_window(  # G10–G12
                     grant, grant_id=grant.grant_id, now=now, revoked=grant.revoked
                 )
@@ -292,13 +300,12 @@ def _decide(
                 if worst is None or _RANK.get(type(exc), 0) > _RANK.get(type(worst), 0):
                     worst = exc
                 continue
-            return Decision(dataset=h.dataset, version=h.version, grant_id=grant.grant_id)
+            return Decision(dataset=dataset, version=version, grant_id=grant.grant_id)
     if worst is not None:
         raise worst
-    first = found[0].dataset
     raise AccessDeniedError(
-        f"no grant of yours covers {first}",
-        hint=f"ostraca request {first} --purpose '...'",
+        f"no grant of yours covers {dataset}",
+        hint=f"ostraca request {dataset} --purpose '...'",
     )
 
 

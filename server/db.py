@@ -183,11 +183,25 @@ class Blob(Base):
     created: Mapped[datetime]
 
 
+class NamespaceBlob(Base):
+    """A blob uploaded into a namespace by its owner: what the namespace's manifests may list
+    and its owner may read back (OCI's repository-scoped blobs). Bytes are stored once
+    (``blobs``); access is per namespace."""
+
+    __tablename__ = "namespace_blobs"
+
+    namespace_id: Mapped[int] = mapped_column(ForeignKey("namespaces.id"), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(HEX), ForeignKey("blobs.digest"), primary_key=True)
+    created: Mapped[datetime]
+
+
 class UploadSession(Base):
     __tablename__ = "upload_sessions"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     principal_id: Mapped[int] = mapped_column(ForeignKey("principals.id"), index=True)
+    namespace_id: Mapped[int] = mapped_column(ForeignKey("namespaces.id"))
+    """The namespace the finished blob is linked into (its owner is the uploader)."""
     size: Mapped[int] = mapped_column(BigInteger)
     offset: Mapped[int] = mapped_column(BigInteger)
     created: Mapped[datetime]

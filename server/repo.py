@@ -28,6 +28,7 @@ from .db import (
     Blob,
     Dataset,
     Namespace,
+    NamespaceBlob,
     UploadSession,
     Version,
     VersionBlob,
@@ -91,6 +92,14 @@ def get_namespace(session: Session, name: str) -> Namespace:
     if ns is None:
         raise NotFoundError(f"no namespace {name!r}", hint=f"ostraca namespace create {name}")
     return ns
+
+
+def owned_namespace(session: Session, caller: Caller, name: str) -> Namespace:
+    """The namespace ``name``, which must be the caller's (to upload into or publish in)."""
+    namespace = get_namespace(session, name)
+    if namespace.owner_id != caller.principal_id:
+        raise AccessDeniedError(f"namespace {name!r} belongs to another institution")
+    return namespace
 
 
 def dataset_name(ns: str, name: str) -> str:
@@ -181,12 +190,17 @@ def manifest_envelope(session: Session, dataset: Dataset, version: int) -> bytes
     ).first()
 
 
-def blob_sizes(session: Session, digests: list[str]) -> dict[str, int]:
-    """The stored size of each of ``digests`` the registry holds (queried 500 at a time)."""
+def namespace_blob_sizes(session: Session, namespace_id: int, digests: list[str]) -> dict[str, int]:
+    """The stored size of each of ``digests`` uploaded into the namespace (queried 500 at a
+    time); blobs that only other namespaces hold are absent."""
     present: dict[str, int] = {}
     for i in range(0, len(digests), 500):
         batch = digests[i : i + 500]
-        rows = session.execute(select(Blob.digest, Blob.size).where(Blob.digest.in_(batch)))
+        rows = session.execute(
+            select(Blob.digest, Blob.size)
+            .join(NamespaceBlob, NamespaceBlob.digest == Blob.digest)
+            .where(NamespaceBlob.namespace_id == namespace_id, Blob.digest.in_(batch))
+        )
         present.update((d, n) for d, n in rows)
     return present
 

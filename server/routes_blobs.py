@@ -1,5 +1,11 @@
-"""Content-addressed blobs after the OCI distribution spec: resumable chunked uploads
-(start → append at offset → finish with digest, re-hashed), HEAD for dedup, ranged GET."""
+"""Content-addressed blobs after the OCI distribution spec: resumable chunked uploads into a
+namespace (start → append at offset → finish with digest, re-hashed), HEAD in the namespace for
+dedup, and HEAD / ranged GET through a dataset (``/v1/datasets/{ns}/{name}/blobs/{digest}``),
+each read authorized and audited against the dataset it names.
+
+Bytes are stored once whoever uploads them; access is per namespace (``namespace_blobs``): a
+blob becomes listable by a namespace's manifests only when its owner has sent the bytes into it,
+so knowing a digest is never enough."""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -22,6 +28,7 @@ from ostraca.protocol_spec.errors import (
     DigestMismatchError,
     MalformedError,
     NotFoundError,
+    OstracaError,
     TooLargeError,
     UnsupportedMediaTypeError,
 )
@@ -31,9 +38,9 @@ from ostraca.protocol_spec.wire import (
     UploadOut,
 )
 
-from .access import Decision, ReadFacts, decide_read, grant_still_valid, holders, lookup_read
-from .audit import audit, audit_writer
-from .db import Blob, UploadSession
+from .access import Decision, ReadFacts, decide_read, grant_still_valid, lookup_read, not_listed
+from .audit import audit_writer
+from .db import Blob, Namespace, NamespaceBlob, UploadSession
 from .deps import (
     AppContext,
     Caller,
@@ -46,13 +53,21 @@ from .deps import (
 )
 from .parsing import ascii_uint, require_uint
 from .problems import RangeError, UploadOffsetError
-from .repo import advance_upload, delete_uploads, expired_uploads
+from .repo import (
+    advance_upload,
+    dataset_name,
+    delete_uploads,
+    expired_uploads,
+    get_namespace,
+    namespace_blob_sizes,
+    owned_namespace,
+)
 
 router = APIRouter(prefix="/v1", tags=["blobs"])
 
 _DIGEST_RE = re.compile(r"^sha256:([0-9a-f]{64})$")
 _UPLOAD_RE = re.compile(r"^[0-9a-f]{32}$")
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$", re.ASCII)
 WRITE_BUFFER = 1024 * 1024
 RECHECK_BYTES = 8 * 1024 * 1024
 """While streaming on a grant, re-check revocation and expiry every this many bytes."""
@@ -115,11 +130,13 @@ def start_upload(
         raise TooLargeError(
             f"blob of {body.size} bytes is over the limit of {ctx.settings.max_blob_bytes}"
         )
+    namespace = owned_namespace(session, caller, body.namespace)
     purge_expired_uploads(session, ctx)
     now = ctx.clock()
     upload = UploadSession(
         id=secrets.token_hex(16),
         principal_id=caller.principal_id,
+        namespace_id=namespace.id,
         size=body.size,
         offset=0,
         created=now,
@@ -241,18 +258,33 @@ def finish_upload(
         session.delete(upload)
         session.commit()
         raise
-    size = upload.size
-    session.delete(upload)
-    if session.get(Blob, hexdigest) is None:
-        session.add(Blob(digest=hexdigest, size=size, created=ctx.clock()))
-    try:
-        session.commit()
-    except IntegrityError:  # the same blob finished concurrently: that is fine
-        session.rollback()
-        delete_uploads(session, [upload_id])
-        session.commit()
-    response.headers["Location"] = f"/v1/blobs/sha256:{hexdigest}"
+    size, namespace = upload.size, session.get(Namespace, upload.namespace_id)
+    assert namespace is not None  # foreign key
+    _store(session, ctx, upload_id, namespace.id, hexdigest, size)
+    response.headers["Location"] = f"/v1/namespaces/{namespace.name}/blobs/sha256:{hexdigest}"
     return BlobOut(digest=f"sha256:{hexdigest}", size=size)
+
+
+def _store(
+    session: Session, ctx: AppContext, upload_id: str, namespace_id: int, hexdigest: str, size: int
+) -> None:
+    """End the session; record the blob (once) and its link into the namespace. A concurrent
+    upload of the same bytes, into this namespace or another, is fine."""
+    for attempt in range(2):
+        delete_uploads(session, [upload_id])
+        now = ctx.clock()
+        if session.get(Blob, hexdigest) is None:
+            session.add(Blob(digest=hexdigest, size=size, created=now))
+        if session.get(NamespaceBlob, (namespace_id, hexdigest)) is None:
+            session.add(NamespaceBlob(namespace_id=namespace_id, digest=hexdigest, created=now))
+        try:
+            session.commit()
+        except IntegrityError:  # another request stored the blob or the link first
+            session.rollback()
+            if attempt:
+                raise
+        else:
+            return
 
 
 @router.delete("/uploads/{upload_id}", status_code=204, response_class=Response)
@@ -307,23 +339,23 @@ def _blob_headers(hexdigest: str) -> dict[str, str]:
 
 
 def _refused(
-    ctx: AppContext, caller: Caller | None, hexdigest: str, exc: AccessDeniedError, now: datetime
+    ctx: AppContext, read: ReadFacts, dataset: str, hexdigest: str, exc: OstracaError
 ) -> None:
-    """Audit a refused read (committed before the refusal is answered)."""
+    """Audit a refused read into the dataset it named (committed before the refusal is
+    answered)."""
     ctx.metrics.decisions.labels("refused").inc()
-    assert caller is not None  # anonymous callers get AuthenticationError, not a refusal
-    with ctx.db.session() as session:
-        held = holders(session, hexdigest)
-        audit(
-            session,
-            now=now,
-            action="read_refused",
-            principal=caller.keyid,
-            dataset=held[0].dataset,
-            version=held[0].version,
-            detail=f"sha256:{hexdigest}: {exc.code}: {exc.message}",
-        )
-        session.commit()
+    facts = read.facts
+    if read.caller is None or facts is None:  # anonymous, or no such dataset: nothing to audit
+        return
+    audit_writer(ctx.db.engine).record(
+        now=ctx.clock(),
+        action="read_refused",
+        principal=read.caller.keyid,
+        dataset=dataset,
+        version=facts.versions[0] if facts.versions else None,
+        grant_id=None,
+        detail=f"sha256:{hexdigest}: {exc.code}: {exc.message}",
+    )
 
 
 _DB_SLOTS = threading.BoundedSemaphore(8)
@@ -332,41 +364,56 @@ the engine's pool size, so bursts queue here instead of opening and closing over
 connections (a new SQLite connection costs its PRAGMAs)."""
 
 
-def _lookup(ctx: AppContext, request: Request, hexdigest: str, *, head: bool) -> ReadFacts:
+def _authorize(
+    ctx: AppContext, request: Request, dataset: str, hexdigest: str
+) -> tuple[Caller, Decision, int]:
+    """Authorize on facts read at request time; a refusal is audited before it is raised."""
     with _DB_SLOTS:
-        return lookup_read(
-            ctx.db.engine, _bearer(request), hexdigest, ctx.clock(), institution_size=head
-        )
-
-
-def _authorize(ctx: AppContext, read: ReadFacts, hexdigest: str) -> tuple[Caller, Decision, int]:
-    """The decision on facts read at request time; a refusal is audited before it is raised."""
-    now = ctx.clock()
+        read = lookup_read(ctx.db.engine, _bearer(request), dataset, hexdigest, ctx.clock())
     try:
-        caller, decision, size = decide_read(read, hexdigest, now)
-    except AccessDeniedError as exc:
-        _refused(ctx, read.caller, hexdigest, exc, now)
+        caller, decision, size = decide_read(read, dataset, hexdigest, ctx.clock())
+    except (AccessDeniedError, NotFoundError) as exc:
+        _refused(ctx, read, dataset, hexdigest, exc)
         raise
     ctx.metrics.decisions.labels("allowed").inc()
     return caller, decision, size
 
 
-def _head(ctx: AppContext, request: Request, hexdigest: str) -> int:
-    read = _lookup(ctx, request, hexdigest, head=True)
-    if read.facts is None:  # an institution asking whether to upload (dedup)
-        if read.size is None:
-            raise NotFoundError(f"no blob sha256:{hexdigest}")
-        return read.size
-    return _authorize(ctx, read, hexdigest)[2]
+def _head(ctx: AppContext, request: Request, dataset: str, hexdigest: str) -> int:
+    """The size, if the caller may read the blob; any refusal is a 404 (no oracle)."""
+    try:
+        return _authorize(ctx, request, dataset, hexdigest)[2]
+    except AccessDeniedError as exc:
+        raise not_listed(dataset, hexdigest) from exc
 
 
-@router.head("/blobs/{digest}", response_class=Response, responses={404: {}})
-async def head_blob(digest: str, request: Request, ctx: ContextDep) -> Response:
-    hexdigest = parse_digest(digest)
-    size = await run_in_threadpool(_head, ctx, request, hexdigest)
+def _size_response(hexdigest: str, size: int) -> Response:
     headers = _blob_headers(hexdigest)
     headers["Content-Length"] = str(size)
     return Response(status_code=200, headers=headers, media_type="application/octet-stream")
+
+
+@router.head("/datasets/{ns}/{name}/blobs/{digest}", response_class=Response, responses={404: {}})
+async def head_blob(ns: str, name: str, digest: str, request: Request, ctx: ContextDep) -> Response:
+    dataset, hexdigest = dataset_name(ns, name), parse_digest(digest)
+    size = await run_in_threadpool(_head, ctx, request, dataset, hexdigest)
+    return _size_response(hexdigest, size)
+
+
+@router.head("/namespaces/{ns}/blobs/{digest}", response_class=Response, responses={404: {}})
+def head_namespace_blob(
+    ns: str, digest: str, caller: InstitutionDep, session: SessionDep
+) -> Response:
+    """Whether the caller uploaded this blob into its namespace ``ns`` (to skip re-sending it):
+    404 otherwise, whoever else holds the same bytes, and for another institution's namespace."""
+    hexdigest = parse_digest(digest)
+    namespace = get_namespace(session, ns)
+    sizes = {}
+    if namespace.owner_id == caller.principal_id:
+        sizes = namespace_blob_sizes(session, namespace.id, [hexdigest])
+    if hexdigest not in sizes:
+        raise NotFoundError(f"namespace {ns} has no blob sha256:{hexdigest} of yours")
+    return _size_response(hexdigest, sizes[hexdigest])
 
 
 def _stream(ctx: AppContext, hexdigest: str, rng: _Range, grant_id: str | None) -> Iterator[bytes]:
@@ -395,10 +442,8 @@ class _Plan:
     """The whole body when the range is small (read in the same worker-thread call)."""
 
 
-def _plan_get(ctx: AppContext, request: Request, hexdigest: str) -> _Plan:
-    caller, decision, size = _authorize(
-        ctx, _lookup(ctx, request, hexdigest, head=False), hexdigest
-    )
+def _plan_get(ctx: AppContext, request: Request, dataset: str, hexdigest: str) -> _Plan:
+    caller, decision, size = _authorize(ctx, request, dataset, hexdigest)
     headers = _blob_headers(hexdigest)
     if request.headers.get("if-none-match") == headers["ETag"]:
         return _Plan(headers, 304, _Range(0, -1, False), decision, False, None)
@@ -424,19 +469,19 @@ def _plan_get(ctx: AppContext, request: Request, hexdigest: str) -> _Plan:
 
 
 @router.get(
-    "/blobs/{digest}",
+    "/datasets/{ns}/{name}/blobs/{digest}",
     response_class=Response,
     responses={
         200: {"content": {"application/octet-stream": {}}, "description": "Blob bytes"},
         206: {"content": {"application/octet-stream": {}}, "description": "One byte range"},
     },
 )
-async def get_blob(digest: str, request: Request, ctx: ContextDep) -> Response:
-    """Authorize (token + one query, on a worker thread), have the audit event committed, and
-    only then send bytes: a small range in one response, a large one streamed with the grant
-    re-checked every ``RECHECK_BYTES``."""
-    hexdigest = parse_digest(digest)
-    plan = await run_in_threadpool(_plan_get, ctx, request, hexdigest)
+async def get_blob(ns: str, name: str, digest: str, request: Request, ctx: ContextDep) -> Response:
+    """Authorize against the dataset named (token + one query, on a worker thread), have the
+    audit event committed, and only then send bytes: a small range in one response, a large
+    one streamed with the grant re-checked every ``RECHECK_BYTES``."""
+    dataset, hexdigest = dataset_name(ns, name), parse_digest(digest)
+    plan = await run_in_threadpool(_plan_get, ctx, request, dataset, hexdigest)
     if not plan.audited:
         return Response(status_code=304, headers=plan.headers)
     if plan.body is not None:

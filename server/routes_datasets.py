@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session
 from ostraca.protocol_spec.chunks import chunk_list_bytes
 from ostraca.protocol_spec.envelope import Envelope
 from ostraca.protocol_spec.errors import (
-    AccessDeniedError,
     ConflictError,
     MalformedError,
     NotFoundError,
@@ -51,13 +50,14 @@ from .principals import (
 from .repo import (
     ManifestBlobs,
     audit_events,
-    blob_sizes,
     dataset_name,
     find_dataset,
     get_dataset,
     get_namespace,
     latest_head,
     manifest_envelope,
+    namespace_blob_sizes,
+    owned_namespace,
     require_owner,
     search_datasets,
     store_or_conflict,
@@ -154,17 +154,20 @@ def dataset_detail(ns: str, name: str, session: ReadSessionDep) -> DatasetDetail
     )
 
 
-def _manifest_blobs(session: Session, m: DatasetManifest) -> ManifestBlobs:
-    """Every shard and chunk-list blob the manifest names, each present with the stated size."""
+def _manifest_blobs(session: Session, namespace: Namespace, m: DatasetManifest) -> ManifestBlobs:
+    """Every shard and chunk-list blob the manifest names, each uploaded into the namespace with
+    the stated size. A blob other namespaces hold is unknown here: its digest is public, its
+    bytes are not (the publisher must send them into its own namespace)."""
     wanted: ManifestBlobs = {}
     for shard in m.shards:
         wanted[shard.sha256] = ("shard", shard.bytes)
         wanted.setdefault(shard.chunks, ("chunks", chunk_list_bytes(shard.bytes, m.chunk_bytes)))
-    present = blob_sizes(session, list(wanted))
+    present = namespace_blob_sizes(session, namespace.id, list(wanted))
     for digest, (kind, size) in wanted.items():
         if digest not in present:
             raise BlobUnknownError(
-                f"{kind} blob sha256:{digest} is not on the registry", hint="upload it first"
+                f"{kind} blob sha256:{digest} was not uploaded into namespace {namespace.name}",
+                hint="upload it into this namespace first",
             )
         if present[digest] != size:
             raise BlobSizeError(
@@ -194,9 +197,7 @@ def publish(
     ctx: ContextDep,
 ) -> PublishOut:
     full = dataset_name(ns, name)
-    namespace = get_namespace(session, ns)
-    if namespace.owner_id != caller.principal_id:
-        raise AccessDeniedError(f"namespace {ns!r} belongs to another institution")
+    namespace = owned_namespace(session, caller, ns)
     envelope = Envelope.from_json(body)
     now = ctx.clock()
     # Signature by an active key of the namespace owner (a rotated key signs nothing new),
@@ -214,7 +215,7 @@ def publish(
     if m.version <= head.version:
         raise ConflictError(f"{full} version {m.version} is already published")
     verify_link(m, verified.digest, previous=head)
-    blobs = _manifest_blobs(session, m)
+    blobs = _manifest_blobs(session, namespace, m)
     # Visible in one transaction; a concurrent publisher of the same version loses on the
     # unique constraints (dataset name; dataset and version).
     with store_or_conflict(session, f"{full} version {m.version} was published concurrently"):

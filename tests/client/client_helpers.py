@@ -97,10 +97,10 @@ def read_back(client: RegistryClient, result: PublishResult) -> pa.Table:
     schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(m.arrow_schema)))
     batches: list[pa.RecordBatch] = []
     for shard in m.shards:
-        data = client.get_blob(shard.sha256)
+        data = client.get_blob(shard.sha256, dataset=result.dataset)
         assert len(data) == shard.bytes
         assert hashlib.sha256(data).hexdigest() == shard.sha256
-        chunk_list = client.get_blob(shard.chunks)
+        chunk_list = client.get_blob(shard.chunks, dataset=result.dataset)
         assert hashlib.sha256(chunk_list).hexdigest() == shard.chunks
         pieces = [data[i : i + m.chunk_bytes] for i in range(0, len(data), m.chunk_bytes)]
         assert chunk_list == b"".join(hashlib.sha256(p).digest() for p in pieces)

@@ -189,8 +189,10 @@ def test_access_flow_request_grant_read_revoke(
     shard = result.shards[0]
     data = researcher.client.get_blob(shard.sha256, dataset="acme/books")
     assert len(data) == shard.bytes
-    assert researcher.client.get_blob(shard.sha256, byte_range=(0, 9)) == data[:10]
-    assert researcher.client.blob_exists(shard.sha256)
+    got = researcher.client.get_blob(shard.sha256, dataset="acme/books", byte_range=(0, 9))
+    assert got == data[:10]
+    assert publisher.client.blob_exists("acme", shard.sha256)
+    assert not publisher.client.blob_exists("acme", "0" * 64)
 
     revocation = publisher.client.revoke(grant.grant_id, reason="study ended")
     assert revocation.grant_id == grant.grant_id

@@ -39,7 +39,8 @@ DATASETS = "/v1/datasets"
 CHUNK = 64 * 1024
 BLOB = os.urandom(16 * CHUNK + 123)
 DIGEST = hashlib.sha256(BLOB).hexdigest()
-BLOB_PATH = f"/v1/blobs/sha256:{DIGEST}"
+DATASET_PATH = "/v1/datasets/acme/books"
+BLOB_PATH = f"{DATASET_PATH}/blobs/sha256:{DIGEST}"
 
 
 @pytest.fixture
@@ -130,7 +131,7 @@ def _fetch(hostile: Hostile, tmp_path: Path, *, retries: int = 5) -> float:
     )
     path = tmp_path / "blob"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    fetcher = BlobFetcher(hostile.url, headers=dict, limits=LIMITS, retries=retries)
+    fetcher = BlobFetcher(hostile.url + DATASET_PATH, headers=dict, limits=LIMITS, retries=retries)
     start = time.monotonic()
     try:
         os.ftruncate(fd, len(BLOB))
@@ -195,7 +196,7 @@ def test_a_blob_past_its_deadline_fails_naming_its_url(
     )
     hostile.blob(BLOB_PATH, BLOB, first, times=99)
     slow = dataclasses.replace(LIMITS, min_rate_bytes_s=1, stall_window_s=60.0)
-    fetcher = BlobFetcher(hostile.url, headers=dict, limits=slow)
+    fetcher = BlobFetcher(hostile.url + DATASET_PATH, headers=dict, limits=slow)
     start = time.monotonic()
     with pytest.raises(UnavailableError, match="fetch_deadline_s=4") as info:
         fetcher.fetch(DIGEST, size=len(BLOB), sink=_Null(), what="shard 0")

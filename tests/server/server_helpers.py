@@ -193,9 +193,14 @@ def build_manifest(
     return Built(manifest=manifest, envelope=env.to_json(), digest=env.digest, blobs=blobs)
 
 
-def upload_blob(client: HttpClient, who: Identity, data: bytes, *, chunk: int = 1 << 20) -> str:
-    """The whole upload protocol (start, PATCH chunks, PUT digest); returns the hex digest."""
-    r = client.post("/v1/uploads", json={"size": len(data)}, headers=who.headers)
+def upload_blob(
+    client: HttpClient, who: Identity, data: bytes, *, namespace: str = "acme", chunk: int = 1 << 20
+) -> str:
+    """The whole upload protocol (start in ``namespace``, PATCH chunks, PUT digest); returns the
+    hex digest. The namespace defaults to the one of the tests' usual ``acme/books``."""
+    r = client.post(
+        "/v1/uploads", json={"namespace": namespace, "size": len(data)}, headers=who.headers
+    )
     assert r.status_code == 201, r.text
     upload_id = r.json()["upload_id"]
     for offset in range(0, len(data), chunk):
@@ -219,6 +224,11 @@ def post_envelope(client: HttpClient, path: str, who: Identity, envelope: bytes)
     return client.post(
         path, content=envelope, headers={**who.headers, "Content-Type": "application/json"}
     )
+
+
+def blob_url(dataset: str, digest: str) -> str:
+    """The blob's URL read through ``dataset``."""
+    return f"/v1/datasets/{dataset}/blobs/sha256:{digest}"
 
 
 def publish(client: HttpClient, who: Identity, built: Built) -> HttpResponse:
@@ -249,7 +259,7 @@ def publish_dataset(
         who.key, dataset, data, version=version, previous=previous, rows_per_shard=rows
     )
     for blob in built.blobs.values():
-        upload_blob(client, who, blob)
+        upload_blob(client, who, blob, namespace=dataset.partition("/")[0])
     r = publish(client, who, built)
     assert r.status_code == 201, r.text
     return built

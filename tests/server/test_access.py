@@ -25,7 +25,9 @@ from .server_helpers import (
 
 
 def _blob(client: TestClient, who: Identity, digest: str, **headers: str):  # type: ignore[no-untyped-def]
-    return client.get(f"/v1/blobs/sha256:{digest}", headers={**who.headers, **headers})
+    return client.get(
+        f"/v1/datasets/acme/books/blobs/sha256:{digest}", headers={**who.headers, **headers}
+    )
 
 
 def test_request_grant_and_read(client: TestClient, world: World) -> None:
@@ -58,7 +60,9 @@ def test_request_grant_and_read(client: TestClient, world: World) -> None:
     assert r.headers["content-range"] == f"bytes */{len(shard)}"
     r = _blob(client, world.granted, world.shard, **{"If-None-Match": f'"sha256:{world.shard}"'})
     assert r.status_code == 304
-    head = client.head(f"/v1/blobs/sha256:{world.shard}", headers=world.granted.headers)
+    head = client.head(
+        f"/v1/datasets/acme/books/blobs/sha256:{world.shard}", headers=world.granted.headers
+    )
     assert head.status_code == 200
     assert head.headers["content-length"] == str(len(shard))
 
@@ -116,7 +120,9 @@ def test_read_without_grant(client: TestClient, world: World) -> None:
     r = _blob(client, world.ungranted, world.shard)
     body = assert_problem(r, 403, "access_denied")
     assert body["hint"].startswith("ostraca request acme/books")
-    assert_problem(client.get(f"/v1/blobs/sha256:{world.shard}"), 401, "unauthenticated")
+    assert_problem(
+        client.get(f"/v1/datasets/acme/books/blobs/sha256:{world.shard}"), 401, "unauthenticated"
+    )
     assert_problem(_blob(client, world.granted, "0" * 64), 404, "not_found")
 
 

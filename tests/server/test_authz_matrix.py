@@ -46,7 +46,7 @@ def test_authorization_matrix(client: TestClient, world: World) -> None:
         upload_blob(client, owner, data)
     uploads = []
     for _ in range(3):
-        r = client.post("/v1/uploads", json={"size": 1}, headers=owner.headers)
+        r = client.post("/v1/uploads", json={"namespace": "acme", "size": 1}, headers=owner.headers)
         uploads.append(r.json()["upload_id"])
     grant_env = sign_grant(owner, bystander.keyid, world.dataset)
     revocation_holder: dict[str, bytes] = {}
@@ -87,9 +87,16 @@ def test_authorization_matrix(client: TestClient, world: World) -> None:
         Cell("GET", f"/v1/datasets/{ds}", (200, 200, 200, 200, 200)),
         Cell("GET", f"/v1/datasets/{ds}/versions/1/manifest", (200, 200, 200, 200, 200)),
         Cell("GET", f"/v1/datasets/{ds}/audit", (401, 403, 403, 403, 200)),
-        Cell("HEAD", f"/v1/blobs/sha256:{shard}", (401, 403, 200, 200, 200)),
-        Cell("GET", f"/v1/blobs/sha256:{shard}", (401, 403, 200, 403, 200)),
-        Cell("POST", "/v1/uploads", (401, 403, 403, 201, 201), json_body({"size": 10})),
+        Cell("HEAD", f"/v1/datasets/{ds}/blobs/sha256:{shard}", (401, 404, 200, 404, 200)),
+        Cell("GET", f"/v1/datasets/{ds}/blobs/sha256:{shard}", (401, 403, 200, 403, 200)),
+        Cell("HEAD", f"/v1/namespaces/acme/blobs/sha256:{shard}", (401, 403, 403, 404, 200)),
+        Cell("GET", f"/v1/blobs/sha256:{shard}", (404, 404, 404, 404, 404)),
+        Cell(
+            "POST",
+            "/v1/uploads",
+            (401, 403, 403, 403, 201),
+            json_body({"namespace": "acme", "size": 10}),
+        ),
         Cell("GET", f"/v1/uploads/{uploads[0]}", (401, 404, 404, 404, 200)),
         Cell(
             "PATCH",

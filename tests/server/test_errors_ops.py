@@ -99,9 +99,13 @@ def test_malformed_json_and_content_types(client: TestClient, world: World) -> N
     assert_problem(r, 415, "unsupported_media_type")
     r = client.post("/v1/grants", content=world.built.envelope, headers=json_headers)
     assert_problem(r, 422, "wrong_payload_type")
-    r = client.post("/v1/uploads", json={"size": "10"}, headers=world.owner.headers)
+    r = client.post(
+        "/v1/uploads", json={"namespace": "acme", "size": "10"}, headers=world.owner.headers
+    )
     assert_problem(r, 422, "malformed")
-    r = client.post("/v1/uploads", json={"size": -1}, headers=world.owner.headers)
+    r = client.post(
+        "/v1/uploads", json={"namespace": "acme", "size": -1}, headers=world.owner.headers
+    )
     assert_problem(r, 422, "malformed")
     r = client.get("/v1/datasets?limit=0")
     assert_problem(r, 422, "malformed")
@@ -152,8 +156,11 @@ def test_unexpected_errors_are_500_without_details(
     broken_client: TestClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     who: Identity = new_identity(broken_client, "institution", "Acme")
+    broken_client.post("/v1/namespaces", json={"name": "acme"}, headers=who.headers)
     with caplog.at_level(logging.ERROR, logger="ostraca.server.error"):
-        r = broken_client.post("/v1/uploads", json={"size": 1}, headers=who.headers)
+        r = broken_client.post(
+            "/v1/uploads", json={"namespace": "acme", "size": 1}, headers=who.headers
+        )
     assert_problem(r, 500, "error")
     assert "fire" not in r.text
     assert "Traceback" not in r.text
@@ -165,10 +172,8 @@ def test_healthz_metrics_and_openapi(client: TestClient, world: World) -> None:
     client.get(f"/v1/datasets/acme/books/blobs/sha256:{world.shard}", headers=world.granted.headers)
     text = client.get("/metrics").text
     size = len(world.built.blobs[world.shard])
-    assert (
-        'ostraca_http_requests_total{method="GET",route="/v1/datasets/{ns}/{name}/blobs/{digest}",status="200"}'
-        in text
-    )
+    route = "/v1/datasets/{ns}/{name}/blobs/{digest}"
+    assert f'ostraca_http_requests_total{{method="GET",route="{route}",status="200"}}' in text
     assert f"ostraca_blob_bytes_served_total {float(size)}" in text
     assert 'ostraca_access_decisions_total{outcome="allowed"} 1.0' in text
     spec = client.get("/openapi.json").json()

@@ -162,7 +162,8 @@ def test_only_the_namespace_owner_publishes(client: TestClient, institution: Ide
     _namespace(client, institution)
     other = new_identity(client, "institution", "Globex")
     built = build_manifest(other.key, "acme/books", [arrow_shard(10)])
-    _upload_all(client, other, built)
+    r = client.post("/v1/uploads", json={"namespace": "acme", "size": 10}, headers=other.headers)
+    assert_problem(r, 403, "access_denied")  # not even its bytes go into acme
     assert_problem(publish(client, other, built), 403, "access_denied")
     r = client.post("/v1/namespaces", json={"name": "acme"}, headers=other.headers)
     assert_problem(r, 409, "conflict")

@@ -14,8 +14,17 @@ from ostraca.server.storage import LocalStorage
 from .server_helpers import Identity, MovableClock, assert_problem, login, new_identity, upload_blob
 
 
+@pytest.fixture
+def institution(client: TestClient) -> Identity:
+    """An institution owning the namespace ``acme``, the one these tests upload into."""
+    who = new_identity(client, "institution", "Acme Institute")
+    r = client.post("/v1/namespaces", json={"name": "acme"}, headers=who.headers)
+    assert r.status_code == 201, r.text
+    return who
+
+
 def _start(client: TestClient, who: Identity, size: int) -> str:
-    r = client.post("/v1/uploads", json={"size": size}, headers=who.headers)
+    r = client.post("/v1/uploads", json={"namespace": "acme", "size": size}, headers=who.headers)
     assert r.status_code == 201, r.text
     assert r.headers["location"] == f"/v1/uploads/{r.json()['upload_id']}"
     assert r.json()["offset"] == 0
@@ -55,7 +64,8 @@ def test_resumable_upload(client: TestClient, institution: Identity, settings: S
     assert _blob_files(settings) == [digest]
     assert (settings.storage_path / "sha256" / digest).read_bytes() == data
     assert os.listdir(settings.storage_path / "uploads") == []
-    r = client.head(f"/v1/blobs/sha256:{digest}", headers=institution.headers)
+    assert r.headers["location"] == f"/v1/namespaces/acme/blobs/sha256:{digest}"
+    r = client.head(f"/v1/namespaces/acme/blobs/sha256:{digest}", headers=institution.headers)
     assert r.status_code == 200
     assert r.headers["content-length"] == str(len(data))
 
@@ -88,13 +98,15 @@ def test_wrong_digest_discards_the_session(
     assert os.listdir(settings.storage_path / "uploads") == []
     r = client.get(f"/v1/uploads/{upload_id}", headers=institution.headers)
     assert_problem(r, 404, "not_found")
-    r = client.head(f"/v1/blobs/sha256:{wrong}", headers=institution.headers)
+    r = client.head(f"/v1/namespaces/acme/blobs/sha256:{wrong}", headers=institution.headers)
     assert r.status_code == 404
 
 
 def test_size_caps(client: TestClient, institution: Identity, settings: Settings) -> None:
     r = client.post(
-        "/v1/uploads", json={"size": settings.max_blob_bytes + 1}, headers=institution.headers
+        "/v1/uploads",
+        json={"namespace": "acme", "size": settings.max_blob_bytes + 1},
+        headers=institution.headers,
     )
     assert_problem(r, 413, "too_large")
     upload_id = _start(client, institution, 4)
@@ -109,9 +121,10 @@ def test_dedup_via_head_and_finishing_an_existing_blob(
 ) -> None:
     data = b"the same bytes twice"
     digest = hashlib.sha256(data).hexdigest()
-    assert client.head(f"/v1/blobs/sha256:{digest}", headers=institution.headers).status_code == 404
+    url = f"/v1/namespaces/acme/blobs/sha256:{digest}"
+    assert client.head(url, headers=institution.headers).status_code == 404
     upload_blob(client, institution, data)
-    assert client.head(f"/v1/blobs/sha256:{digest}", headers=institution.headers).status_code == 200
+    assert client.head(url, headers=institution.headers).status_code == 200
     # Uploading it again anyway: accepted, and the stored blob is unchanged.
     assert upload_blob(client, institution, data) == digest
     assert _blob_files(settings) == [digest]
@@ -130,8 +143,20 @@ def test_uploads_belong_to_their_uploader(client: TestClient, institution: Ident
 
 
 def test_researchers_cannot_upload(client: TestClient, researcher: Identity) -> None:
-    r = client.post("/v1/uploads", json={"size": 3}, headers=researcher.headers)
+    r = client.post(
+        "/v1/uploads", json={"namespace": "acme", "size": 3}, headers=researcher.headers
+    )
     assert_problem(r, 403, "access_denied")
+
+
+def test_uploads_go_into_an_own_namespace(client: TestClient, institution: Identity) -> None:
+    other = new_identity(client, "institution", "Globex")
+    r = client.post("/v1/uploads", json={"namespace": "acme", "size": 3}, headers=other.headers)
+    assert "another institution" in assert_problem(r, 403, "access_denied")["detail"]
+    r = client.post("/v1/uploads", json={"namespace": "nope", "size": 3}, headers=other.headers)
+    assert_problem(r, 404, "not_found")
+    r = client.post("/v1/uploads", json={"size": 3}, headers=institution.headers)
+    assert r.status_code == 422
 
 
 def test_abandoned_sessions_expire_and_are_cleaned_up(

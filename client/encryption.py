@@ -1,0 +1,273 @@
+"""The client's side of end-to-end encryption (protocol_spec/ENCRYPTION.md).
+
+- Writing: :class:`SealingSink` sits between Arrow's IPC writer and the shard file's
+  :class:`~.shards.HashingSink`, sealing every ``chunk_bytes - 16`` plaintext bytes into one
+  ``chunk_bytes`` sealed chunk, so the shard's sha256 and chunk list are over the ciphertext.
+- Reading: :func:`opened` turns a shard's verified sealed bytes (a memoryview, or a reader that
+  hands out only verified bytes) into plaintext for :func:`~.verified.decode_shard`, opening each
+  chunk as it is read: one pass, after the chunk's digest check, nothing yielded from a chunk that
+  does not open.
+- Keys: :func:`identity_encryption_key` derives a principal's encryption key from its identity,
+  :func:`encryption_key_envelope` signs the statement that registers it, :class:`KeyRing`
+  collects the data keys of verified key grants, :func:`key_grant_envelope` wraps them.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from ostraca.protocol_spec import (
+    Envelope,
+    GrantTerms,
+    ScopeError,
+    SigningKey,
+    VerifyKey,
+    check_grant_version,
+    sign_statement,
+)
+from ostraca.protocol_spec.chunks import chunk_count
+from ostraca.protocol_spec.crypto import (
+    TAG_BYTES,
+    DataKey,
+    DecryptionError,
+    GroupContext,
+    ShardCipher,
+    plaintext_piece_bytes,
+    plaintext_size,
+)
+from ostraca.protocol_spec.enckeys import (
+    EncryptionKey,
+    EncryptionPrivateKey,
+    EncryptionPublicKey,
+    data_key_for,
+    make_key_grant,
+    open_key_grant,
+    verify_key_grant,
+)
+
+__all__ = [
+    "KeyRing",
+    "OpeningReader",
+    "SealingSink",
+    "encryption_key_envelope",
+    "identity_encryption_key",
+    "key_grant_envelope",
+    "opened",
+]
+
+
+class SealingSink:
+    """A write-only file for ``pa.PythonFile``: seals plaintext chunk by chunk into ``inner``.
+
+    A full piece is sealed only once a byte after it arrives, so the last piece (full or not)
+    is the one :meth:`finish` seals as final. ``tell`` and ``size`` count plaintext bytes (what
+    Arrow wrote); ``sealed`` counts what reached ``inner``.
+    """
+
+    def __init__(self, inner: Any, cipher: ShardCipher) -> None:
+        self._inner = inner
+        self._cipher = cipher
+        self._piece = plaintext_piece_bytes(cipher.chunk_bytes)
+        self._buffer = bytearray()
+        self._index = 0
+        self.size = 0
+        self.sealed = 0
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self._buffer += view
+        self.size += len(view)
+        while len(self._buffer) > self._piece:
+            self._emit(memoryview(self._buffer)[: self._piece], final=False)
+            del self._buffer[: self._piece]
+        return len(view)
+
+    def _emit(self, piece: memoryview, *, final: bool) -> None:
+        sealed = self._cipher.seal_chunk(self._index, piece, final=final)
+        self._inner.write(sealed)
+        self._index += 1
+        self.sealed += len(sealed)
+
+    def finish(self) -> None:
+        """Seal the last piece (call once, after the Arrow writer closed)."""
+        self._emit(memoryview(self._buffer), final=True)
+        self._buffer.clear()
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self._inner.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class OpeningReader(io.RawIOBase):
+    """The plaintext of a sealed shard read from ``sealed`` (a reader of verified bytes), one
+    chunk at a time: a chunk is read whole, opened, then served."""
+
+    def __init__(self, sealed: Any, *, size: int, cipher: ShardCipher) -> None:
+        super().__init__()
+        self._sealed = sealed
+        self._cipher = cipher
+        self._size = size
+        self._count = chunk_count(size, cipher.chunk_bytes)
+        plaintext_size(size, cipher.chunk_bytes)
+        self._next = 0
+        self._plain = memoryview(b"")
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def _refill(self) -> bool:
+        if self._next == self._count:
+            return False
+        chunk_bytes = self._cipher.chunk_bytes
+        want = min(chunk_bytes, self._size - self._next * chunk_bytes)
+        parts: list[bytes | memoryview] = []
+        got = 0
+        while got < want:
+            part = self._sealed.read(want - got)
+            if not part:
+                raise DecryptionError(f"sealed shard ended in chunk {self._next}")
+            parts.append(part)
+            got += len(part)
+        sealed = parts[0] if len(parts) == 1 else b"".join(parts)
+        out = bytearray(want - TAG_BYTES)
+        self._cipher.open_chunk_into(
+            self._next, sealed, memoryview(out), final=self._next == self._count - 1
+        )
+        self._next += 1
+        self._plain = memoryview(out)
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        chunks: list[bytes] = []
+        while size < 0 or sum(map(len, chunks)) < size:
+            if not self._plain and not self._refill():
+                break
+            take = len(self._plain) if size < 0 else size - sum(map(len, chunks))
+            chunks.append(bytes(self._plain[:take]))
+            self._plain = self._plain[take:]
+        out = b"".join(chunks)
+        self._pos += len(out)
+        return out
+
+
+def opened(
+    sealed: memoryview | io.RawIOBase, *, size: int, cipher: ShardCipher
+) -> memoryview | io.RawIOBase:
+    """The plaintext source of a verified sealed shard, for :func:`~.verified.decode_shard`."""
+    if isinstance(sealed, memoryview):
+        return memoryview(cipher.open(sealed))
+    return OpeningReader(sealed, size=size, cipher=cipher)
+
+
+def identity_encryption_key(identity: SigningKey, epoch: int = 0) -> EncryptionPrivateKey:
+    """The principal's encryption key derived from its identity (ENCRYPTION.md 3.3)."""
+    return EncryptionPrivateKey.derive(identity, epoch)
+
+
+def encryption_key_envelope(
+    identity: SigningKey, private: EncryptionPrivateKey, *, created: datetime
+) -> Envelope:
+    """The signed :class:`EncryptionKey` that registers ``private``'s public key."""
+    statement = EncryptionKey(
+        owner=identity.keyid,
+        public=private.public.b64,
+        keyid=private.public.keyid,
+        created=created,
+    )
+    return sign_statement(statement, [identity])
+
+
+def key_grant_envelope(
+    publisher: SigningKey,
+    keys: Mapping[int, Mapping[str, DataKey]],
+    *,
+    dataset: str,
+    grantee: str,
+    recipient: EncryptionPublicKey,
+    grant: str | None,
+    created: datetime,
+) -> Envelope:
+    """A signed :class:`KeyGrant` of ``keys[version][group]`` for ``grantee`` (``grant`` None:
+    the publisher's own escrow, ``grantee`` then being the publisher)."""
+    statement = make_key_grant(
+        keys,
+        dataset=dataset,
+        publisher=publisher.keyid,
+        grantee=grantee,
+        recipient=recipient,
+        grant=grant,
+        created=created,
+    )
+    return sign_statement(statement, [publisher])
+
+
+def _covers(terms: GrantTerms, version: int) -> bool:
+    try:
+        check_grant_version(terms, version)
+    except ScopeError:
+        return False
+    return True
+
+
+class KeyRing:
+    """The data keys a principal could open, by ``(version, group)``, from verified key grants."""
+
+    def __init__(self, dataset: str) -> None:
+        self.dataset = dataset
+        self._keys: dict[tuple[int, str], DataKey] = {}
+
+    def add(
+        self,
+        envelopes: Iterable[Envelope],
+        *,
+        publisher_keys: Mapping[str, VerifyKey],
+        grantee: str,
+        privates: Mapping[str, EncryptionPrivateKey],
+        grants: Mapping[str | None, GrantTerms | None],
+        now: datetime,
+    ) -> None:
+        """Open every key grant for ``grantee`` whose ``grant`` is in ``grants`` (the verified
+        grants by id; ``None: None`` admits the publisher's escrow) and whose recipient is one
+        of ``privates`` (by encryption key id), keeping only keys of versions its grant covers
+        (W9). Other key grants are skipped: a principal may see several of its own."""
+        for env in envelopes:
+            kg = verify_key_grant(env, publisher_keys=publisher_keys, now=now).statement
+            private = privates.get(kg.recipient)
+            mine = kg.grantee == grantee and kg.dataset == self.dataset
+            if not mine or kg.grant not in grants or private is None:
+                continue
+            terms = grants[kg.grant]
+            for (version, group), key in open_key_grant(kg, private=private).items():
+                if terms is None or _covers(terms, version):
+                    self._keys[version, group] = key
+
+    def cipher(
+        self, *, version: int, group: str, commitment: str, shard: int, chunk_bytes: int
+    ) -> ShardCipher:
+        """The cipher of one shard of an encrypted group (``missing_key``/``wrong_key``)."""
+        context = GroupContext(dataset=self.dataset, version=version, group=group)
+        key = data_key_for(self._keys, context, commitment=commitment)
+        return ShardCipher(key, context=context, shard=shard, chunk_bytes=chunk_bytes)
+
+    def keys(self) -> dict[int, dict[str, DataKey]]:
+        """Every key by version then group (to wrap them again for a grantee)."""
+        out: dict[int, dict[str, DataKey]] = {}
+        for (version, group), key in self._keys.items():
+            out.setdefault(version, {})[group] = key
+        return out
