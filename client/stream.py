@@ -70,6 +70,7 @@ from .api import RegistryClient
 from .cache import BlobCache
 from .config import ClientConfig, load_config
 from .fetch import BlobFetcher, ChunkVerifier
+from .tlog import check_statements
 from .trust import TrustStore, resolve_manifest
 from .verified import VerifiedVersion, decode_shard, find_grant
 from .wire import dataset_path
@@ -437,6 +438,7 @@ def open_dataset(
             now=now,
             columns=columns,
         )
+        check_statements(client_, [envelope, grant_env], now=now)  # LOG.md L1-L13
         fetcher = BlobFetcher(
             client_.base_url + dataset_path(dataset), headers=_locked_headers(client_)
         )
