@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ostraca.client.stream import open_dataset
 from ostraca.client.tlog import CheckpointStore, LogCheck, check_statements
 from ostraca.protocol_spec import Envelope, RevokedError
 from ostraca.protocol_spec.checkpoint import Checkpoint, sign_checkpoint
@@ -227,3 +228,16 @@ def test_rollback_to_an_older_checkpoint_is_refused(scene: Scene) -> None:
     assert scene.check(grant=False).checkpoint.checkpoint.size == 6
     _serve_note(scene, old)
     _refused(scene, "rollback", grant=False)
+
+
+def test_open_dataset_checks_the_log(scene: Scene) -> None:
+    client = scene.world.researcher.client
+    with open_dataset(scene.world.dataset, client=client) as ds:
+        assert ds.to_table().num_rows == 10
+    frozen = httpx.get(f"{scene.world.registry}/v1/log/checkpoint").content
+    _serve_note(scene, frozen)
+    scene.clock.advance(25 * 3600)
+    later = utc_now() + timedelta(hours=25)
+    with pytest.raises(OstracaError) as info:
+        open_dataset(scene.world.dataset, client=client, now=later)
+    assert info.value.code == "stale_checkpoint"
