@@ -58,6 +58,7 @@ __all__ = [
     "LogCheck",
     "LogPolicy",
     "LogReader",
+    "StoredLog",
     "check_statements",
     "log_vkey_of",
 ]
@@ -101,29 +102,43 @@ class LogPolicy:
         return cls(max_age=timedelta(hours=hours), witnesses=witnesses, quorum=quorum)
 
 
+@dataclass(frozen=True, slots=True)
+class StoredLog:
+    """What the client keeps per registry: the pinned log key, the last accepted checkpoint,
+    and for each grant it relies on, the tree size up to which it has read every entry after
+    the grant's and found no revocation (so the next check reads only the new entries)."""
+
+    log: NoteVerifier
+    note: bytes
+    scanned: dict[str, int]
+
+
 class CheckpointStore:
-    """The pinned log key and last accepted checkpoint of one registry."""
+    """The :class:`StoredLog` of one registry (``home/logs/<hash of its URL>.json``, 0600)."""
 
     def __init__(self, home: Path, registry: str) -> None:
         name = hashlib.sha256(registry.encode()).hexdigest()[:24]
         self.path = home / "logs" / f"{name}.json"
         self.registry = registry
 
-    def load(self) -> tuple[NoteVerifier | None, bytes | None]:
+    def load(self) -> StoredLog | None:
         if not self.path.exists():
-            return None, None
+            return None
         try:
             raw = json.loads(self.path.read_bytes())
-            return log_vkey_of(raw["vkey"]), base64.b64decode(raw["checkpoint"], validate=True)
-        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+            scanned = {str(k): int(v) for k, v in raw["scanned"].items()}
+            note = base64.b64decode(raw["checkpoint"], validate=True)
+            return StoredLog(log=log_vkey_of(raw["vkey"]), note=note, scanned=scanned)
+        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
             raise MalformedError(f"{self.path}: damaged checkpoint store: {exc}") from exc
 
-    def save(self, log: NoteVerifier, note: bytes) -> None:
+    def save(self, stored: StoredLog) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         body = {
             "registry": self.registry,
-            "vkey": log.to_vkey(),
-            "checkpoint": base64.b64encode(note).decode("ascii"),
+            "vkey": stored.log.to_vkey(),
+            "checkpoint": base64.b64encode(stored.note).decode("ascii"),
+            "scanned": stored.scanned,
         }
         tmp = self.path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -151,7 +166,9 @@ class LogReader:
         self.store = CheckpointStore(home, base_url)
         self.wire = Wire(base_url)
         self._log: NoteVerifier | None = None
+        self._trusted: SignedCheckpoint | None = None
         self._kept: SignedCheckpoint | None = None
+        self._scanned: dict[str, int] = {}
 
     def close(self) -> None:
         self.wire.close()
@@ -164,8 +181,8 @@ class LogReader:
 
     def checkpoint(self, now: datetime) -> SignedCheckpoint:
         """The registry's latest checkpoint, after L1–L10 against the store (not yet saved)."""
-        pinned, stored = self.store.load()
-        log = pinned or log_vkey_of(_text(self.wire, "/v1/log/key"))
+        stored = self.store.load()
+        log = stored.log if stored else log_vkey_of(_text(self.wire, "/v1/log/key"))
         presented = open_checkpoint(
             _note(self.wire),
             log=log,
@@ -174,23 +191,33 @@ class LogReader:
             witness_quorum=self.policy.quorum,
         )  # L1-L6
         require_fresh(presented, now=now, max_age=self.policy.max_age)  # L7
-        trusted = None if stored is None else open_checkpoint(stored, log=log, now=now)
+        trusted = None if stored is None else open_checkpoint(stored.note, log=log, now=now)
         self._kept = _update(self.wire, trusted, presented)  # L8-L10
-        self._log = log
+        self._log, self._trusted = log, trusted
+        self._scanned = dict(stored.scanned) if stored else {}
         return presented
 
     def accept(self) -> SignedCheckpoint:
         """L13: keep the checkpoint :meth:`checkpoint` established (and pin the log key)."""
         if self._log is None or self._kept is None:
             raise MalformedError("no checkpoint was checked")
-        self.store.save(self._log, self._kept.note)
+        self.store.save(StoredLog(log=self._log, note=self._kept.note, scanned=self._scanned))
         return self._kept
 
     def included(self, envelope: Envelope, signed: SignedCheckpoint) -> int:
         return _included(self.wire, envelope, signed)
 
     def require_unrevoked(self, grant_id: str, start: int, signed: SignedCheckpoint) -> None:
-        _require_unrevoked(self.wire, grant_id, start, signed)
+        """L12 for the grant at ``start - 1``. Entries up to the accepted checkpoint's size that
+        an earlier check read are not read again: the range proof is then also checked to tile
+        that checkpoint's tree, so they are the entries read before (consistency, L10)."""
+        trusted = self._trusted
+        since = self._scanned.get(grant_id)
+        if trusted is not None and since == trusted.checkpoint.size and start <= since:
+            _require_unrevoked(self.wire, grant_id, since, signed, prefix=trusted)
+        else:
+            _require_unrevoked(self.wire, grant_id, start, signed)
+        self._scanned[grant_id] = signed.checkpoint.size
 
     def entries(self, start: int, end: int) -> Iterator[bytes]:
         return entries(self.wire, start, end)
@@ -297,8 +324,16 @@ def entries(wire: Wire, start: int, end: int) -> Iterator[bytes]:
         start += len(page)
 
 
-def _require_unrevoked(wire: Wire, grant_id: str, start: int, signed: SignedCheckpoint) -> None:
-    """L12: every entry after the grant's, proven complete, holds no revocation of it."""
+def _require_unrevoked(
+    wire: Wire,
+    grant_id: str,
+    start: int,
+    signed: SignedCheckpoint,
+    *,
+    prefix: SignedCheckpoint | None = None,
+) -> None:
+    """L12: every entry from ``start``, proven complete, holds no revocation of the grant;
+    with ``prefix`` (of size ``start``), the proof must also rebuild that checkpoint's root."""
     size = signed.checkpoint.size
     answer = _json(wire, "/v1/log/proof/range", start=start, tree_size=size)
     if not isinstance(answer, dict) or set(answer) != {"start", "tree_size", "hashes"}:
@@ -318,6 +353,10 @@ def _require_unrevoked(wire: Wire, grant_id: str, start: int, signed: SignedChec
     verify_range(
         start=start, leaves=leaves, tree_size=size, proof=proof, root=signed.checkpoint.root
     )
+    if prefix is not None:
+        verify_range(
+            start=start, leaves=[], tree_size=start, proof=proof, root=prefix.checkpoint.root
+        )
     if revoked_at is not None:
         raise RevokedError(
             f"grant {grant_id[:12]}… was revoked (log entry {revoked_at}), although the "

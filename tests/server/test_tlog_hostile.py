@@ -16,13 +16,12 @@ import httpx
 import pytest
 
 from ostraca.client.stream import open_dataset
-from ostraca.client.tlog import CheckpointStore, LogCheck, check_statements
+from ostraca.client.tlog import CheckpointStore, LogCheck, StoredLog, check_statements
 from ostraca.protocol_spec import Envelope, RevokedError
 from ostraca.protocol_spec.checkpoint import Checkpoint, sign_checkpoint
 from ostraca.protocol_spec.errors import OstracaError
 from ostraca.protocol_spec.keys import SigningKey
 from ostraca.protocol_spec.models import utc_now
-from ostraca.protocol_spec.note import NoteVerifier
 from ostraca.server.app import create_app
 from ostraca.server.migrate import upgrade_to_head
 from ostraca.server.settings import Settings
@@ -50,7 +49,7 @@ class Scene:
         envelopes = self.envelopes(grant=grant)
         return check_statements(self.world.researcher.client, envelopes, now=now)
 
-    def stored(self) -> tuple[NoteVerifier | None, bytes | None]:
+    def stored(self) -> StoredLog | None:
         client = self.world.researcher.client
         return CheckpointStore(client.config.home, client.base_url).load()
 
@@ -177,7 +176,7 @@ def test_first_use_with_a_swapped_key_pins_nothing(scene: Scene) -> None:
 
     scene.proxy.rewrite = swap
     _refused(scene, "untrusted_key")
-    assert scene.stored() == (None, None)
+    assert scene.stored() is None
 
 
 def test_bad_inclusion_proof_is_refused(scene: Scene) -> None:
@@ -204,7 +203,7 @@ def test_another_entry_shown_for_a_statement_is_refused(scene: Scene) -> None:
     with pytest.raises(OstracaError) as info:
         scene.check()
     assert info.value.code in {"malformed", "bad_inclusion_proof"}
-    assert scene.stored() == (None, None)
+    assert scene.stored() is None
 
 
 def test_bad_consistency_proof_is_an_equivocation(scene: Scene) -> None:
@@ -241,3 +240,19 @@ def test_open_dataset_checks_the_log(scene: Scene) -> None:
     with pytest.raises(OstracaError) as info:
         open_dataset(scene.world.dataset, client=client, now=later)
     assert info.value.code == "stale_checkpoint"
+
+
+def test_a_second_check_reads_only_the_new_entries(scene: Scene) -> None:
+    scene.check()
+    other = scene.world.researcher.client.request_access(scene.world.dataset, purpose="again")
+    scene.world.publisher.client.deny_request(other.request_id, "no")
+    asked: list[str] = []
+
+    def record(path: str, body: bytes) -> bytes:
+        if path.startswith("/v1/log/entries"):
+            asked.append(path)
+        return body
+
+    scene.proxy.rewrite = record
+    assert scene.check().checkpoint.checkpoint.size == 7
+    assert asked == ["/v1/log/entries?start=5&end=7"]
