@@ -1,4 +1,4 @@
-"""Request-body caps per route, enforced while the body is read.
+"""Request-body caps per route, enforced while the body is read; no NUL in a path or query.
 
 A pure ASGI middleware wraps ``receive`` and counts bytes: the moment a body crosses its
 route's cap, the read raises :class:`BodyTooLarge` (413 ``too_large``, ``Connection: close``),
@@ -16,10 +16,19 @@ import re
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .problems import problem_response
 from .settings import Settings
 
 _MANIFEST = re.compile(r"^/v1/datasets/[^/]+/[^/]+/versions/?$")
 _UPLOAD_CHUNK = re.compile(r"^/v1/uploads/[^/]+/?$")
+
+
+_NUL = problem_response(
+    status=422,
+    code="malformed",
+    title="Malformed input",
+    detail="the path or query contains a NUL character",
+)
 
 
 class BodyTooLarge(HTTPException):
@@ -49,9 +58,13 @@ class BodyLimitMiddleware:
         self.settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        cap = None
-        if scope["type"] == "http":
-            cap = body_cap(self.settings, scope["method"], scope["path"])
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if "\x00" in scope["path"] or b"%00" in scope["query_string"]:
+            await _NUL(scope, receive, send)
+            return
+        cap = body_cap(self.settings, scope["method"], scope["path"])
         if cap is None:
             await self.app(scope, receive, send)
             return

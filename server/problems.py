@@ -1,8 +1,9 @@
 """Every failure as RFC 9457 ``application/problem+json``, mapped once.
 
-``OstracaError`` carries its ``code`` and ``http_status``; FastAPI's validation errors become
-422 ``malformed``; Starlette's own 404/405 keep their status. Unexpected exceptions are turned
-into a bare 500 by ``metrics.ObservabilityMiddleware`` (no stack trace leaves the server).
+``OstracaError`` carries its ``code`` and ``http_status``; FastAPI's validation errors, bodies
+FastAPI cannot decode (its 400) and values the database cannot store become 422 ``malformed``;
+Starlette's own 404/405 keep their status. Unexpected exceptions are turned into a bare 500 by
+``metrics.ObservabilityMiddleware`` (no stack trace leaves the server).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ostraca.protocol_spec.errors import OstracaError, RangeNotSatisfiableError
@@ -113,8 +115,21 @@ def _http_error(_request: Request, exc: Exception) -> Response:
     )
 
 
+def _unstorable(_request: Request, exc: Exception) -> Response:
+    """A value the database cannot hold (an integer past 64 bits, a NUL in text): the input's
+    fault, so 422; the transaction it was in is rolled back by its session."""
+    return problem_response(
+        status=422,
+        code="malformed",
+        title="Malformed input",
+        detail=f"a value is out of range or not storable ({type(exc).__name__})",
+    )
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(OstracaError, _ostraca_error)
+    app.add_exception_handler(DataError, _unstorable)
+    app.add_exception_handler(OverflowError, _unstorable)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
 

@@ -217,3 +217,14 @@ def test_malformed_envelopes_are_422(
     assert r.status_code == 422, r.text
     assert r.headers["content-type"] == "application/problem+json"
     assert before.changes(snapshot(live.settings)) == {}
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["offset=99999999999999999999", "limit=10&offset=9223372036854775808", "q=%00", "q=a%00b"],
+)
+def test_unstorable_query_values_are_422(live: Registry, http: httpx.Client, query: str) -> None:
+    """Found by the fuzzer: an integer past 64 bits, a NUL in text (PostgreSQL refuses both)."""
+    before = snapshot(live.settings)
+    assert_problem(http.get(f"/v1/datasets?{query}"), 422, "malformed")
+    assert before.changes(snapshot(live.settings)) == {}
