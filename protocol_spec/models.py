@@ -33,7 +33,10 @@ from .canonical import canonical_bytes, sha256_hex
 from .errors import MalformedError
 from .keys import VerifyKey, key_id
 
-SPEC_VERSION: Literal[1] = 1
+SPEC_VERSION: Literal[2] = 2
+"""The newest ``spec_version`` this implementation verifies (it also verifies 1)."""
+DEFAULT_GROUP = "default"
+"""The column group of every column no other group names (SPEC 3.1)."""
 MAX_SHARDS = 1_000_000
 MAX_COLUMNS = 10_000
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -105,9 +108,9 @@ def split_dataset(name: str) -> tuple[str, str]:
 
 
 def _exact_int(value: Any) -> Any:
-    # ``Literal[1]`` alone also takes ``true`` and ``1.0`` (they compare equal to 1).
+    # ``Literal[1, 2]`` alone also takes ``true`` and ``1.0`` (they compare equal to 1).
     if type(value) is not int:
-        raise ValueError("must be the integer 1")
+        raise ValueError("must be the integer 1 or 2")
     return value
 
 
@@ -126,8 +129,19 @@ class Statement(_Model):
     """Base of every signed statement."""
 
     PAYLOAD_TYPE: ClassVar[str]
+    V2_FIELDS: ClassVar[tuple[str, ...]] = ()
+    """Fields introduced by spec_version 2: a statement uses 2 exactly when it sets one."""
 
-    spec_version: Annotated[Literal[1], BeforeValidator(_exact_int)] = 1
+    spec_version: Annotated[Literal[1, 2], BeforeValidator(_exact_int)] = 1
+
+    @model_validator(mode="after")
+    def _lowest_version(self) -> Self:
+        uses = [f for f in self.V2_FIELDS if getattr(self, f) is not None]
+        if uses and self.spec_version != 2:
+            raise ValueError(f"{', '.join(uses)} need(s) spec_version 2")
+        if not uses and self.spec_version != 1:
+            raise ValueError("spec_version 2 is for statements using its fields; this is 1")
+        return self
 
     def to_payload(self) -> bytes:
         """The canonical bytes that are signed. The verifier checks the same form."""
@@ -184,8 +198,36 @@ class Column(_Model):
     """Arrow's text form of the type, e.g. ``large_string`` or ``list<item: int32>``."""
 
 
+ColumnList = Annotated[
+    list[Annotated[str, StringConstraints(min_length=1, max_length=256)]],
+    Field(min_length=1, max_length=MAX_COLUMNS),
+]
+
+
+GroupName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$")]
+"""A column group's name: lowercase letters, digits, ``-`` and ``_``, at most 64."""
+
+
+class ColumnGroup(_Model):
+    """Columns stored in blobs of their own, which a grant may cover or not (spec_version 2)."""
+
+    name: GroupName
+    columns: ColumnList
+
+
+class GroupBlob(_Model):
+    """One column group's part of a shard: an Arrow IPC stream of the group's columns, with
+    the shard's rows in the same record batches."""
+
+    group: GroupName
+    sha256: Hex256
+    bytes: PositiveInt
+    chunks: Hex256
+
+
 class ShardEntry(_Model):
-    """One content-addressed Arrow IPC stream blob of a dataset version."""
+    """One shard: a content-addressed Arrow IPC stream blob of a dataset version (of the
+    ``default`` group's columns when the manifest has column groups)."""
 
     sha256: Hex256
     bytes: PositiveInt
@@ -193,6 +235,15 @@ class ShardEntry(_Model):
     chunks: Hex256
     """sha256 of the shard's chunk list: the concatenated raw sha256 digests of each
     ``chunk_bytes``-sized piece of the shard (the last piece may be shorter)."""
+    groups: Annotated[list[GroupBlob], Field(min_length=1, max_length=64)] | None = None
+    """spec_version 2: the blob of each of the manifest's ``column_groups``, in their order."""
+
+    def blobs(self) -> list[GroupBlob]:
+        """Every blob of the shard, the ``default`` group's first."""
+        own = GroupBlob(
+            group=DEFAULT_GROUP, sha256=self.sha256, bytes=self.bytes, chunks=self.chunks
+        )
+        return [own, *(self.groups or [])]
 
 
 class DatasetManifest(Statement):
@@ -214,6 +265,11 @@ class DatasetManifest(Statement):
     shards: Annotated[list[ShardEntry], Field(min_length=1, max_length=MAX_SHARDS)]
     total_rows: PositiveInt
     total_bytes: PositiveInt
+    column_groups: Annotated[list[ColumnGroup], Field(min_length=1, max_length=64)] | None = None
+    """spec_version 2: groups of columns stored in blobs of their own; the columns no group
+    names form the ``default`` group (the shards' own blobs)."""
+
+    V2_FIELDS: ClassVar[tuple[str, ...]] = ("column_groups",)
 
     @field_validator("chunk_bytes")
     @classmethod
@@ -229,13 +285,38 @@ class DatasetManifest(Statement):
             raise ValueError("previous must be null exactly when version is 1")
         if sum(s.rows for s in self.shards) != self.total_rows:
             raise ValueError("total_rows is not the sum of the shards' rows")
-        if sum(s.bytes for s in self.shards) != self.total_bytes:
+        if sum(b.bytes for s in self.shards for b in s.blobs()) != self.total_bytes:
             raise ValueError("total_bytes is not the sum of the shards' bytes")
-        if len({s.sha256 for s in self.shards}) != len(self.shards):
+        digests = [b.sha256 for s in self.shards for b in s.blobs()]
+        if len(set(digests)) != len(digests):
             raise ValueError("a shard is listed twice")
         if len({c.name for c in self.columns}) != len(self.columns):
             raise ValueError("column names must be unique")
+        self._check_groups()
         return self
+
+    def _check_groups(self) -> None:
+        names = [g.name for g in self.column_groups or []]
+        if DEFAULT_GROUP in names or len(set(names)) != len(names):
+            raise ValueError(f"column group names must be unique and not {DEFAULT_GROUP!r}")
+        grouped = [c for g in self.column_groups or [] for c in g.columns]
+        if len(set(grouped)) != len(grouped) or not set(grouped) < {c.name for c in self.columns}:
+            raise ValueError(
+                "column groups must name distinct columns of the manifest, leaving at least "
+                "one for the default group"
+            )
+        for i, shard in enumerate(self.shards):
+            if [b.group for b in shard.groups or []] != names:
+                raise ValueError(f"shard {i} must list one blob per column group, in order")
+
+    def group_columns(self) -> dict[str, list[str]]:
+        """Each group's columns in the manifest's column order, ``default`` first."""
+        named = {g.name: set(g.columns) for g in self.column_groups or []}
+        taken = set().union(*named.values()) if named else set()
+        order = [c.name for c in self.columns]
+        out = {DEFAULT_GROUP: [c for c in order if c not in taken]}
+        out.update({n: [c for c in order if c in cols] for n, cols in named.items()})
+        return out
 
     @property
     def terms_sha256(self) -> str:
@@ -244,12 +325,6 @@ class DatasetManifest(Statement):
     @property
     def namespace(self) -> str:
         return self.dataset.partition("/")[0]
-
-
-ColumnList = Annotated[
-    list[Annotated[str, StringConstraints(min_length=1, max_length=256)]],
-    Field(min_length=1, max_length=MAX_COLUMNS),
-]
 
 
 class AccessRequest(Statement):
@@ -277,9 +352,14 @@ class AccessGrant(Statement):
     """``null``: every version, including future ones."""
     columns: ColumnList | None = None
     """``null``: every column."""
+    groups: Annotated[list[GroupName], Field(min_length=1, max_length=65)] | None = None
+    """spec_version 2: the column groups covered (``null``: every group). The registry serves
+    a group's blobs only under a grant covering it."""
     not_before: Timestamp
     expires: Timestamp
     created: Timestamp
+
+    V2_FIELDS: ClassVar[tuple[str, ...]] = ("groups",)
 
     @model_validator(mode="after")
     def _windows(self) -> Self:
@@ -289,6 +369,8 @@ class AccessGrant(Statement):
             raise ValueError("expires must be after not_before")
         if self.columns is not None and len(set(self.columns)) != len(self.columns):
             raise ValueError("columns must be unique")
+        if self.groups is not None and len(set(self.groups)) != len(self.groups):
+            raise ValueError("groups must be unique")
         return self
 
 

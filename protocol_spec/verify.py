@@ -266,7 +266,8 @@ def verify_grant(
     """Verify that ``envelope`` grants ``grantee`` access to ``manifest``'s version (SPEC.md 5.2).
 
     The grant must be signed by the key that signed the manifest. ``revoked`` holds grant ids
-    the caller knows to be revoked; ``columns`` the columns about to be read (``None``: all).
+    the caller knows to be revoked; ``columns`` the columns about to be read (``None``: the
+    columns the grant covers, :func:`granted_columns`).
     """
     publisher = manifest.signer
     v = open_grant(envelope, publisher_keys={publisher.keyid: publisher})  # G1–G5
@@ -278,13 +279,27 @@ def verify_grant(
     if g.grantee != grantee:
         raise ScopeError("grant is for another key")
     check_grant_version(g, m.version)  # G8
-    # G9: it covers the columns to be read.
-    wanted = set(columns) if columns is not None else {c.name for c in m.columns}
-    if g.columns is not None and not wanted <= set(g.columns):
-        missing = ", ".join(sorted(wanted - set(g.columns)))
+    # G9: it covers the columns to be read (by column and by column group).
+    granted = granted_columns(g, m)
+    if not granted:
+        raise ScopeError(f"grant covers no column of {m.dataset} version {m.version}")
+    if columns is not None and not set(columns) <= set(granted):
+        missing = ", ".join(sorted(set(columns) - set(granted)))
         raise ScopeError(f"grant does not cover column(s) {missing}")
     check_grant_window(g, grant_id=v.digest, now=now, revoked=v.digest in revoked)  # G10–G12
     return v
+
+
+def granted_columns(grant: AccessGrant, manifest: DatasetManifest) -> list[str]:
+    """The manifest's columns the grant covers, in manifest order: in its ``columns`` (all if
+    ``null``) and in a column group it names (all if ``groups`` is ``null``; SPEC 5.2 G9)."""
+    allowed = None if grant.columns is None else set(grant.columns)
+    out: list[str] = []
+    for group, cols in manifest.group_columns().items():
+        if grant.groups is None or group in grant.groups:
+            out += [c for c in cols if allowed is None or c in allowed]
+    order = {c.name: i for i, c in enumerate(manifest.columns)}
+    return sorted(out, key=order.__getitem__)
 
 
 def verify_revocation(

@@ -39,6 +39,7 @@ from ostraca.protocol_spec import (
     sign_statement,
 )
 from ostraca.protocol_spec.auth import login_message, registration_message
+from ostraca.protocol_spec.models import GroupBlob
 
 VECTORS_DIR = Path(__file__).resolve().parent.parent / "protocol_spec" / "vectors"
 NOW = "2024-06-01T12:00:00Z"
@@ -122,6 +123,35 @@ def manifest(version: int, previous: str | None, shards: tuple[int, ...], **extr
     return {**m.model_dump(mode="json"), **extra}
 
 
+def group_blob(index: int, group: str) -> GroupBlob:
+    """Shard ``index``'s blob of column group ``group`` (its own bytes)."""
+    data = shard_bytes(100 + index, SHARD_SIZES[index] // 3 + 1)
+    return GroupBlob(
+        group=group,
+        sha256=hashlib.sha256(data).hexdigest(),
+        bytes=len(data),
+        chunks=hashlib.sha256(chunk_list(data, CHUNK_BYTES)).hexdigest(),
+    )
+
+
+def grouped_manifest(**extra: Any) -> JSON:
+    """spec_version 2: ``book_id`` in the column group ``ids``, ``text`` in ``default``."""
+    base = manifest(1, None, (0, 1))
+    shards = [
+        {**s, "groups": [group_blob(i, "ids").model_dump(mode="json")]}
+        for i, s in enumerate(base["shards"])
+    ]
+    total = sum(s["bytes"] + s["groups"][0]["bytes"] for s in shards)
+    obj = {
+        **base,
+        "spec_version": 2,
+        "column_groups": [{"name": "ids", "columns": ["book_id"]}],
+        "shards": shards,
+        "total_bytes": total,
+    }
+    return {**DatasetManifest.model_validate(obj).model_dump(mode="json"), **extra}
+
+
 def digest(env: Envelope) -> str:
     return env.digest
 
@@ -148,6 +178,7 @@ M2 = signed(DatasetManifest.model_validate(manifest(2, M1.digest, (0, 1, 2))), P
 M3 = signed(DatasetManifest.model_validate(manifest(3, M2.digest, (1, 2))), PUB)
 M2_FORK = signed(DatasetManifest.model_validate(manifest(2, M1.digest, (2,))), PUB)
 M_TERMS = DatasetManifest.model_validate(manifest(1, None, (0, 1)))
+M_GROUPED = signed(DatasetManifest.model_validate(grouped_manifest()), PUB)
 
 REQUEST = AccessRequest(
     dataset=DATASET,
@@ -354,6 +385,27 @@ def positives() -> list[JSON]:
             PUB,
         ),
         (
+            "grant-column-subset-nothing-asked",
+            "A grant for one column, no columns named: the reader reads the granted column.",
+            signed(grant(columns=["text"]), PUB),
+            inputs("grant", manifest=M2, grantee=RES.keyid),
+            PUB,
+        ),
+        (
+            "manifest-column-groups",
+            "spec_version 2: book_id in the column group ids, stored in blobs of its own.",
+            M_GROUPED,
+            inputs("manifest", dataset=DATASET),
+            PUB,
+        ),
+        (
+            "grant-column-group",
+            "spec_version 2 grant for the default group only, reading its column text.",
+            signed(grant(groups=["default"], columns=None, spec_version=2), PUB),
+            inputs("grant", manifest=M_GROUPED, grantee=RES.keyid, columns=["text"]),
+            PUB,
+        ),
+        (
             "grant-other-revoked",
             "The revoked set names another grant only.",
             GRANT,
@@ -414,6 +466,14 @@ def _flip_sig(env: Envelope) -> Envelope:
 
 def _grant_obj(**changes: Any) -> JSON:
     return {**grant().model_dump(mode="json"), **changes}
+
+
+def _without_group_blob() -> JSON:
+    obj = grouped_manifest()
+    first = obj["shards"][0]
+    obj["total_bytes"] -= first["groups"][0]["bytes"]
+    obj["shards"] = [{k: v for k, v in first.items() if k != "groups"}, *obj["shards"][1:]]
+    return obj
 
 
 def _env_text(payload: bytes, payload_type: str, sigs: list[JSON]) -> str:
@@ -676,8 +736,13 @@ def negatives() -> list[JSON]:
         ),
         bad_manifest(
             "spec-version-2",
-            "spec_version 2 is not understood by a version-1 verifier.",
+            "spec_version 2 without any of its fields (the lowest version is required).",
             spec_version=2,
+        ),
+        bad_manifest(
+            "spec-version-3",
+            "spec_version 3 is not understood by a version-2 verifier.",
+            spec_version=3,
         ),
         bad_manifest(
             "spec-version-true",
@@ -880,7 +945,49 @@ def negatives() -> list[JSON]:
             "Grant for `text` only; all columns are read.",
             "out_of_scope",
             signed(grant(columns=["text"]), PUB),
-            inputs("grant", **grant_in),
+            inputs("grant", **grant_in, columns=["text", "book_id"]),
+        ),
+        negative(
+            "grant-group-not-covered",
+            "Grant for the default group; book_id (group ids) is read.",
+            "out_of_scope",
+            signed(grant(groups=["default"], columns=None, spec_version=2), PUB),
+            inputs("grant", manifest=M_GROUPED, grantee=RES.keyid, columns=["book_id"]),
+        ),
+        negative(
+            "grant-groups-at-spec-version-1",
+            "A grant naming groups that says spec_version 1.",
+            "malformed",
+            signed_obj(GRANT_T, _grant_obj(groups=["default"]), PUB),
+            inputs("grant", manifest=M_GROUPED, grantee=RES.keyid),
+        ),
+        negative(
+            "manifest-groups-at-spec-version-1",
+            "Column groups in a manifest that says spec_version 1.",
+            "malformed",
+            signed_obj(MANIFEST_T, {**grouped_manifest(), "spec_version": 1}, PUB),
+            inputs("manifest"),
+        ),
+        negative(
+            "manifest-group-blob-missing",
+            "A shard without its column group's blob.",
+            "malformed",
+            signed_obj(MANIFEST_T, _without_group_blob(), PUB),
+            inputs("manifest"),
+        ),
+        negative(
+            "manifest-group-takes-every-column",
+            "A column group naming every column (nothing left for default).",
+            "malformed",
+            signed_obj(
+                MANIFEST_T,
+                {
+                    **grouped_manifest(),
+                    "column_groups": [{"name": "ids", "columns": ["book_id", "text"]}],
+                },
+                PUB,
+            ),
+            inputs("manifest"),
         ),
         negative(
             "grant-window-inverted",

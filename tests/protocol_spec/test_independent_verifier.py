@@ -227,10 +227,52 @@ def timestamp(obj: dict[str, Any], field: str) -> datetime:
         raise bad(field, "not a calendar instant") from exc
 
 
-def spec_version(obj: dict[str, Any]) -> None:
+def spec_version(obj: dict[str, Any], *v2_fields: str) -> None:
+    """1, or 2 exactly when one of the fields spec_version 2 introduced is set (SPEC 7)."""
     v = obj.get("spec_version", 1)
-    if not (is_int(v) and v == 1):
+    if not (is_int(v) and v in (1, 2)):
         raise bad("spec_version", "unsupported")
+    if (v == 2) != any(obj.get(f) is not None for f in v2_fields):
+        raise bad("spec_version", "not the lowest version for the fields used")
+
+
+GROUP = re.compile(r"[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?")
+
+
+def blobs_of(shard: dict[str, Any]) -> list[dict[str, Any]]:
+    """The shard's own blob (the default group's) and its group blobs."""
+    return [shard, *(shard.get("groups") or [])]
+
+
+def validate_groups(m: dict[str, Any], names: list[str]) -> None:
+    groups = m.get("column_groups")
+    if groups is None:
+        if any(s.get("groups") is not None for s in m["shards"]):
+            raise bad("groups", "group blobs without column groups")
+        return
+    if not isinstance(groups, list) or not 1 <= len(groups) <= 64:
+        raise bad("column_groups", "not a list of the right length")
+    grouped: list[str] = []
+    for g in groups:
+        if not isinstance(g, dict) or not GROUP.fullmatch(str(g.get("name"))):
+            raise bad("column_groups", "bad group")
+        cols = g.get("columns")
+        if not isinstance(cols, list) or not cols or not all(c in names for c in cols):
+            raise bad("column_groups", "columns not of the manifest")
+        grouped += cols
+    gnames = [g["name"] for g in groups]
+    if "default" in gnames or len(set(gnames)) != len(gnames):
+        raise bad("column_groups", "names")
+    if len(set(grouped)) != len(grouped) or len(grouped) >= len(names):
+        raise bad("column_groups", "overlap, or nothing left for default")
+    for s in m["shards"]:
+        parts = s.get("groups")
+        if not isinstance(parts, list) or [p.get("group") for p in parts] != gnames:
+            raise bad("groups", "not one blob per group in order")
+        for p in parts:
+            hex256(p, "sha256")
+            pos_int(p, "bytes")
+            hex256(p, "chunks")
 
 
 def obj_list(obj: dict[str, Any], field: str, lo: int, hi: int) -> list[dict[str, Any]]:
@@ -241,7 +283,7 @@ def obj_list(obj: dict[str, Any], field: str, lo: int, hi: int) -> list[dict[str
 
 
 def validate_manifest(m: dict[str, Any]) -> dict[str, Any]:
-    spec_version(m)
+    spec_version(m, "column_groups")
     dataset(m)
     version = pos_int(m, "version")
     previous = hex_or_null(m, "previous")
@@ -267,15 +309,16 @@ def validate_manifest(m: dict[str, Any]) -> dict[str, Any]:
     total_rows, total_bytes = pos_int(m, "total_rows"), pos_int(m, "total_bytes")
     if (version == 1) != (previous is None):
         raise bad("previous", "null exactly for version 1")
-    if (
-        sum(s["rows"] for s in shards) != total_rows
-        or sum(s["bytes"] for s in shards) != total_bytes
-    ):
-        raise bad("totals", "not the sums")
-    if len({s["sha256"] for s in shards}) != len(shards):
-        raise bad("shards", "listed twice")
     if len({c["name"] for c in columns}) != len(columns):
         raise bad("columns", "not unique")
+    validate_groups(m, [c["name"] for c in columns])
+    blobs = [b for s in shards for b in blobs_of(s)]
+    if sum(s["rows"] for s in shards) != total_rows:
+        raise bad("total_rows", "not the sum")
+    if sum(b["bytes"] for b in blobs) != total_bytes:
+        raise bad("total_bytes", "not the sum")
+    if len({b["sha256"] for b in blobs}) != len(blobs):
+        raise bad("shards", "listed twice")
     return m
 
 
@@ -293,7 +336,15 @@ def validate_request(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def validate_grant(g: dict[str, Any]) -> dict[str, Any]:
-    spec_version(g)
+    spec_version(g, "groups")
+    groups = g.get("groups")
+    if groups is not None and (
+        not isinstance(groups, list)
+        or not 1 <= len(groups) <= 65
+        or not all(isinstance(x, str) and GROUP.fullmatch(x) for x in groups)
+        or len(set(groups)) != len(groups)
+    ):
+        raise bad("groups", "bad or repeated group names")
     dataset(g)
     hex256(g, "publisher")
     hex256(g, "grantee")
@@ -314,6 +365,20 @@ def validate_grant(g: dict[str, Any]) -> dict[str, Any]:
         raise bad("expires", "not after not_before")
     timestamp(g, "created")
     return g
+
+
+def granted_columns(g: dict[str, Any], m: dict[str, Any]) -> set[str]:
+    """The columns in the grant's ``columns`` (all if null) whose group it covers."""
+    names = [c["name"] for c in m["columns"]]
+    group_of = dict.fromkeys(names, "default")
+    for group in m.get("column_groups") or []:
+        group_of.update(dict.fromkeys(group["columns"], group["name"]))
+    cols, groups = g.get("columns"), g.get("groups")
+    return {
+        c
+        for c in names
+        if (cols is None or c in cols) and (groups is None or group_of[c] in groups)
+    }
 
 
 def validate_revocation(r: dict[str, Any]) -> dict[str, Any]:
@@ -484,8 +549,8 @@ def verify_grant(
     hi = g.get("max_version")
     if not (g.get("min_version", 1) <= m["version"] and (hi is None or m["version"] <= hi)):  # G8
         raise refuse("out_of_scope", "version")
-    wanted = set(columns) if columns is not None else {c["name"] for c in m["columns"]}
-    if g.get("columns") is not None and not wanted <= set(g["columns"]):  # G9
+    granted = granted_columns(g, m)  # G9
+    if not granted or (columns is not None and not set(columns) <= granted):
         raise refuse("out_of_scope", "columns")
     if now < timestamp(g, "not_before"):  # G10
         raise refuse("not_yet_valid", "early")

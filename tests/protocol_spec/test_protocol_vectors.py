@@ -83,8 +83,8 @@ def test_generator_reproduces_committed_vectors_byte_for_byte(tmp_path: Path) ->
         capture_output=True,
         timeout=120,
     )
-    committed = sorted(p.name for p in VECTORS.glob("*.json"))
+    # Other generators (merkle, log, encryption) write their own files into the same folder.
     generated = sorted(p.name for p in tmp_path.glob("*.json"))
-    assert generated == committed
-    for name in committed:
+    assert {"positive.json", "negative.json", "keys.json"} <= set(generated)
+    for name in generated:
         assert (tmp_path / name).read_bytes() == (VECTORS / name).read_bytes(), name
