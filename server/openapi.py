@@ -2,8 +2,8 @@
 
 FastAPI writes the document from the routes; this module completes it: the ``Problem`` schema
 every error response refers to (``protocol_spec.wire.Problem``), a schema for each body FastAPI
-leaves untyped (a manifest envelope, inline as it is no wire model; blob bytes; Prometheus
-text), and the ``Content-Length`` of a blob HEAD. The pages'
+leaves untyped (a manifest envelope, inline as it is no wire model; other JSON as an object;
+blob bytes; Prometheus text), and the ``Content-Length`` of a blob HEAD. The pages'
 JavaScript and CSS are files under ``static/swagger`` (from the ``fastapi-offline`` wheel on
 PyPI: Swagger UI and ReDoc's standalone bundle), so ``/docs`` works with no network.
 """
@@ -41,9 +41,9 @@ ENVELOPE_SCHEMA: dict[str, Any] = {
 }
 
 
-def _body_schema(media_type: str) -> dict[str, Any]:
+def _body_schema(path: str, media_type: str) -> dict[str, Any]:
     if media_type == "application/json":
-        return ENVELOPE_SCHEMA
+        return ENVELOPE_SCHEMA if path.endswith("/manifest") else {"type": "object"}
     if media_type.startswith("text/"):
         return {"type": "string"}
     return {"type": "string", "contentMediaType": media_type}
@@ -51,13 +51,14 @@ def _body_schema(media_type: str) -> dict[str, Any]:
 
 def _type_bodies(doc: dict[str, Any]) -> None:
     """Give every schemaless success body a schema, and a bodiless 200 its length."""
-    for operations in doc["paths"].values():
+    for path, operations in doc["paths"].items():
         for operation in operations.values():
             for status, response in operation.get("responses", {}).items():
                 if not status.startswith("2"):
                     continue
                 for media_type, content in response.get("content", {}).items():
-                    content.setdefault("schema", _body_schema(media_type))
+                    if not content.get("schema"):
+                        content["schema"] = _body_schema(path, media_type)
                 if status == "200" and "content" not in response:
                     response.setdefault(
                         "headers", {"Content-Length": {"schema": {"type": "integer"}}}

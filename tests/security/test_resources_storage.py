@@ -54,7 +54,7 @@ def tiny_settings(database_url: str, tmp_path: Path, tiny_store: Path) -> Settin
 
 
 def _start(http: httpx.Client, who: Identity, size: int) -> str:
-    r = http.post("/v1/uploads", json={"size": size}, headers=who.headers)
+    r = http.post("/v1/uploads", json={"size": size, "namespace": "acme"}, headers=who.headers)
     assert r.status_code == 201, r.text
     upload_id: str = r.json()["upload_id"]
     return upload_id
@@ -102,6 +102,8 @@ def test_client_disconnect_mid_upload_is_not_an_error(
     caplog.set_level(logging.INFO)
     with serve(tiny_settings) as reg, httpx.Client(base_url=reg.url, timeout=30) as http:
         owner = new_identity(http, "institution", "Acme Institute")
+        r = http.post("/v1/namespaces", json={"name": "acme"}, headers=owner.headers)
+        assert r.status_code == 201, r.text
         upload_id = _start(http, owner, MIB)
         before = snapshot(tiny_settings)
         sock = _connect(reg.url)
