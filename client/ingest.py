@@ -100,8 +100,12 @@ def batch_bytes(batch: pa.RecordBatch) -> int:
 
 
 def wrap_arrow_errors(label: str, it: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The batches of ``it`` that hold rows (an empty one adds nothing to a shard, and pyarrow
+    26 crashes measuring some empty union batches); read errors as :class:`MalformedError`."""
     try:
-        yield from it
+        for batch in it:
+            if batch.num_rows:
+                yield batch
     except READ_ERRORS as exc:
         raise MalformedError(f"cannot read {label}: {exc}") from exc
 
