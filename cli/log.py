@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from ostraca.client.tlog import LogReader
+from ostraca.client.wire import Wire
 from ostraca.protocol_spec import Envelope, MalformedError
 from ostraca.protocol_spec.merkle import InclusionProofError, leaf_hash, root_from_leaves
 from ostraca.protocol_spec.models import utc_now
@@ -28,7 +30,6 @@ _PREFIX = "application/vnd.ostraca."
 @dataclass(frozen=True, slots=True)
 class VerifyReport:
     size: int
-    root: bytes
     seconds: float
 
 
@@ -46,20 +47,35 @@ class LogStatement:
         return None if self.dataset is None else self.dataset.split("/", 1)[0]
 
 
-def verify_log(registry: str, *, home: Path, now: datetime) -> VerifyReport:
-    """Fetch every entry, rebuild the root and compare it with the (checked, then kept)
-    checkpoint. InclusionProofError when they differ."""
-    start = time.perf_counter()
-    with LogReader(registry, home) as reader:
+def _walk(registry: str, home: Path, now: datetime, visit: Callable[[int, bytes], None]) -> int:
+    """Read every entry (``visit(index, entry)``), rebuild the root, compare it with the checked
+    checkpoint, then keep that checkpoint; the log's size. InclusionProofError if they differ."""
+    wire = Wire(registry)
+    try:
+        reader = LogReader(wire, home)
         signed = reader.checkpoint(now)
         size = signed.checkpoint.size
-        root = root_from_leaves(leaf_hash(e) for e in reader.entries(0, size))
-        if root != signed.checkpoint.root:
+
+        def leaves() -> Iterator[bytes]:
+            for index, entry in enumerate(reader.entries(0, size)):
+                visit(index, entry)
+                yield leaf_hash(entry)
+
+        if root_from_leaves(leaves()) != signed.checkpoint.root:
             raise InclusionProofError(
                 f"the {size} entries of {registry} do not make the root of its checkpoint"
             )
         reader.accept()
-    return VerifyReport(size=size, root=root, seconds=time.perf_counter() - start)
+    finally:
+        wire.close()
+    return size
+
+
+def verify_log(registry: str, *, home: Path, now: datetime) -> VerifyReport:
+    """Fetch every entry, rebuild the tree and check it against the registry's checkpoint."""
+    start = time.perf_counter()
+    size = _walk(registry, home, now, lambda _index, _entry: None)
+    return VerifyReport(size=size, seconds=time.perf_counter() - start)
 
 
 def decode_entry(index: int, entry: bytes) -> LogStatement:
@@ -79,18 +95,9 @@ def decode_entry(index: int, entry: bytes) -> LogStatement:
 
 
 def read_log(registry: str, *, home: Path, now: datetime) -> list[LogStatement]:
-    """Every entry of the log, checked complete against the checkpoint as it is read."""
-    with LogReader(registry, home) as reader:
-        signed = reader.checkpoint(now)
-        size = signed.checkpoint.size
-        leaves: list[bytes] = []
-        statements: list[LogStatement] = []
-        for index, entry in enumerate(reader.entries(0, size)):
-            leaves.append(leaf_hash(entry))
-            statements.append(decode_entry(index, entry))
-        if root_from_leaves(leaves) != signed.checkpoint.root:
-            raise InclusionProofError(f"the entries of {registry} do not make its checkpoint")
-        reader.accept()
+    """Every entry of the log, decoded, once checked complete against the checkpoint."""
+    statements: list[LogStatement] = []
+    _walk(registry, home, now, lambda index, entry: statements.append(decode_entry(index, entry)))
     return statements
 
 

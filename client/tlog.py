@@ -63,7 +63,7 @@ __all__ = [
     "log_vkey_of",
 ]
 
-PAGE = 1000
+PAGE = 10_000
 """Entries per page the registry serves (``GET /v1/log/entries``)."""
 _REVOCATION_MARK = Revocation.PAYLOAD_TYPE.encode()
 
@@ -157,27 +157,18 @@ class LogCheck:
 
 
 class LogReader:
-    """One registry's log, read over its own HTTP session: :meth:`checkpoint` (L1–L10),
-    :meth:`included` (L11), :meth:`require_unrevoked` (L12), :meth:`entries`, and
-    :meth:`accept` (L13), which alone writes the store."""
+    """One registry's log, read over ``wire`` (the caller's HTTP session with the registry):
+    :meth:`checkpoint` (L1–L10), :meth:`included` (L11), :meth:`require_unrevoked` (L12),
+    :meth:`entries`, and :meth:`accept` (L13), which alone writes the store."""
 
-    def __init__(self, base_url: str, home: Path, policy: LogPolicy | None = None) -> None:
+    def __init__(self, wire: Wire, home: Path, policy: LogPolicy | None = None) -> None:
         self.policy = policy or LogPolicy.load(home)
-        self.store = CheckpointStore(home, base_url)
-        self.wire = Wire(base_url)
+        self.store = CheckpointStore(home, wire.base_url)
+        self.wire = wire
         self._log: NoteVerifier | None = None
         self._trusted: SignedCheckpoint | None = None
         self._kept: SignedCheckpoint | None = None
         self._scanned: dict[str, int] = {}
-
-    def close(self) -> None:
-        self.wire.close()
-
-    def __enter__(self) -> LogReader:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
 
     def checkpoint(self, now: datetime) -> SignedCheckpoint:
         """The registry's latest checkpoint, after L1–L10 against the store (not yet saved)."""
@@ -232,13 +223,14 @@ def check_statements(
 ) -> LogCheck:
     """Rules L1–L13 for ``envelopes`` at ``client``'s registry (see the module docstring).
     Raises the typed error of the first rule that fails; then nothing is stored or pinned."""
-    with LogReader(client.base_url, client.config.home, policy) as reader:
-        signed = reader.checkpoint(now)
-        indexes = {env.digest: reader.included(env, signed) for env in envelopes}  # L11
-        for env in envelopes:
-            if env.payload_type == AccessGrant.PAYLOAD_TYPE:
-                reader.require_unrevoked(env.digest, indexes[env.digest] + 1, signed)  # L12
-        return LogCheck(checkpoint=reader.accept(), indexes=indexes)
+    # The client's own session: a second httpx client would cost more than the whole check.
+    reader = LogReader(client._wire, client.config.home, policy)
+    signed = reader.checkpoint(now)
+    indexes = {env.digest: reader.included(env, signed) for env in envelopes}  # L11
+    for env in envelopes:
+        if env.payload_type == AccessGrant.PAYLOAD_TYPE:
+            reader.require_unrevoked(env.digest, indexes[env.digest] + 1, signed)  # L12
+    return LogCheck(checkpoint=reader.accept(), indexes=indexes)
 
 
 def _text(wire: Wire, path: str) -> str:

@@ -33,14 +33,14 @@ from .tlog import (
     latest_checkpoint,
     load_log_key,
     log_vkey,
-    node_reader,
     read_head,
+    with_nodes,
 )
 from .witness import WitnessPool
 
 router = APIRouter(prefix="/v1/log", tags=["log"])
 
-MAX_ENTRIES = 1000
+MAX_ENTRIES = 10_000
 """Entries per page of ``GET /v1/log/entries``."""
 IMMUTABLE = "public, max-age=31536000, immutable"
 NOTE_TYPE = "text/plain; charset=utf-8"
@@ -115,14 +115,14 @@ def get_key(request: Request) -> Response:
 @router.get("/proof/inclusion")
 def get_inclusion(index: Size, tree_size: Size, session: ReadSessionDep) -> Response:
     size = _tree_size(session, tree_size)
-    hashes = inclusion_proof(index, size, node_reader(session, size))
+    hashes = with_nodes(session, size, lambda node: inclusion_proof(index, size, node))
     return _json(InclusionProof(index=index, tree_size=size, hashes=tuple(hashes)).to_dict())
 
 
 @router.get("/proof/consistency")
 def get_consistency(old_size: Size, new_size: Size, session: ReadSessionDep) -> Response:
     size = _tree_size(session, new_size)
-    hashes = consistency_proof(old_size, size, node_reader(session, size))
+    hashes = with_nodes(session, size, lambda node: consistency_proof(old_size, size, node))
     return _json(ConsistencyProof(old_size=old_size, new_size=size, hashes=tuple(hashes)).to_dict())
 
 
@@ -131,7 +131,7 @@ def get_range(start: Size, tree_size: Size, session: ReadSessionDep) -> Response
     size = _tree_size(session, tree_size)
     if start > size:
         raise MalformedError(f"range start {start} is beyond tree size {size}")
-    hashes = range_proof(start, node_reader(session, size))
+    hashes = with_nodes(session, size, lambda node: range_proof(start, node))
     return _json({"start": start, "tree_size": size, "hashes": _b64(hashes)})
 
 
@@ -148,7 +148,8 @@ def get_statement(statement_id: str, tree_size: Size, session: ReadSessionDep) -
     ).first()
     if row is None:
         raise NotFoundError(f"statement {statement_id[:64]} is not in the first {size} entries")
-    hashes = inclusion_proof(int(row.idx), size, node_reader(session, size))
+    index = int(row.idx)
+    hashes = with_nodes(session, size, lambda node: inclusion_proof(index, size, node))
     proof = InclusionProof(index=int(row.idx), tree_size=size, hashes=tuple(hashes))
     return _json(
         {"index": int(row.idx), "entry": _b64([bytes(row.data)])[0], "proof": proof.to_dict()}

@@ -19,11 +19,11 @@ re-signed when it is older than the interval or behind the tree (:func:`latest_c
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,8 +36,8 @@ from sqlalchemy import (
     Update,
     event,
     insert,
-    literal,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.orm import Mapped, ORMExecuteState, Session, UOWTransaction, mapped_column
@@ -72,6 +72,8 @@ __all__ = [
     "registration_record",
     "replace_checkpoint",
 ]
+
+T = TypeVar("T")
 
 REGISTRATION_TYPE = "application/vnd.ostraca.log.registration+json"
 DENIAL_TYPE = "application/vnd.ostraca.log.denial+json"
@@ -156,17 +158,19 @@ def log_vkey(origin: str, key: SigningKey) -> str:
 # --- what becomes an entry ------------------------------------------------------------------
 
 
-def registration_record(principal: Principal, public: str) -> bytes:
+def registration_record(
+    *, keyid: str, public: str, name: str, kind: str, affiliation: str, created: datetime
+) -> bytes:
     """The entry of a principal registration (its request carries no stored envelope)."""
     return canonical_bytes(
         {
             "payloadType": REGISTRATION_TYPE,
-            "keyid": principal.keyid,
+            "keyid": keyid,
             "public": public,
-            "name": principal.name,
-            "kind": principal.kind,
-            "affiliation": principal.affiliation,
-            "created": principal.created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "name": name,
+            "kind": kind,
+            "affiliation": affiliation,
+            "created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
     )
 
@@ -202,7 +206,14 @@ def _leaf_of(session: Session, obj: object) -> tuple[int, str, bytes] | None:
             return (4, obj.rotation_id, obj.rotation)
         principal = session.get(Principal, obj.principal_id)
         if principal is not None and obj.replaces is None:
-            data = registration_record(principal, obj.public)
+            data = registration_record(
+                keyid=principal.keyid,
+                public=obj.public,
+                name=principal.name,
+                kind=principal.kind,
+                affiliation=principal.affiliation,
+                created=principal.created,
+            )
             return (5, _record_id(data), data)
     return None
 
@@ -292,54 +303,55 @@ def _append_denials(state: ORMExecuteState) -> Result[Any] | None:
 
 
 def backfill(conn: Connection) -> None:
-    """Append every statement already stored, in the order accepted (the migration's step)."""
+    """Append every statement already stored, in the order accepted (the migration's step).
+    Reads columns, never whole rows, so later migrations adding columns do not break it."""
     found: list[tuple[datetime, int, str, bytes]] = []
-    for when, sid, data, order in (
-        *conn.execute(select(Version.published, Version.digest, Version.envelope, literal(0))),
-        *conn.execute(
+    for order, query in enumerate(
+        (
+            select(Version.published, Version.digest, Version.envelope),
             select(
-                AccessRequestRow.created,
-                AccessRequestRow.request_id,
-                AccessRequestRow.envelope,
-                literal(1),
-            )
-        ),
-        *conn.execute(select(GrantRow.created, GrantRow.grant_id, GrantRow.envelope, literal(2))),
-        *conn.execute(
-            select(
-                RevocationRow.revoked_at,
-                RevocationRow.revocation_id,
-                RevocationRow.envelope,
-                literal(3),
-            )
-        ),
-        *conn.execute(
-            select(
-                PrincipalKey.created, PrincipalKey.rotation_id, PrincipalKey.rotation, literal(4)
-            ).where(PrincipalKey.rotation.is_not(None))
-        ),
+                AccessRequestRow.created, AccessRequestRow.request_id, AccessRequestRow.envelope
+            ),
+            select(GrantRow.created, GrantRow.grant_id, GrantRow.envelope),
+            select(RevocationRow.revoked_at, RevocationRow.revocation_id, RevocationRow.envelope),
+            select(PrincipalKey.created, PrincipalKey.rotation_id, PrincipalKey.rotation).where(
+                PrincipalKey.rotation.is_not(None)
+            ),
+        )
     ):
-        found.append((_utc(when), order, sid, bytes(data)))
-    with Session(bind=conn) as session:
-        for principal, public in session.execute(
-            select(Principal, PrincipalKey.public).join(
-                PrincipalKey, PrincipalKey.keyid == Principal.keyid
-            )
-        ):
-            data = registration_record(principal, public)
-            found.append((principal.created, 5, _record_id(data), data))
-        for req in session.scalars(
-            select(AccessRequestRow).where(AccessRequestRow.status == "denied")
-        ):
-            data = denial_record(req.request_id, req.reason or "", req.decided or req.created)
-            found.append((req.decided or req.created, 6, _record_id(data), data))
+        found.extend(
+            (when, order, str(sid), bytes(data or b"")) for when, sid, data in conn.execute(query)
+        )
+    principals = select(
+        Principal.keyid,
+        PrincipalKey.public,
+        Principal.name,
+        Principal.kind,
+        Principal.affiliation,
+        Principal.created,
+    ).join(PrincipalKey, PrincipalKey.keyid == Principal.keyid)
+    for keyid, public, name, kind, affiliation, created in conn.execute(principals):
+        data = registration_record(
+            keyid=keyid,
+            public=public,
+            name=name,
+            kind=kind,
+            affiliation=affiliation,
+            created=created,
+        )
+        found.append((created, 5, _record_id(data), data))
+    denials = select(
+        AccessRequestRow.request_id,
+        AccessRequestRow.reason,
+        AccessRequestRow.decided,
+        AccessRequestRow.created,
+    ).where(AccessRequestRow.status == "denied")
+    for request_id, reason, decided, created in conn.execute(denials):
+        data = denial_record(request_id, reason or "", decided or created)
+        found.append((decided or created, 6, _record_id(data), data))
     if found:
         found.sort()
         append_entries(conn, [(sid, data) for _, _, sid, data in found])
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -352,21 +364,30 @@ def read_head(session: Session) -> TreeHead:
     return TreeHead(size=int(size), root=_root(int(size), _frontier(int(size), bytes(packed))))
 
 
-def node_reader(session: Session, size: int) -> NodeSource:
-    """A :data:`~ostraca.protocol_spec.merkle.NodeSource` over the stored nodes (checked to lie
-    inside a tree of ``size``)."""
+def with_nodes(session: Session, size: int, compute: Callable[[NodeSource], T]) -> T:
+    """``compute(node)`` over the stored nodes of the tree of ``size``, in one query: a first
+    pass records which nodes ``compute`` reads (with placeholder hashes), one SELECT fetches
+    them, a second pass computes with them. Proofs read at most ``2 log2 n`` nodes."""
+    wanted: set[tuple[int, int]] = set()
 
-    def node(level: int, index: int) -> bytes:
+    def record(level: int, index: int) -> bytes:
         if (index + 1) << level > size:
             raise NotFoundError(f"node ({level}, {index}) is not in a tree of size {size}")
-        value = session.scalar(
-            select(LogNode.hash).where(LogNode.level == level, LogNode.idx == index)
-        )
-        if value is None:
-            raise NotFoundError(f"node ({level}, {index}) is missing")
-        return bytes(value)
+        wanted.add((level, index))
+        return bytes(HASH_SIZE)
 
-    return node
+    compute(record)
+    found: dict[tuple[int, int], bytes] = {}
+    if wanted:
+        rows = session.execute(
+            select(LogNode.level, LogNode.idx, LogNode.hash).where(
+                tuple_(LogNode.level, LogNode.idx).in_(sorted(wanted))
+            )
+        )
+        found = {(int(r.level), int(r.idx)): bytes(r.hash) for r in rows}
+    if len(found) != len(wanted):
+        raise NotFoundError(f"{len(wanted) - len(found)} log nodes are missing")
+    return compute(lambda level, index: found[(level, index)])
 
 
 def latest_checkpoint(

@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,12 +34,12 @@ from ostraca.protocol_spec.checkpoint import (
     open_checkpoint,
 )
 from ostraca.protocol_spec.errors import ConflictError, MalformedError, OstracaError
-from ostraca.protocol_spec.merkle import ProofError, consistency_proof
+from ostraca.protocol_spec.merkle import NodeSource, ProofError, consistency_proof
 from ostraca.protocol_spec.models import utc_now
 from ostraca.protocol_spec.note import COSIGNATURE_V1, Note, NoteSignature, NoteSigner, NoteVerifier
 
 from .deps import Clock
-from .tlog import load_log_key, node_reader, replace_checkpoint
+from .tlog import load_log_key, replace_checkpoint, with_nodes
 
 __all__ = ["SIZE_TYPE", "Witness", "WitnessPool", "create_witness_app"]
 
@@ -135,6 +135,10 @@ def create_witness_app(witness: Witness) -> FastAPI:
     return app
 
 
+def _consistency(old: int, new: int) -> Callable[[NodeSource], list[bytes]]:
+    return lambda node: consistency_proof(old, new, node)
+
+
 class WitnessPool:
     """The witnesses a registry submits its checkpoints to (``OSTRACA_LOG_WITNESSES``)."""
 
@@ -168,9 +172,7 @@ class WitnessPool:
             old = self._sizes.get(url, 0)
             proof: list[bytes] = []
             if 0 < old < checkpoint.size:
-                proof = consistency_proof(
-                    old, checkpoint.size, node_reader(session, checkpoint.size)
-                )
+                proof = with_nodes(session, checkpoint.size, _consistency(old, checkpoint.size))
             body = WitnessRequest(old_size=old, proof=tuple(proof), note=note).to_bytes()
             response = self._http.post(f"{url}/add-checkpoint", content=body)
             if response.status_code == 409 and response.headers.get("content-type") == SIZE_TYPE:
