@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ostraca.protocol_spec.errors import OstracaError, RangeNotSatisfiableError
@@ -126,10 +126,27 @@ def _unstorable(_request: Request, exc: Exception) -> Response:
     )
 
 
+def _database_error(_request: Request, exc: Exception) -> Response:
+    """The database's disk is full (SQLite's SQLITE_FULL, PostgreSQL's 53100): 507, like a
+    full blob store. Any other database failure stays a 500."""
+    assert isinstance(exc, OperationalError)
+    full = getattr(exc.orig, "sqlstate", None) == "53100" or "disk is full" in str(exc.orig)
+    if not full:
+        raise exc
+    return problem_response(
+        status=507,
+        code="insufficient_storage",
+        title="Insufficient storage",
+        detail="the registry's database is out of disk space",
+        hint="retry later, or ask the operator",
+    )
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(OstracaError, _ostraca_error)
     app.add_exception_handler(DataError, _unstorable)
     app.add_exception_handler(OverflowError, _unstorable)
+    app.add_exception_handler(OperationalError, _database_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
 

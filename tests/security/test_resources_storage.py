@@ -6,6 +6,7 @@ the test): writing past it gives the kernel's own ENOSPC, not a simulation.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import subprocess
 import time
@@ -15,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ostraca.protocol_spec import SigningKey
+from ostraca.server.migrate import upgrade_to_head
 from ostraca.server.settings import Settings
 
 from ..server.server_helpers import (
@@ -24,6 +27,7 @@ from ..server.server_helpers import (
     login,
     new_identity,
     publish_dataset,
+    registration_body,
     request_access,
 )
 from .security_helpers import blob_route, serve, snapshot
@@ -127,3 +131,27 @@ def test_client_disconnect_mid_upload_is_not_an_error(
         assert changes == {}, changes
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [], [r.getMessage() for r in errors]
+
+
+def _fill(path: Path) -> None:
+    """Write zeros to ``path`` until its file system is full."""
+    with contextlib.suppress(OSError), path.open("wb") as f:
+        while True:
+            f.write(b"\0" * 4096)
+            f.flush()
+
+
+def test_full_database_disk_is_507(tmp_path: Path, tiny_store: Path) -> None:
+    """SQLite's "database or disk is full" is a 507 too, not a 500; reads still answer."""
+    settings = Settings(data_dir=tiny_store / "data", storage_url=f"file://{tmp_path / 'store'}")
+    settings.data_dir.mkdir()
+    upgrade_to_head(settings.database_url)
+    with serve(settings) as reg, httpx.Client(base_url=reg.url, timeout=30) as http:
+        assert http.get("/v1/datasets").json()["total"] == 0
+        _fill(tiny_store / "filler")
+        before = snapshot(settings)
+        key = SigningKey.generate()
+        r = http.post("/v1/principals", json=registration_body(key, name="Ada", kind="researcher"))
+        assert_problem(r, 507, "insufficient_storage")
+        assert http.get("/v1/datasets").json()["total"] == 0
+        assert before.changes(snapshot(settings)) == {}
