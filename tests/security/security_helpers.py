@@ -1,9 +1,10 @@
 """Attacks on a real registry over HTTP, and proof that a refusal changed nothing.
 
 :func:`serve` runs the registry app of any :class:`Settings` under uvicorn on a loopback
-port; :func:`snapshot` reads every table's rows, the blob store's file list and the audit
-log, and :meth:`Snapshot.changes` says what differs, so a test can assert that a refused
-request left nothing behind but (at most) its own audit entry.
+port (:func:`serve_app` any app, e.g. one with a movable clock); :func:`snapshot` reads every
+table's rows, the blob store's file list and the audit log, and :meth:`Snapshot.changes` says
+what differs, so a test can assert that a refused request left nothing behind but (at most)
+its own audit entry.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 from sqlalchemy import MetaData, create_engine, func, select
 
 from ostraca.server.app import create_app
@@ -25,12 +27,10 @@ from ..registry_helpers import Registry, _free_socket, _ServerThread
 
 
 @contextmanager
-def serve(settings: Settings) -> Iterator[Registry]:
-    """The registry of ``settings`` (database already migrated) until the block ends."""
+def serve_app(app: FastAPI) -> Iterator[str]:
+    """``app`` under uvicorn on a free loopback port; yields its base URL."""
     sock = _free_socket()
-    config = uvicorn.Config(
-        create_app(settings), log_level="warning", access_log=False, ws="none", lifespan="on"
-    )
+    config = uvicorn.Config(app, log_level="warning", access_log=False, ws="none", lifespan="on")
     server = uvicorn.Server(config)
     thread = _ServerThread(server, sock)
     thread.start()
@@ -40,12 +40,18 @@ def serve(settings: Settings) -> Iterator[Registry]:
             raise RuntimeError("the registry did not start")
         time.sleep(0.01)
     try:
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        yield Registry(url=url, data_dir=settings.data_dir, settings=settings)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+@contextmanager
+def serve(settings: Settings) -> Iterator[Registry]:
+    """The registry of ``settings`` (database already migrated) until the block ends."""
+    with serve_app(create_app(settings)) as url:
+        yield Registry(url=url, data_dir=settings.data_dir, settings=settings)
 
 
 @dataclass(frozen=True)
