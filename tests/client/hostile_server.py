@@ -1,10 +1,11 @@
 """A hostile registry for the tests: a real HTTP server (``http.server``, one thread per
 connection) whose answers the test chooses per path.
 
-Each route is an :class:`Answer`: a status, headers, and a body sent in a chosen way — whole,
-endless, at a trickle, cut short, or with a ``Content-Length`` that lies. :meth:`Hostile.blob`
-serves a blob honouring ``Range`` and misbehaving once, so that a test can check the client
-resumes from where it stopped; every request's ``Range`` and the bytes sent are recorded. Any
+Each route (an exact path) is an :class:`Answer`: a status, headers, and a body sent in a chosen
+way — whole, endless, at a trickle, cut short, or with a ``Content-Length`` that lies.
+:meth:`Hostile.blob` serves a blob (any path that ends with its digest) honouring ``Range`` and
+misbehaving first, so that a test can check the client resumes from where it stopped; every
+request's ``Range`` and the bytes sent are recorded. Any
 path without a route is proxied to ``upstream`` (a real registry) when one is given, so a
 client can do its first calls for real and meet the hostile answer where the test wants it.
 """
@@ -94,21 +95,23 @@ class Hostile:
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def blob(self, path: str, data: bytes, first: Answer, *, times: int = 1) -> BlobLog:
-        """Serve ``data`` at ``path`` with ``Range``; the first ``times`` requests are answered
-        as ``first`` says (``cut`` after ``first.cut`` bytes, ``trickle`` after them, a lying
-        ``length``; ``slow_headers`` trickles the status line)."""
+    def blob(self, digest: str, data: bytes, first: Answer, *, times: int = 1) -> BlobLog:
+        """Serve ``data`` at any path ending with ``digest``, with ``Range``. The first
+        ``times`` requests for more than ``first.cut`` bytes are answered as ``first`` says:
+        ``cut`` after ``first.cut`` bytes, ``trickle`` after them, a lying ``length``;
+        ``slow_headers`` trickles the status line."""
         log = BlobLog()
-        self.blobs[path] = (data, first, log)
-        self._times[path] = times
+        self.blobs[digest] = (data, first, log)
+        self._times[digest] = times
         return log
 
     # dispatch
 
     def handle(self, h: _Handler) -> None:
         path = h.path.split("?")[0]
-        if path in self.blobs:
-            self._blob(h, *self.blobs[path])
+        digest = path.rpartition(":")[2]
+        if digest in self.blobs and h.command == "GET":
+            self._blob(h, digest, *self.blobs[digest])
         elif path in self.routes:
             self._answer(h, self.routes[path])
         elif self.upstream is not None:
@@ -139,7 +142,7 @@ class Hostile:
         if length is None:
             h.close_connection = True
 
-    def _blob(self, h: _Handler, data: bytes, first: Answer, log: BlobLog) -> None:
+    def _blob(self, h: _Handler, digest: str, data: bytes, first: Answer, log: BlobLog) -> None:
         rng = h.headers.get("Range")
         log.ranges.append(rng)
         start, end = 0, len(data) - 1
@@ -147,7 +150,9 @@ class Hostile:
             lo, _, hi = rng.removeprefix("bytes=").partition("-")
             start, end = int(lo), int(hi) if hi else len(data) - 1
         body = data[start : end + 1]
-        misbehave = len(log.ranges) <= self._times[h.path.split("?")[0]]
+        # Misbehave the first ``times`` answers longer than ``cut`` (not a one-byte probe).
+        misbehave = self._times[digest] > 0 and len(body) > first.cut
+        self._times[digest] -= misbehave
         if misbehave and first.slow_headers:
             _trickle(h, b"HTTP/1.1 200 OK\r\n", first.interval)
             return

@@ -10,19 +10,24 @@ import hashlib
 import os
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from ostraca.client.config import ReadLimits
+from ostraca.client.api import RegistryClient
+from ostraca.client.config import ReadLimits, load_config
 from ostraca.client.fetch import BlobFetcher, ChunkVerifier
+from ostraca.client.publish import PublishResult
+from ostraca.client.stream import open_dataset
 from ostraca.client.wire import Wire, parse
 from ostraca.protocol_spec import MalformedError
 from ostraca.protocol_spec.errors import UnavailableError
 from ostraca.protocol_spec.wire import DatasetList
 
+from .client_helpers import Identity, sample_table
 from .hostile_server import Answer, Hostile, hostile_registry
+from .stream_helpers import grant_access
 
 MIB = 1024**2
 GIB = 1024**3
@@ -159,7 +164,7 @@ def _fetch(hostile: Hostile, tmp_path: Path, *, retries: int = 5) -> float:
 def test_a_short_or_stalled_blob_is_resumed_with_range(
     hostile: Hostile, tmp_path: Path, first: Answer, resumed_at: int
 ) -> None:
-    log = hostile.blob(BLOB_PATH, BLOB, first)
+    log = hostile.blob(DIGEST, BLOB, first)
     assert _fetch(hostile, tmp_path) < LIMITS.fetch_deadline_s
     assert log.ranges[0] is None
     assert len(log.ranges) == 2
@@ -172,12 +177,12 @@ def test_a_short_or_stalled_blob_is_resumed_with_range(
 def test_an_oversized_blob_answer_is_read_only_to_the_promised_length(
     hostile: Hostile, tmp_path: Path
 ) -> None:
-    hostile.blob(BLOB_PATH, BLOB, Answer(length=GIB))
+    hostile.blob(DIGEST, BLOB, Answer(length=GIB))
     assert _fetch(hostile, tmp_path) < 2
 
 
 def test_a_blob_that_stays_stalled_fails_naming_its_url(hostile: Hostile, tmp_path: Path) -> None:
-    hostile.blob(BLOB_PATH, BLOB, Answer(mode="trickle", cut=CHUNK, interval=0.2), times=99)
+    hostile.blob(DIGEST, BLOB, Answer(mode="trickle", cut=CHUNK, interval=0.2), times=99)
     start = time.monotonic()
     with pytest.raises(UnavailableError, match="failed after 1 retries") as info:
         _fetch(hostile, tmp_path, retries=1)
@@ -194,7 +199,7 @@ def test_a_blob_past_its_deadline_fails_naming_its_url(
     first = Answer(
         mode="trickle", interval=0.3 if slow_headers else 0.001, slow_headers=slow_headers
     )
-    hostile.blob(BLOB_PATH, BLOB, first, times=99)
+    hostile.blob(DIGEST, BLOB, first, times=99)
     slow = dataclasses.replace(LIMITS, min_rate_bytes_s=1, stall_window_s=60.0)
     fetcher = BlobFetcher(hostile.url + DATASET_PATH, headers=dict, limits=slow)
     start = time.monotonic()
@@ -208,3 +213,43 @@ def test_a_blob_past_its_deadline_fails_naming_its_url(
 class _Null:
     def write(self, data: memoryview) -> None:
         pass
+
+
+# the whole client, in front of a real registry
+
+
+def test_a_manifest_declared_too_large_is_refused_by_the_client(
+    researcher: Identity, registry: str
+) -> None:
+    with hostile_registry(upstream=registry) as hostile:
+        hostile.routes["/v1/datasets/acme/books/versions/latest/manifest"] = Answer(
+            b"{}", mode="endless", length=GIB
+        )
+        config = load_config(home=researcher.home, registry=hostile.url)
+        with RegistryClient(config, key=researcher.key) as client:
+            start = time.monotonic()
+            with pytest.raises(MalformedError, match="max_manifest_bytes"):
+                client.get_manifest_bytes("acme/books")
+            assert time.monotonic() - start < 2
+
+
+def test_streaming_resumes_a_shard_the_registry_cut_short(
+    publish_table: Callable[..., PublishResult], publisher: Identity, researcher: Identity
+) -> None:
+    table = sample_table()
+    result = publish_table(table, chunk_bytes=CHUNK, compression="none")
+    grant_access(publisher.client, researcher.client, "acme/books")
+    shard = result.shards[0]
+    data = researcher.client.get_blob(shard.sha256, dataset="acme/books")
+    cut = len(data) // 2 + 3  # mid-chunk
+    with hostile_registry(upstream=researcher.config.registry) as hostile:
+        log = hostile.blob(shard.sha256, data, Answer(mode="cut", cut=cut))
+        config = load_config(home=researcher.home, registry=hostile.url)
+        with (
+            RegistryClient(config, key=researcher.key) as client,
+            open_dataset("acme/books", client=client) as ds,
+        ):
+            got = ds.to_table()
+    assert got.equals(table)
+    fetches = [r for r in log.ranges if r != "bytes=0-0"]  # not the access probes
+    assert fetches == [None, f"bytes={cut}-{len(data) - 1}"]  # resumed where it stopped
