@@ -39,6 +39,7 @@ from ostraca.protocol_spec.checkpoint import (
     verify_checkpoint_update,
     verify_entry_inclusion,
 )
+from ostraca.protocol_spec.envelope import MAX_ENVELOPE_BYTES
 from ostraca.protocol_spec.merkle import (
     ConsistencyProof,
     InclusionProof,
@@ -65,6 +66,8 @@ __all__ = [
 
 PAGE = 10_000
 """Entries per page the registry serves (``GET /v1/log/entries``)."""
+MAX_BUNDLE_BYTES = 8 * 1024 * 1024
+"""Bytes per page past its first entry (the registry's cap)."""
 _REVOCATION_MARK = Revocation.PAYLOAD_TYPE.encode()
 
 
@@ -301,18 +304,36 @@ def _b64(text: Any) -> bytes:
         raise MalformedError(f"a log entry is not base64: {exc}") from exc
 
 
+def parse_bundle(body: bytes, *, wanted: int) -> list[bytes]:
+    """The entries of an entry bundle (4-byte big-endian length, then the entry, repeated):
+    1 to ``wanted`` of them. A truncated bundle, or one larger than a page may be, is refused."""
+    if len(body) > MAX_BUNDLE_BYTES + MAX_ENVELOPE_BYTES:
+        raise MalformedError(f"a log entry bundle of {len(body)} bytes is oversized")
+    view, at = memoryview(body), 0
+    out: list[bytes] = []
+    while at < len(view) and len(out) < wanted:
+        size = int.from_bytes(view[at : at + 4], "big")
+        if at + 4 + size > len(view) or size > MAX_ENVELOPE_BYTES:
+            raise MalformedError(f"log entry bundle is truncated at entry {len(out)}")
+        out.append(bytes(view[at + 4 : at + 4 + size]))
+        at += 4 + size
+    if at != len(view) or not out:
+        raise MalformedError("a log entry bundle holds more or less than the entries asked for")
+    return out
+
+
 def entries(wire: Wire, start: int, end: int) -> Iterator[bytes]:
-    """Entries ``[start, end)``, page by page; a page that is short or misplaced is refused."""
+    """Entries ``[start, end)``, page by page; a page that is empty is refused."""
     while start < end:
-        answer = _json(wire, "/v1/log/entries", start=start, end=min(end, start + PAGE))
-        if not isinstance(answer, dict) or set(answer) != {"start", "entries"}:
-            raise MalformedError("a log entries answer is {start, entries}")
-        page = answer["entries"]
-        if answer["start"] != start or not isinstance(page, list) or not page:
-            raise InclusionProofError(f"the registry did not serve log entries from {start}")
-        page = page[: end - start]
-        for item in page:
-            yield _b64(item)
+        stop = min(end, start + PAGE)
+        body = wire.send("GET", "/v1/log/entries", params={"start": start, "end": stop}).content
+        try:
+            page = parse_bundle(body, wanted=stop - start)
+        except MalformedError as exc:
+            raise InclusionProofError(
+                f"the registry did not serve log entries from {start}: {exc}"
+            ) from exc
+        yield from page
         start += len(page)
 
 

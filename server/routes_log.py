@@ -42,6 +42,9 @@ router = APIRouter(prefix="/v1/log", tags=["log"])
 
 MAX_ENTRIES = 10_000
 """Entries per page of ``GET /v1/log/entries``."""
+MAX_BUNDLE_BYTES = 8 * 1024 * 1024
+"""Bytes per page of ``GET /v1/log/entries`` (a larger single entry is served alone)."""
+BUNDLE_TYPE = "application/vnd.ostraca.log-entries"
 IMMUTABLE = "public, max-age=31536000, immutable"
 NOTE_TYPE = "text/plain; charset=utf-8"
 
@@ -156,22 +159,27 @@ def get_statement(statement_id: str, tree_size: Size, session: ReadSessionDep) -
     )
 
 
-@router.get("/entries")
+@router.get("/entries", response_class=Response)
 def get_entries(start: Size, end: Size, session: ReadSessionDep) -> Response:
-    """Entries ``[start, end)`` (at most :data:`MAX_ENTRIES`, fewer past the tree's end), as
-    base64: ``{"start": s, "entries": [...]}``."""
+    """Entries ``[start, end)`` as an *entry bundle* (LOG.md 10): each entry as its 4-byte
+    big-endian length then its bytes. At most :data:`MAX_ENTRIES` entries and, past the first,
+    :data:`MAX_BUNDLE_BYTES`; fewer past the tree's end."""
     if end < start:
         raise MalformedError(f"entry range end {end} is before its start {start}")
-    end = min(end, start + MAX_ENTRIES)
     rows = session.scalars(
         select(LogEntry.data)
-        .where(LogEntry.idx >= start, LogEntry.idx < end)
+        .where(LogEntry.idx >= start, LogEntry.idx < min(end, start + MAX_ENTRIES))
         .order_by(LogEntry.idx)
     )
-    entries = _b64([bytes(d) for d in rows])
-    complete = len(entries) == end - start
-    headers = {"Cache-Control": IMMUTABLE if complete else "no-cache"}
-    return JSONResponse({"start": start, "entries": entries}, headers=headers)
+    parts: list[bytes] = []
+    total = count = 0
+    for data in rows:
+        if count and total + len(data) > MAX_BUNDLE_BYTES:
+            break
+        parts += (len(data).to_bytes(4, "big"), data)
+        total, count = total + 4 + len(data), count + 1
+    cache = IMMUTABLE if count == end - start else "no-cache"
+    return Response(b"".join(parts), media_type=BUNDLE_TYPE, headers={"Cache-Control": cache})
 
 
 def _b64(items: list[bytes]) -> list[str]:

@@ -4,7 +4,6 @@ the pure core, checkpoints are re-signed when idle, and the monitor recomputes t
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import httpx
 import pytest
 
 from ostraca.cli.log import read_log, verify_log
-from ostraca.client.tlog import check_statements
+from ostraca.client.tlog import check_statements, parse_bundle
 from ostraca.protocol_spec import Envelope
 from ostraca.protocol_spec.checkpoint import open_checkpoint
 from ostraca.protocol_spec.merkle import (
@@ -42,8 +41,9 @@ def log_registry(
 
 
 def _entries(url: str) -> list[bytes]:
-    body = httpx.get(f"{url}/v1/log/entries", params={"start": 0, "end": 1000}).json()
-    return [base64.b64decode(e) for e in body["entries"]]
+    size = int(httpx.get(f"{url}/v1/log/checkpoint").text.split("\n")[1])
+    body = httpx.get(f"{url}/v1/log/entries", params={"start": 0, "end": size}).content
+    return parse_bundle(body, wanted=size)
 
 
 def test_every_accepted_statement_is_an_entry_byte_for_byte(

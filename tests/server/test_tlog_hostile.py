@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +16,13 @@ import httpx
 import pytest
 
 from ostraca.client.stream import open_dataset
-from ostraca.client.tlog import CheckpointStore, LogCheck, StoredLog, check_statements
+from ostraca.client.tlog import (
+    CheckpointStore,
+    LogCheck,
+    StoredLog,
+    check_statements,
+    parse_bundle,
+)
 from ostraca.protocol_spec import Envelope, RevokedError
 from ostraca.protocol_spec.checkpoint import Checkpoint, sign_checkpoint
 from ostraca.protocol_spec.errors import OstracaError
@@ -136,11 +142,8 @@ def test_a_revocation_dropped_from_the_log_entries_breaks_the_range_proof(scene:
     def drop(path: str, body: bytes) -> bytes:
         if not path.startswith("/v1/log/entries"):
             return body
-        answer = json.loads(body)
-        answer["entries"] = [
-            e for e in answer["entries"] if b"revocation+json" not in base64.b64decode(e)
-        ]
-        return json.dumps(answer).encode()
+        kept = [e for e in parse_bundle(body, wanted=100) if b"revocation+json" not in e]
+        return b"".join(len(e).to_bytes(4, "big") + e for e in kept)
 
     scene.proxy.rewrite = drop
     _refused(scene, "bad_inclusion_proof")
@@ -256,3 +259,21 @@ def test_a_second_check_reads_only_the_new_entries(scene: Scene) -> None:
     scene.proxy.rewrite = record
     assert scene.check().checkpoint.checkpoint.size == 7
     assert asked == ["/v1/log/entries?start=5&end=7"]
+
+
+def _cut_entries(scene: Scene, cut: Callable[[bytes], bytes]) -> None:
+    def rewrite(path: str, body: bytes) -> bytes:
+        return cut(body) if path.startswith("/v1/log/entries") else body
+
+    scene.proxy.rewrite = rewrite
+
+
+def test_truncated_and_oversized_entry_bundles_are_refused(scene: Scene) -> None:
+    scene.check()
+    scene.world.publisher.client.revoke(scene.world.grant.grant_id)
+    _cut_entries(scene, lambda body: body[:-1])
+    _refused(scene, "bad_inclusion_proof")  # truncated
+    _cut_entries(scene, lambda body: body + (5).to_bytes(4, "big") + b"extra")
+    _refused(scene, "bad_inclusion_proof")  # more than asked for
+    _cut_entries(scene, lambda body: body + bytes(64 * 1024 * 1024))
+    _refused(scene, "malformed")  # oversized: refused while it is read
