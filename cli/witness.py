@@ -19,6 +19,11 @@ from ostraca.server.witness import Witness, create_witness_app
 app = typer.Typer(help="Run a witness that cosigns registries' log checkpoints.")
 
 
+@app.callback()
+def witness() -> None:
+    """Run a witness that cosigns registries' log checkpoints."""
+
+
 @app.command()
 def run(
     log: Annotated[

@@ -4,12 +4,15 @@ the pure core, checkpoints are re-signed when idle, and the monitor recomputes t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from ostraca.cli.log import app as log_cli
 from ostraca.cli.log import read_log, verify_log
 from ostraca.client.tlog import check_statements, parse_bundle
 from ostraca.protocol_spec import Envelope
@@ -129,3 +132,19 @@ def test_the_researcher_checks_manifest_and_grant(log_registry: str, tmp_path: P
         check = check_statements(client, [manifest, world.grant.signed], now=utc_now())
         assert sorted(check.indexes.values()) == [2, 4]
         assert check.checkpoint.checkpoint.size == 5
+
+
+def test_log_commands(log_registry: str, tmp_path: Path) -> None:
+    with make_world(tmp_path, log_registry, log_registry) as world:
+        world.publisher.client.revoke(world.grant.grant_id)
+    env = {"OSTRACA_HOME": str(tmp_path / "monitor"), "OSTRACA_REGISTRY": log_registry}
+    runner = CliRunner()
+    done = runner.invoke(log_cli, ["verify"], env=env)
+    assert done.exit_code == 0, done.output
+    assert "6 entries verified against its checkpoint" in done.output
+    done = runner.invoke(log_cli, ["watch", "acme", "--json"], env=env)
+    assert done.exit_code == 0, done.output
+    kinds = [s["kind"] for s in json.loads(done.output)]
+    assert kinds == ["manifest", "access-request", "access-grant", "revocation"]
+    done = runner.invoke(log_cli, ["watch", "acme"], env=env)
+    assert "revocation" in done.output

@@ -5,6 +5,10 @@ refuses a forked checkpoint; cosignatures from unknown keys never count."""
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,3 +130,33 @@ def test_a_witness_refuses_a_fork(witnessed: Witnessed, settings: Settings) -> N
 
 def _stranger() -> NoteVerifier:
     return NoteVerifier(name="stranger.test", key=SigningKey.generate().public, sig_type=0x04)
+
+
+def test_witness_run_serves_its_key(tmp_path: Path) -> None:
+    log = log_vkey(ORIGIN, SigningKey.generate())
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = ["run", "--log", log, "--name", "w.test", "--data-dir", str(tmp_path / "w")]
+    code = "import sys; from ostraca.cli.witness import app; app(sys.argv[1:])"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *args, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                key = httpx.get(f"http://127.0.0.1:{port}/key").text.strip()
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert log_vkey_of(key).name == "w.test"
+        assert (tmp_path / "w" / "witness.key").stat().st_mode & 0o777 == 0o600
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    assert f"witness key {key}" in out.decode()
