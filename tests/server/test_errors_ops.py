@@ -40,6 +40,13 @@ API_PATHS = {
     "/v1/grants": {"post", "get"},
     "/v1/grants/{grant_id}": {"get"},
     "/v1/revocations": {"post"},
+    "/v1/log/checkpoint": {"get"},
+    "/v1/log/entries": {"get"},
+    "/v1/log/key": {"get"},
+    "/v1/log/proof/consistency": {"get"},
+    "/v1/log/proof/inclusion": {"get"},
+    "/v1/log/proof/range": {"get"},
+    "/v1/log/statements/{statement_id}": {"get"},
     "/healthz": {"get"},
     "/metrics": {"get"},
 }
