@@ -92,14 +92,22 @@ def test_small_statement_cap_while_reading(live: Registry) -> None:
     assert before.changes(snapshot(live.settings)) == {}
 
 
-def test_400_mib_unauthenticated_body_is_not_buffered(live: Registry) -> None:
-    """400 MiB announced, streamed 1 MiB at a time: answered after the first chunk, and the
-    server's memory does not grow by the body (the registry runs in this process)."""
+@pytest.mark.parametrize(
+    ("path", "status", "code"),
+    [
+        ("/v1/auth/token", 413, "too_large"),
+        ("/v1/datasets/acme/books/versions", 401, "unauthenticated"),
+    ],
+)
+def test_400_mib_unauthenticated_body_is_not_buffered(
+    live: Registry, path: str, status: int, code: str
+) -> None:
+    """400 MiB streamed 1 MiB at a time: answered after the first chunk (a manifest's large
+    cap applies only once the caller is known), and the server's memory does not grow by the
+    body (the registry runs in this process)."""
     rss = _rss_bytes()
-    status, problem, sent = _stream_until_answer(
-        live.url, "/v1/auth/token", chunk=MIB, total=400 * MIB
-    )
-    assert (status, problem["code"]) == (413, "too_large")
+    answer, problem, sent = _stream_until_answer(live.url, path, chunk=MIB, total=400 * MIB)
+    assert (answer, problem["code"]) == (status, code)
     assert sent <= 2 * MIB
     assert _rss_bytes() - rss < 50 * MIB
 
