@@ -177,6 +177,11 @@ def require_json(request: Request) -> None:
 JsonBody = Depends(require_json)
 
 
+MIN_SHARD_ENVELOPE_BYTES = 64
+"""No shard entry takes fewer bytes in a manifest envelope: its SHA-256 hex digest alone is 64
+characters (before base64 makes them more)."""
+
+
 def manifest_shard_count(body: bytes) -> int | None:
     """How many shards the manifest in envelope ``body`` lists; ``None`` if ``body`` is not a
     readable manifest envelope (verification then says precisely what is wrong)."""
@@ -196,8 +201,10 @@ async def read_envelope_body(request: Request, ctx: ContextDep) -> bytes:
     any signature or blob is checked."""
     require_json(request)
     body = await request.body()
-    shards = manifest_shard_count(body)
     cap = ctx.settings.max_manifest_shards
+    if len(body) <= cap * MIN_SHARD_ENVELOPE_BYTES:
+        return body  # too short to list more than ``cap`` shards: no second parse
+    shards = manifest_shard_count(body)
     if shards is not None and shards > cap:
         raise TooLargeError(
             f"the manifest lists {shards} shards, over this registry's limit of {cap}",
