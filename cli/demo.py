@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import pyarrow as pa
 import typer
@@ -33,6 +33,9 @@ from ostraca.server.process import registry_process
 
 from .common import console
 
+if TYPE_CHECKING:
+    from ostraca.trainer.run import Evaluation
+
 DATASET = "psf/cpython-stdlib"
 TERMS = (
     "Research and education only. Attribute the Python Software Foundation. "
@@ -40,13 +43,23 @@ TERMS = (
 )
 
 
+LEFT_OUT = frozenset({"test", "tests", "idle_test", "encodings", "pydoc_data"})
+"""Folders not published: the test suites, and generated tables (the codecs' character maps,
+pydoc's topics) that are data rather than code."""
+
+
 def stdlib_corpus(*, max_files: int | None = None) -> tuple[pa.Table, int]:
-    """The running Python's standard library sources: one row per file (path, text, size).
+    """The running Python's standard library sources, test suites and generated tables left out
+    (:data:`LEFT_OUT`): one row per file (path, text, size), in path order.
 
     Returns the table and how many files were left out because they are not UTF-8.
     """
     root = Path(sysconfig.get_paths()["stdlib"])
-    files = sorted(p for p in root.rglob("*.py") if "site-packages" not in p.parts)
+    files = sorted(
+        p
+        for p in root.rglob("*.py")
+        if not {"site-packages", *LEFT_OUT} & set(p.relative_to(root).parts[:-1])
+    )
     if max_files is not None:
         files = files[:max_files]
     paths: list[str] = []
@@ -74,14 +87,15 @@ def stdlib_corpus(*, max_files: int | None = None) -> tuple[pa.Table, int]:
 
 
 @dataclass
-class _Actor:
+class Actor:
     name: str
     client: RegistryClient
     key: SigningKey
     home: Path
 
 
-def _make_actor(home: Path, registry: str, name: str, kind: str, affiliation: str) -> _Actor:
+def make_actor(home: Path, registry: str, name: str, kind: str, affiliation: str) -> Actor:
+    """A new identity under ``home``, registered and logged in on ``registry``."""
     key = SigningKey.generate()
     save_signing_key(
         key,
@@ -91,7 +105,7 @@ def _make_actor(home: Path, registry: str, name: str, kind: str, affiliation: st
     client = RegistryClient(load_config(home=home, registry=registry), key=key)
     client.register(name, kind, affiliation)
     client.login()
-    return _Actor(name=name, client=client, key=key, home=home)
+    return Actor(name=name, client=client, key=key, home=home)
 
 
 @dataclass(frozen=True)
@@ -111,15 +125,27 @@ app = typer.Typer()
 _TOTAL_STEPS = 9
 
 
+@dataclass(frozen=True)
+class DemoReport:
+    """What the demo's training reported: its run folder, how many shards were published, the
+    last held-out evaluation (the loss, and the shards it was measured on) and the sample."""
+
+    run_dir: Path
+    published_shards: int
+    held_out: Evaluation
+    sample: str
+
+
 @dataclass
 class _Story:
     """What the steps share: the options, the two actors and what each step produced."""
 
     options: DemoOptions
     data_dir: Path
-    inst: _Actor
-    res: _Actor
+    inst: Actor
+    res: Actor
     summary: Table
+    report: DemoReport | None = None
 
 
 def _step(n: int, text: str) -> None:
@@ -129,10 +155,11 @@ def _step(n: int, text: str) -> None:
 def _publish(story: _Story) -> PublishResult:
     _step(3, "The institution publishes the standard library's source as signed Arrow shards")
     quick = story.options.quick
-    table, skipped = stdlib_corpus(max_files=300 if quick else None)
+    table, skipped = stdlib_corpus(max_files=150 if quick else None)
     console.print(
-        f"{table.num_rows} files, {sum(table['size'].to_pylist()) / 1e6:.1f} MB of source"
-        + (f" ({skipped} non-UTF-8 files left out)" if skipped else "")
+        f"{table.num_rows} files, {sum(table['size'].to_pylist()) / 1e6:.1f} MB of source "
+        "(test suites and generated tables left out"
+        + (f", and {skipped} non-UTF-8 files)" if skipped else ")")
     )
     published = publish(
         story.inst.client,
@@ -141,8 +168,8 @@ def _publish(story: _Story) -> PublishResult:
         license="PSF-2.0",
         terms=TERMS,
         description="CPython standard library source files, one row per file.",
-        shard_bytes=(512 if quick else 2048) * 1024,
-        chunk_bytes=(128 if quick else 1024) * 1024,
+        shard_bytes=(128 if quick else 256) * 1024,  # enough shards for 4 streams and 1 held out
+        chunk_bytes=64 * 1024,
         progress=console.is_terminal,
     )
     console.print(
@@ -180,41 +207,47 @@ def _request_and_grant(story: _Story) -> str:
     return grant.grant_id
 
 
-def _train(story: _Story) -> Path:
+def _train(story: _Story, published: PublishResult) -> Path:
     """Step 6; returns the run folder."""
     from ostraca.trainer.generate import generate  # noqa: PLC0415 - imports torch
-    from ostraca.trainer.train import TrainConfig, train  # noqa: PLC0415
+    from ostraca.trainer.recipes import demo_config  # noqa: PLC0415
+    from ostraca.trainer.train import train  # noqa: PLC0415
 
     _step(6, "The researcher trains a Transformer straight from the verified stream")
-    run_dir = story.data_dir / "runs" / "stdlib-toy"
-    steps = story.options.steps or (30 if story.options.quick else 800)
-    cfg = TrainConfig(
-        out_dir=run_dir,
-        steps=steps,
-        text_column="text",
-        model_size="toy",
-        batch_size=8,
-        seq_len=128 if story.options.quick else 256,
-        lr=3e-3,
-        eval_every=0,
-        progress=console.is_terminal,
-        log_every=1,
+    run_dir = story.data_dir / "runs" / "stdlib"
+    opts = story.options
+    cfg = demo_config(run_dir, quick=opts.quick, steps=opts.steps, progress=console.is_terminal)
+    console.print(
+        f"{cfg.steps} steps of {cfg.grad_accum * cfg.batch_size} × {cfg.seq_len} tokens "
+        f"(byte-level BPE of {cfg.bpe_vocab} tokens, trained on the training shards); "
+        "the last shard is held out for evaluation"
     )
     with open_dataset(DATASET, client=story.res.client) as source:
         result = train(cfg, source=source, log=console.print)
     window = max(1, min(10, len(result.losses) // 4))
     loss_before = _mean(result.losses[:window])
     loss_after = _mean(result.losses[-window:])
+    first, last = result.evals[0], result.evals[-1]
+    held_out = f"{first.loss_per_byte:.3f} → {last.loss_per_byte:.3f} nats/byte"
     console.print(
-        f"loss {loss_before:.3f} → {loss_after:.3f} (mean of the first and last "
-        f"{window} logged steps of {steps}), "
-        f"{result.tokens_per_s:,.0f} tokens/s, data wait {result.data_wait_fraction:.1%}"
+        f"held-out loss {held_out} on shard {list(last.shards)} (never trained on; "
+        f"{last.loss:.3f} nats/token ÷ {last.bytes_per_token:.2f} bytes/token of "
+        f"{last.tokens:,} held-out tokens); training loss {loss_before:.3f} → "
+        f"{loss_after:.3f} nats/token; {result.tokens_per_s:,.0f} tokens/s, "
+        f"data wait {result.data_wait_fraction:.1%}"
     )
-    sample = generate(run_dir, prompt="def ", max_tokens=160, temperature=0.8, top_k=40)
+    sample = generate(run_dir, prompt="def ", max_tokens=120, temperature=0.8, top_k=40)
     console.print("sample (prompt 'def '):", style="bold")
     console.print("def " + sample, markup=False, highlight=False)
     story.summary.add_row("throughput", f"{result.tokens_per_s:,.0f} tokens/s")
-    story.summary.add_row("loss", f"{loss_before:.3f} → {loss_after:.3f}")
+    story.summary.add_row("held-out loss", f"{held_out} (shard {list(last.shards)})")
+    story.summary.add_row("training loss", f"{loss_before:.3f} → {loss_after:.3f} nats/token")
+    story.report = DemoReport(
+        run_dir=run_dir,
+        published_shards=len(published.shards),
+        held_out=last,
+        sample="def " + sample,
+    )
     return run_dir
 
 
@@ -248,8 +281,9 @@ def _revoke(story: _Story, grant_id: str) -> None:
     story.summary.add_row("read after revocation", Text(refused))
 
 
-def run_demo(options: DemoOptions) -> None:
-    """Run the demo end to end, narrating each step on the console."""
+def run_demo(options: DemoOptions) -> DemoReport:
+    """Run the demo end to end, narrating each step on the console; returns what its
+    training reported."""
     started = time.monotonic()
     temp = options.data_dir is None
     data_dir = options.data_dir or Path(tempfile.mkdtemp(prefix="ostraca-demo-"))
@@ -259,17 +293,17 @@ def run_demo(options: DemoOptions) -> None:
     with registry_process(registry_dir) as url:
         console.print(f"registry {url}  data {registry_dir}")
         _step(2, "Creating identities (Ed25519 keys that never leave this machine)")
-        inst = _make_actor(
+        inst = make_actor(
             data_dir / "institution", url, "Python Software Foundation", "institution", "PSF"
         )
-        res = _make_actor(data_dir / "researcher", url, "Ada Researcher", "researcher", "Uni")
+        res = make_actor(data_dir / "researcher", url, "Ada Researcher", "researcher", "Uni")
         inst.client.create_namespace("psf")
         console.print(f"institution {inst.key.keyid[:16]}…  owns namespace psf")
         console.print(f"researcher  {res.key.keyid[:16]}…")
         story = _Story(options, data_dir, inst, res, Table(show_header=False, box=None))
-        _publish(story)
+        published = _publish(story)
         grant_id = _request_and_grant(story)
-        _attest(story, _train(story))
+        _attest(story, _train(story, published))
         _revoke(story, grant_id)
         _step(9, "Summary")
         story.summary.add_row("artifacts", str(data_dir))
@@ -280,6 +314,8 @@ def run_demo(options: DemoOptions) -> None:
     if temp and not options.keep:
         console.print(f"(removing {data_dir}; use --data-dir or --keep to keep it)")
         shutil.rmtree(data_dir, ignore_errors=True)
+    assert story.report is not None
+    return story.report
 
 
 @app.command()
@@ -289,7 +325,7 @@ def demo(
         typer.Option(help="Keep everything here (registry, identities, run) [default: temp]."),
     ] = None,
     quick: Annotated[
-        bool, typer.Option("--quick", help="Tiny corpus and few steps: well under a minute.")
+        bool, typer.Option("--quick", help="Small corpus and few steps: under a minute.")
     ] = False,
     steps: Annotated[int | None, typer.Option(min=1, help="Training steps.")] = None,
     keep: Annotated[bool, typer.Option(help="Keep the temp dir afterwards.")] = False,

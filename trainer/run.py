@@ -36,12 +36,39 @@ from .packing import Packer
 from .tokenizer import Tokenizer
 
 
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """The mean loss on the held-out shards after ``step``."""
+
+    step: int
+    loss: float
+    """Nats per token."""
+    loss_per_byte: float
+    """Nats per byte of the held-out text: the summed loss over the UTF-8 bytes its tokens
+    stand for (``loss / bytes_per_token``), comparable across tokenizers."""
+    bytes_per_token: float
+    tokens: int
+    shards: tuple[int, ...]
+    """The held-out shards (manifest indices), none of which training reads."""
+
+    def record(self) -> dict[str, Any]:
+        """Its line in ``metrics.jsonl``."""
+        return {
+            "step": self.step,
+            "eval_loss": self.loss,
+            "eval_loss_per_byte": self.loss_per_byte,
+            "eval_bytes_per_token": self.bytes_per_token,
+            "eval_tokens": self.tokens,
+            "eval_shards": list(self.shards),
+        }
+
+
 @dataclass
 class TrainResult:
     step: int
     tokens: int
     losses: list[float] = field(default_factory=list)
-    eval_losses: list[tuple[int, float]] = field(default_factory=list)
+    evals: list[Evaluation] = field(default_factory=list)
     stopped: str | None = None
     """``None`` when the planned steps ran; ``"stop_after"`` when ``stop_after`` ended it."""
     message: str = ""
@@ -53,6 +80,11 @@ class TrainResult:
     peak_memory_bytes: int = 0
     model_config: ModelConfig | None = None
     num_params: int = 0
+
+    @property
+    def eval_losses(self) -> list[tuple[int, float]]:
+        """(step, held-out nats per token) of each evaluation."""
+        return [(e.step, e.loss) for e in self.evals]
 
 
 @dataclass
@@ -66,6 +98,8 @@ class Run:
     src: ShardSource
     eval_shards: list[int]
     tok: Tokenizer
+    token_bytes: torch.Tensor
+    """Bytes of text per token id (``Tokenizer.byte_lengths``), on the device."""
     mcfg: ModelConfig
     seq_len: int
     model: GPT
@@ -186,6 +220,7 @@ def open_run(
         src=src,
         eval_shards=list(range(n_shards - cfg.eval_shards, n_shards)),
         tok=tok,
+        token_bytes=torch.from_numpy(tok.byte_lengths()).to(device),
         mcfg=mcfg,
         seq_len=seq_len,
         model=model,

@@ -33,6 +33,11 @@ class Tokenizer(Protocol):
         """Tokens of every non-null document, each followed by EOS, as one int64 array."""
         ...
 
+    def byte_lengths(self) -> np.ndarray[Any, Any]:
+        """How many bytes of UTF-8 text each token id stands for (EOS: 0), as an int64 array
+        of ``vocab_size``: what turns a loss per token into a loss per byte."""
+        ...
+
     def save(self, path: Path) -> None: ...
 
 
@@ -84,6 +89,11 @@ class ByteTokenizer:
         out[mask] = data
         out[eos_at] = self.eos_id
         return out
+
+    def byte_lengths(self) -> np.ndarray[Any, Any]:
+        lengths = np.ones(self.vocab_size, dtype=np.int64)
+        lengths[self.eos_id] = 0
+        return lengths
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps({"ostraca_tokenizer": "bytes"}) + "\n")
@@ -141,6 +151,15 @@ class BPETokenizer:
             pieces.append(np.asarray(e.ids, dtype=np.int64))
             pieces.append(eos)
         return np.concatenate(pieces) if pieces else np.empty(0, dtype=np.int64)
+
+    def byte_lengths(self) -> np.ndarray[Any, Any]:
+        # Byte-level BPE spells every byte as one character of its alphabet, so a token's
+        # string has one character per byte; special tokens (EOS) stand for no text.
+        lengths = np.zeros(self.vocab_size, dtype=np.int64)
+        special = {t.content for t in self._tok.get_added_tokens_decoder().values()}
+        for token, i in self._tok.get_vocab(with_added_tokens=True).items():
+            lengths[i] = 0 if token in special else len(token)
+        return lengths
 
     def save(self, path: Path) -> None:
         obj = json.loads(self._tok.to_str())

@@ -39,7 +39,7 @@ from .distributed import (
 )
 from .progress import ProgressBar
 from .revocation import ACCESS_ENDED, GrantWatch, RegistryGrantCheck
-from .run import Run, TrainResult, open_run, restore, rng_state, start
+from .run import Evaluation, Run, TrainResult, open_run, restore, rng_state, start
 from .schedule import lr_at
 
 __all__ = ["TrainConfig", "TrainResult", "train"]
@@ -126,10 +126,10 @@ def _ended_anywhere(ended: OstracaError | None, run: Run) -> OstracaError | None
 
 
 @torch.no_grad()
-def _evaluate(run: Run) -> float | None:
-    """Mean loss over the held-out shards (every rank its share); raises when access ended."""
+def _evaluate(run: Run, step: int) -> Evaluation | None:
+    """The loss over the held-out shards (every rank its share); raises when access ended."""
     cfg, device = run.cfg, run.device
-    total = torch.zeros(2, dtype=torch.float64, device=device)  # loss·n, n
+    total = torch.zeros(3, dtype=torch.float64, device=device)  # summed loss, tokens, bytes
     ended: OstracaError | None = None
     packer = eval_stream(cfg, run.src, run.eval_shards, run.tok, run.seq_len, run.rank, run.world)
     if packer is not None:
@@ -137,11 +137,13 @@ def _evaluate(run: Run) -> float | None:
         try:
             for _ in range(cfg.eval_batches):
                 x, y = next(packer)
+                y = y.to(device)
                 with run.autocast():
-                    _, loss = run.model(x.to(device), y.to(device))
+                    _, loss = run.model(x.to(device), y)
                 assert loss is not None
-                total[0] += loss.double() * x.numel()
-                total[1] += x.numel()
+                total[0] += loss.double() * y.numel()
+                total[1] += y.numel()
+                total[2] += run.token_bytes[y].sum()
         except StopIteration:
             pass
         except ACCESS_ENDED as exc:
@@ -153,9 +155,34 @@ def _evaluate(run: Run) -> float | None:
     if ended is not None:
         raise ended
     sum_over_ranks(total, run.world)
-    if total[1].item() == 0:
+    nats, tokens, n_bytes = (float(v) for v in total.tolist())
+    if tokens == 0:
         return None
-    return float(total[0].item() / total[1].item())
+    return Evaluation(
+        step=step,
+        loss=nats / tokens,
+        loss_per_byte=nats / max(n_bytes, 1.0),
+        bytes_per_token=n_bytes / tokens,
+        tokens=int(tokens),
+        shards=tuple(run.eval_shards),
+    )
+
+
+def _eval_step(run: Run, step: int) -> None:
+    """Evaluate after ``step``, record and report it; stop the run when access ended."""
+    try:
+        ev = _evaluate(run, step)
+    except ACCESS_ENDED as exc:
+        _stop(run, step, exc)
+    if ev is None:
+        return
+    run.result.evals.append(ev)
+    run.emit(ev.record())
+    run.say(
+        f"step {step}: held-out loss {ev.loss_per_byte:.4f} nats/byte "
+        f"({ev.loss:.4f} nats/token, {ev.bytes_per_token:.2f} bytes/token, "
+        f"shards {list(ev.shards)})"
+    )
 
 
 def _save(run: Run, step: int) -> None:
@@ -164,12 +191,15 @@ def _save(run: Run, step: int) -> None:
         "streams": run.states,
         "reads": run.reads,
         "rng": rng_state(run.device),
-        "shards": shards_read(run.packers, run.reads) | run.eval_read,
+        "train_read": shards_read(run.packers, run.reads),
+        "eval_read": run.eval_read,
     }
     gathered = gather(mine, run.world)
     if run.rank != 0:
         return
     cfg = run.cfg
+    train_read: set[int] = set().union(*(g["train_read"] for g in gathered))
+    eval_read: set[int] = set().union(*(g["eval_read"] for g in gathered))
     save_checkpoint(
         run.checkpoint_path,
         {
@@ -183,7 +213,8 @@ def _save(run: Run, step: int) -> None:
             "world_size": run.world,
             "grad_accum": cfg.grad_accum,
             "ranks": [{k: g[k] for k in ("streams", "reads", "rng")} for g in gathered],
-            "provenance": provenance(run.src, set().union(*(g["shards"] for g in gathered))),
+            "split": {"eval_shards": run.eval_shards, "train_shards_read": sorted(train_read)},
+            "provenance": provenance(run.src, train_read | eval_read),
         },
     )
     run.result.checkpoint = run.checkpoint_path
@@ -226,15 +257,8 @@ def _loop(run: Run, watch: GrantWatch | None) -> int:
                 stats = _train_step(run, step, data)
                 step += 1
                 _log_step(run, bar, step, end, stats, (time.perf_counter() - t0, t_data))
-                if cfg.eval_every and step % cfg.eval_every == 0:
-                    try:
-                        ev = _evaluate(run)
-                    except ACCESS_ENDED as exc:
-                        _stop(run, step, exc)
-                    if ev is not None:
-                        run.result.eval_losses.append((step, ev))
-                        run.emit({"step": step, "eval_loss": ev})
-                        run.say(f"step {step}: eval loss {ev:.4f}")
+                if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
+                    _eval_step(run, step)
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < end:
                     _save(run, step)
     finally:

@@ -1,0 +1,49 @@
+"""The demo's training recipe: what learns Python source well in a couple of CPU minutes.
+
+A 0.8M-parameter body (the ``toy`` preset: 4 layers, 4 heads, 128 wide, tied embeddings, no
+dropout) over a 2048-token byte-level BPE trained on the run's first training documents (about
+3 bytes of Python per token, so each step sees three times the text a byte model would, for a
+larger softmax); 32 sequences of 128 tokens a step, accumulated from 4 data streams over
+different shards (8 sequences each: a micro-batch is cut from consecutive text, so one stream
+alone would fill a step from one or two files); AdamW at 3e-3 with a short linear warm-up
+and a cosine decay to a tenth. One shard — the last — is held out and evaluated every quarter of
+the run; the held-out loss is reported per byte of text, so it compares with a byte model's.
+``bench/bench_trainer.py`` measures it (``bench/results/trainer.md``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import TrainConfig
+
+DEMO_STEPS = 300
+QUICK_STEPS = 60
+
+
+def demo_config(
+    out_dir: Path, *, quick: bool = False, steps: int | None = None, progress: bool = False
+) -> TrainConfig:
+    """The demo's run settings (``quick``: fewer steps, for ``ostraca demo --quick``)."""
+    steps = steps or (QUICK_STEPS if quick else DEMO_STEPS)
+    evals = 3 if quick else 4
+    return TrainConfig(
+        out_dir=out_dir,
+        steps=steps,
+        text_column="text",
+        model_size="toy",
+        seq_len=128,
+        batch_size=8,
+        grad_accum=4,
+        lr=3e-3,
+        warmup=min(30, steps // 6),
+        min_lr_ratio=0.1,
+        tokenizer="bpe",
+        bpe_vocab=2048,
+        bpe_sample_docs=300,
+        eval_shards=1,
+        eval_every=max(1, steps // evals),
+        eval_batches=48,
+        batch_rows=16,
+        progress=progress,
+    )
