@@ -48,6 +48,12 @@ BUNDLE_TYPE = "application/vnd.ostraca.log-entries"
 IMMUTABLE = "public, max-age=31536000, immutable"
 NOTE_TYPE = "text/plain; charset=utf-8"
 
+PROOF_DOC: dict[int | str, dict[str, Any]] = {
+    200: {"description": "A proof as LOG.md section 4 and 10 define it (JSON)"}
+}
+"""The proofs are plain JSON objects specified in LOG.md (their wire models are still to join
+``protocol_spec.wire``), so the OpenAPI document names no schema for them."""
+
 Size = Annotated[int, Query(ge=0, le=2**63 - 1)]
 
 
@@ -115,21 +121,21 @@ def get_key(request: Request) -> Response:
     return Response(log_vkey(log.origin, log.key) + "\n", media_type=NOTE_TYPE)
 
 
-@router.get("/proof/inclusion")
+@router.get("/proof/inclusion", response_class=Response, responses=PROOF_DOC)
 def get_inclusion(index: Size, tree_size: Size, session: ReadSessionDep) -> Response:
     size = _tree_size(session, tree_size)
     hashes = with_nodes(session, size, lambda node: inclusion_proof(index, size, node))
     return _json(InclusionProof(index=index, tree_size=size, hashes=tuple(hashes)).to_dict())
 
 
-@router.get("/proof/consistency")
+@router.get("/proof/consistency", response_class=Response, responses=PROOF_DOC)
 def get_consistency(old_size: Size, new_size: Size, session: ReadSessionDep) -> Response:
     size = _tree_size(session, new_size)
     hashes = with_nodes(session, size, lambda node: consistency_proof(old_size, size, node))
     return _json(ConsistencyProof(old_size=old_size, new_size=size, hashes=tuple(hashes)).to_dict())
 
 
-@router.get("/proof/range")
+@router.get("/proof/range", response_class=Response, responses=PROOF_DOC)
 def get_range(start: Size, tree_size: Size, session: ReadSessionDep) -> Response:
     size = _tree_size(session, tree_size)
     if start > size:
@@ -138,7 +144,7 @@ def get_range(start: Size, tree_size: Size, session: ReadSessionDep) -> Response
     return _json({"start": start, "tree_size": size, "hashes": _b64(hashes)})
 
 
-@router.get("/statements/{statement_id}")
+@router.get("/statements/{statement_id}", response_class=Response, responses=PROOF_DOC)
 def get_statement(statement_id: str, tree_size: Size, session: ReadSessionDep) -> Response:
     """The entry of a statement (by its id) and its inclusion proof in the tree of
     ``tree_size``: ``{"index", "entry", "proof"}``."""
