@@ -243,6 +243,8 @@ class GrantItem(_Out):
     min_version: int
     max_version: int | None
     columns: list[str] | None
+    groups: list[str] | None
+    """The column groups covered (``None``: every group)."""
     not_before: Timestamp
     expires: Timestamp
     created: Timestamp

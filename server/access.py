@@ -73,6 +73,7 @@ class _Grant:
     not_before: datetime
     expires: datetime
     revoked: bool
+    groups: list[str] | None
 
 
 _LISTED = join(VersionBlob, Version, Version.id == VersionBlob.version_id)
@@ -82,6 +83,7 @@ _FACTS = (
         Blob.size,
         NamespaceBlob.namespace_id,
         Version.version,
+        VersionBlob.group,
         GrantRow.grant_id,
         GrantRow.min_version,
         GrantRow.max_version,
@@ -89,6 +91,7 @@ _FACTS = (
         GrantRow.expires,
         RevocationRow.grant_id,
         GrantRow.created,
+        GrantRow.groups,
     )
     .select_from(Dataset)
     .join(Namespace, Namespace.id == Dataset.namespace_id)
@@ -134,8 +137,9 @@ class Facts:
     """``None``: the registry holds no such blob."""
     linked: bool
     """The blob was uploaded into the dataset's namespace by its owner."""
-    versions: list[int]
-    """The dataset's versions listing the blob, newest first."""
+    versions: list[tuple[int, str]]
+    """The dataset's versions listing the blob, newest first, with the column group it holds
+    in each."""
     grants: list[_Grant]
     """The caller's grants on the dataset, newest first (the order they are checked in)."""
 
@@ -143,14 +147,15 @@ class Facts:
 def _facts_from_rows(rows: Sequence[Sequence[Any]]) -> Facts | None:
     if not rows:
         return None
-    versions: set[int] = set()
+    versions: set[tuple[int, str]] = set()
     grants: dict[str, tuple[datetime, _Grant]] = {}
     owner, size, linked = rows[0][0], rows[0][1], rows[0][2] is not None
-    for _, _, _, version, gid, gmin, gmax, nbf, exp, rev, created in rows:
+    for _, _, _, version, group, gid, gmin, gmax, nbf, exp, rev, created, groups in rows:
         if version is not None:
-            versions.add(version)
+            versions.add((version, group))
         if gid is not None and gid not in grants:
-            grants[gid] = (created, _Grant(gid, gmin, gmax, nbf, exp, rev is not None))
+            grant = _Grant(gid, gmin, gmax, nbf, exp, rev is not None, groups)
+            grants[gid] = (created, grant)
     by_created = sorted(grants.values(), key=lambda t: t[0], reverse=True)
     return Facts(
         owner_id=owner,
@@ -274,7 +279,7 @@ def decide_read(
         raise NotFoundError(f"no dataset {dataset}")
     caller = read.caller
     if caller is not None and caller.principal_id == facts.owner_id and facts.linked:
-        newest = facts.versions[0] if facts.versions else None
+        newest = facts.versions[0][0] if facts.versions else None
         decision = Decision(dataset=dataset, version=newest, grant_id=None)
     elif not facts.versions or facts.size is None:
         raise not_listed(dataset, digest)
@@ -290,9 +295,10 @@ def decide_read(
 def _by_grant(dataset: str, facts: Facts, now: datetime) -> Decision:
     worst: AccessDeniedError | None = None
     for grant in facts.grants:
-        for version in facts.versions:
+        for version, group in facts.versions:
             try:
                 check_grant_version(grant, version)  # G8
+                _check_group(grant, group, dataset)  # G9, by column group
                 check_grant_window(  # G10–G12
                     grant, grant_id=grant.grant_id, now=now, revoked=grant.revoked
                 )
@@ -307,6 +313,14 @@ def _by_grant(dataset: str, facts: Facts, now: datetime) -> Decision:
         f"no grant of yours covers {dataset}",
         hint=f"ostraca request {dataset} --purpose '...'",
     )
+
+
+def _check_group(grant: _Grant, group: str, dataset: str) -> None:
+    if grant.groups is not None and group not in grant.groups:
+        raise ScopeError(
+            f"your grant on {dataset} does not cover its column group {group!r}",
+            hint="ask the publisher for a grant covering it",
+        )
 
 
 def grant_still_valid(session: Session, grant_id: str, now: datetime) -> bool:

@@ -173,6 +173,8 @@ class VersionBlob(Base):
     digest: Mapped[str] = mapped_column(String(HEX), primary_key=True)
     kind: Mapped[str] = mapped_column(String(8))
     size: Mapped[int] = mapped_column(BigInteger)
+    group: Mapped[str] = mapped_column(String(64), server_default="default")
+    """The column group whose columns the blob holds (``default`` without column groups)."""
 
 
 class Blob(Base):
@@ -259,6 +261,8 @@ class GrantRow(Base):
     min_version: Mapped[int]
     max_version: Mapped[int | None]
     columns: Mapped[list[str] | None] = mapped_column(JSON)
+    groups: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
+    """The column groups the grant covers (``None``: every group)."""
     not_before: Mapped[datetime]
     expires: Mapped[datetime]
     created: Mapped[datetime]

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from ostraca.protocol_spec.canonical import parse_canonical
 from ostraca.protocol_spec.envelope import Envelope
-from ostraca.protocol_spec.errors import ConflictError, NotFoundError
-from ostraca.protocol_spec.models import DatasetManifest
+from ostraca.protocol_spec.errors import ConflictError, MalformedError, NotFoundError
+from ostraca.protocol_spec.models import AccessGrant, DatasetManifest
 
 from .db import AccessRequestRow, Dataset, GrantRow, Namespace
 from .deps import Caller
@@ -26,6 +26,30 @@ def latest_manifest(session: Session, dataset: Dataset) -> DatasetManifest:
     stored = manifest_envelope(session, dataset, dataset.latest_version)
     assert stored is not None
     return DatasetManifest.from_json_obj(parse_canonical(Envelope.from_json(stored).payload))
+
+
+def check_grant_groups(grant: AccessGrant, manifest: DatasetManifest) -> None:
+    """The grant's column limits are ones the registry enforces: it names only column groups
+    the dataset has, and on a dataset with column groups its ``columns`` (if any) are exactly
+    the columns of the groups it covers (the registry serves whole groups, not columns)."""
+    groups = manifest.group_columns()
+    unknown = sorted(set(grant.groups or []) - set(groups))
+    listing = "; ".join(f"{g}: {', '.join(c)}" for g, c in groups.items())
+    if unknown:
+        raise MalformedError(
+            f"{manifest.dataset} has no column group(s) {', '.join(unknown)} (groups: {listing})"
+        )
+    if manifest.column_groups is None or grant.columns is None:
+        return
+    covered = {
+        c for g, cols in groups.items() if grant.groups is None or g in grant.groups for c in cols
+    }
+    if set(grant.columns) != covered:
+        raise MalformedError(
+            f"the columns of a grant on {manifest.dataset} must be whole column groups (groups: "
+            f"{listing})",
+            hint="grant groups: ostraca approve <request> --columns <the columns of groups>",
+        )
 
 
 def _visible_requests(caller: Caller) -> Select[AccessRequestRow]:

@@ -151,8 +151,8 @@ def require_owner(session: Session, caller: Caller, dataset: Dataset) -> None:
 
 # --- datasets and versions ---------------------------------------------------------------------
 
-ManifestBlobs = dict[str, tuple[Literal["shard", "chunks"], int]]
-"""The blobs a manifest names: digest → (kind, size)."""
+ManifestBlobs = dict[str, tuple[Literal["shard", "chunks"], int, str]]
+"""The blobs a manifest names: digest → (kind, size, column group)."""
 
 
 def search_datasets(
@@ -246,8 +246,8 @@ def store_version(
     session.add(version)
     session.flush()
     session.add_all(
-        VersionBlob(version_id=version.id, digest=d, kind=kind, size=size)
-        for d, (kind, size) in blobs.items()
+        VersionBlob(version_id=version.id, digest=d, kind=kind, size=size, group=group)
+        for d, (kind, size, group) in blobs.items()
     )
 
 

@@ -32,6 +32,7 @@ from .db import AccessRequestRow, Base, Dataset, GrantRow, Principal, Revocation
 from .deps import ContextDep, EnvelopeBody, JsonBody, PrincipalDep, SessionDep
 from .grants import (
     RequestStatus,
+    check_grant_groups,
     decide_request,
     find_grant,
     find_request,
@@ -94,6 +95,7 @@ def _grant_item(session: Session, row: GrantRow) -> GrantItem:
         min_version=row.min_version,
         max_version=row.max_version,
         columns=row.columns,
+        groups=row.groups,
         not_before=row.not_before,
         expires=row.expires,
         created=row.created,
@@ -235,6 +237,7 @@ def create_grant(
     grantee = principal_by_key(session, g.grantee)
     if grantee is None:
         raise VerificationError(f"grantee key {g.grantee} is not registered on this registry")
+    check_grant_groups(g, latest_manifest(session, ds))
     now = ctx.clock()
     if g.request is not None:
         _answer_request(session, g, dataset=ds, grantee=grantee, grant_id=grant_id, now=now)
@@ -249,6 +252,7 @@ def create_grant(
         min_version=g.min_version,
         max_version=g.max_version,
         columns=None if g.columns is None else list(g.columns),
+        groups=None if g.groups is None else list(g.groups),
         not_before=g.not_before,
         expires=g.expires,
         created=g.created,

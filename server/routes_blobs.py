@@ -352,7 +352,7 @@ def _refused(
         action="read_refused",
         principal=read.caller.keyid,
         dataset=dataset,
-        version=facts.versions[0] if facts.versions else None,
+        version=facts.versions[0][0] if facts.versions else None,
         grant_id=None,
         detail=f"sha256:{hexdigest}: {exc.code}: {exc.message}",
     )

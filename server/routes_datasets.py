@@ -160,10 +160,12 @@ def _manifest_blobs(session: Session, namespace: Namespace, m: DatasetManifest) 
     bytes are not (the publisher must send them into its own namespace)."""
     wanted: ManifestBlobs = {}
     for shard in m.shards:
-        wanted[shard.sha256] = ("shard", shard.bytes)
-        wanted.setdefault(shard.chunks, ("chunks", chunk_list_bytes(shard.bytes, m.chunk_bytes)))
+        for blob in shard.blobs():  # one per column group (SPEC 2.6)
+            wanted[blob.sha256] = ("shard", blob.bytes, blob.group)
+            chunks = chunk_list_bytes(blob.bytes, m.chunk_bytes)
+            wanted.setdefault(blob.chunks, ("chunks", chunks, blob.group))
     present = namespace_blob_sizes(session, namespace.id, list(wanted))
-    for digest, (kind, size) in wanted.items():
+    for digest, (kind, size, _) in wanted.items():
         if digest not in present:
             raise BlobUnknownError(
                 f"{kind} blob sha256:{digest} was not uploaded into namespace {namespace.name}",
