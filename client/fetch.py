@@ -21,19 +21,18 @@ Deadlines (:class:`~ostraca.client.config.ReadLimits`): a blob must arrive withi
 headers cannot outlast it either), and an answer that delivers fewer than ``min_rate_bytes_s``
 bytes per second over ``stall_window_s`` is stalled: the connection is dropped and the download
 resumed with ``Range`` from where it stopped (a silent one times out after ``stall_window_s``).
-The check is monotonic-clock arithmetic after each receive (one ``readinto1``, one ``recv``).
+The check is monotonic-clock arithmetic after each receive (one ``readinto1``, one ``recv``;
+:mod:`.receive`).
 Either failure, once retries or the deadline are spent, is an :class:`UnavailableError` naming
 the URL.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.client
 import mmap
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -52,6 +51,7 @@ from ostraca.protocol_spec.errors import UnavailableError
 
 from .config import DEFAULT_LIMITS, ReadLimits
 from .problems import error_from_problem
+from .receive import BodyReader, StalledError, deadline_alarm
 
 BUFFER_BYTES = 1024 * 1024
 MAX_PROBLEM_BYTES = 64 * 1024
@@ -382,11 +382,11 @@ class BlobFetcher:
             before = progress[0]
             try:
                 self._one_request(digest, progress, size, full, sink, what, deadline)
-            except (OSError, http.client.HTTPException, _StalledError) as exc:
+            except (OSError, http.client.HTTPException, StalledError) as exc:
                 self._drop_connection()
                 url = self._origin + self.path(digest)
                 # Progress resets the count, unless it came at a stalled rate.
-                gained = progress[0] > before and not isinstance(exc, _StalledError)
+                gained = progress[0] > before and not isinstance(exc, StalledError)
                 failures = 1 if gained else failures + 1
                 hint = "check the network and run the command again; it resumes"
                 if time.monotonic() >= deadline:
@@ -420,10 +420,7 @@ class BlobFetcher:
         if pos > 0 or size != full:
             headers["Range"] = f"bytes={pos}-{size - 1}"
         # Past the deadline the socket is shut, which ends any receive (headers included).
-        alarm = threading.Timer(max(0.0, deadline - time.monotonic()), _shut, (conn,))
-        alarm.daemon = True
-        alarm.start()
-        try:
+        with deadline_alarm(conn, deadline):
             conn.request("GET", self.path(digest), headers=headers)
             resp = conn.getresponse()
             if resp.status >= 400:
@@ -437,15 +434,13 @@ class BlobFetcher:
                     request=f"GET {self.path(digest)}",
                     what=what,
                 )
-            reader = _Body(resp, self.limits, self._origin + self.path(digest))
+            reader = BodyReader(resp, self.limits, self._origin + self.path(digest))
             self._receive(resp, reader, progress, size, sink)
-        finally:
-            alarm.cancel()
 
     def _receive(
         self,
         resp: http.client.HTTPResponse,
-        body: _Body,
+        body: BodyReader,
         progress: list[int],
         size: int,
         sink: BlobSink,
@@ -491,60 +486,6 @@ class BlobFetcher:
                 resp.close()
             else:
                 self._drop_connection()
-
-
-class _StalledError(Exception):
-    """An answer delivered less than ``min_rate_bytes_s`` over ``stall_window_s``."""
-
-
-def _shut(conn: http.client.HTTPConnection) -> None:
-    """End every receive on ``conn`` now (from the deadline timer's thread)."""
-    sock = conn.sock
-    if sock is not None:
-        with contextlib.suppress(OSError):  # already closed
-            sock.shutdown(socket.SHUT_RDWR)
-
-
-class _Body:
-    """An answer's body, one receive per :meth:`readinto`, with the stall check after each.
-
-    With a ``Content-Length`` (what the registry sends) it reads the connection's buffered
-    reader directly, never past the declared length; otherwise (chunked) through
-    :class:`http.client.HTTPResponse`.
-    """
-
-    def __init__(self, resp: http.client.HTTPResponse, limits: ReadLimits, url: str) -> None:
-        self._resp = resp
-        self._direct = not resp.chunked and resp.length is not None
-        self.url = url
-        self.left: int | None = resp.length
-        """Body bytes the answer still holds (``None``: unknown)."""
-        self._window = limits.stall_window_s
-        self._least = limits.min_rate_bytes_s * limits.stall_window_s
-        self._got = self._mark = 0
-        self._check_at = time.monotonic() + self._window
-
-    def readinto(self, view: memoryview) -> int:
-        """Receive into ``view`` once; a body that ends early is ``IncompleteRead``."""
-        if self._direct:
-            assert self.left is not None
-            n = self._resp.fp.readinto1(view[: self.left]) if self.left else 0
-            self.left -= n
-        else:
-            n = self._resp.readinto1(view)
-            self.left = self._resp.length
-        if n == 0:
-            raise http.client.IncompleteRead(b"", len(view))
-        self._got += n
-        now = time.monotonic()
-        if now >= self._check_at:
-            if self._got - self._mark < self._least:
-                raise _StalledError(
-                    f"{self.url} stalled: {self._got - self._mark} bytes in the last "
-                    f"{self._window:g} s (min_rate_bytes_s={self._least / self._window:g})"
-                )
-            self._mark, self._check_at = self._got, now + self._window
-        return n
 
 
 class _Discard:
