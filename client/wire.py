@@ -231,7 +231,8 @@ class Wire:
         response = self._http.send(request, stream=True)
         try:
             declared = response.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > cap:
+            # (A HEAD answer declares the length of a body it does not send.)
+            if request.method != "HEAD" and declared.isdigit() and int(declared) > cap:
                 raise MalformedError(f"{too_large} (it declares {int(declared)})")
             body = bytearray()
             for piece in response.iter_bytes():

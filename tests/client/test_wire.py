@@ -65,3 +65,11 @@ def test_an_endless_error_answer_is_capped_too() -> None:
         with pytest.raises(MalformedError, match="max_response_bytes=65536"):
             wire.send("GET", "/v1/whoami")
         wire.close()
+
+
+def test_a_head_answer_may_declare_a_large_body() -> None:
+    with hostile_registry() as hostile:
+        wire = Wire(hostile.url, limits=ReadLimits(max_response_bytes=64 * 1024))
+        hostile.routes["/v1/blob"] = Answer(length=4 * 1024**3)
+        assert wire.send("HEAD", "/v1/blob").headers["Content-Length"] == str(4 * 1024**3)
+        wire.close()
