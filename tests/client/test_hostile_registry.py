@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import subprocess
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -78,6 +80,30 @@ def test_endless_manifest_is_refused_at_its_cap_in_bounded_memory(
         tracemalloc.stop()
     assert time.monotonic() - start < 5
     assert peak < 3 * LIMITS.max_manifest_bytes  # the cap, one piece, the error: not 1 GiB
+
+
+RSS_PROBE = """
+import resource, sys
+from ostraca.client.config import ReadLimits
+from ostraca.client.wire import Wire
+from ostraca.protocol_spec import MalformedError
+wire = Wire(sys.argv[1], limits=ReadLimits(max_manifest_bytes=4 * 1024**2))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    wire.send("GET", sys.argv[2])
+except MalformedError:
+    print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_peak_rss_stays_bounded_reading_an_endless_manifest(hostile: Hostile) -> None:
+    hostile.routes[MANIFEST] = Answer(b'{"payload":"', mode="endless")
+    proc = subprocess.run(
+        [sys.executable, "-c", RSS_PROBE, hostile.url, MANIFEST],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    before_kib, after_kib = map(int, proc.stdout.split())
+    assert (after_kib - before_kib) * 1024 < 32 * MIB, proc.stdout
 
 
 def test_a_manifest_declared_too_large_is_refused_before_its_body(
