@@ -51,9 +51,10 @@ def _answer(sock: socket.socket) -> tuple[int, dict[str, object]]:
 
 def _stream_until_answer(
     url: str, path: str, *, chunk: int, total: int, headers: str = ""
-) -> tuple[int, dict[str, object], int]:
+) -> tuple[int, dict[str, object], int, bool]:
     """POST ``total`` bytes of JSON-ish filler in ``chunk``-byte chunked pieces, waiting briefly
-    for an answer after each; returns (status, problem, bytes sent before the answer came)."""
+    for an answer after each; returns (status, problem, bytes sent before the answer came,
+    whether the server then closed the connection rather than read on)."""
     sock = _connect(url)
     sent = 0
     try:
@@ -68,9 +69,16 @@ def _stream_until_answer(
             sock.sendall(piece)
             sent += chunk
         status, problem = _answer(sock)
+        sock.settimeout(5)
+        try:
+            closed = sock.recv(1) == b""
+        except ConnectionResetError:  # closed with our unread bytes in its buffer
+            closed = True
+        except TimeoutError:
+            closed = False
     finally:
         sock.close()
-    return status, problem, sent
+    return status, problem, sent, closed
 
 
 def _rss_bytes() -> int:
@@ -84,11 +92,12 @@ def test_small_statement_cap_while_reading(live: Registry) -> None:
     """An unauthenticated registration body is refused as soon as it crosses 64 KiB."""
     before = snapshot(live.settings)
     cap, chunk = live.settings.max_statement_bytes, 16 * 1024
-    status, problem, sent = _stream_until_answer(
+    status, problem, sent, closed = _stream_until_answer(
         live.url, "/v1/principals", chunk=chunk, total=10 * cap
     )
     assert (status, problem["code"]) == (413, "too_large")
     assert sent <= cap + chunk
+    assert closed
     assert before.changes(snapshot(live.settings)) == {}
 
 
@@ -106,7 +115,7 @@ def test_400_mib_unauthenticated_body_is_not_buffered(
     cap applies only once the caller is known), and the server's memory does not grow by the
     body (the registry runs in this process)."""
     rss = _rss_bytes()
-    answer, problem, sent = _stream_until_answer(live.url, path, chunk=MIB, total=400 * MIB)
+    answer, problem, sent, _ = _stream_until_answer(live.url, path, chunk=MIB, total=400 * MIB)
     assert (answer, problem["code"]) == (status, code)
     assert sent <= 2 * MIB
     assert _rss_bytes() - rss < 50 * MIB
@@ -114,7 +123,7 @@ def test_400_mib_unauthenticated_body_is_not_buffered(
 
 def test_access_request_of_500_mib_is_refused_early(live: Registry, researcher: Identity) -> None:
     before = snapshot(live.settings)
-    status, problem, sent = _stream_until_answer(
+    status, problem, sent, closed = _stream_until_answer(
         live.url,
         "/v1/requests",
         chunk=MIB,
@@ -123,6 +132,7 @@ def test_access_request_of_500_mib_is_refused_early(live: Registry, researcher: 
     )
     assert (status, problem["code"]) == (413, "too_large")
     assert sent <= 2 * MIB
+    assert closed
     assert before.changes(snapshot(live.settings)) == {}
 
 
