@@ -60,6 +60,18 @@ class CompressionOpt(StrEnum):
 
 
 @app.command()
+def _column_groups(specs: list[str]) -> dict[str, list[str]]:
+    """``["pii=ssn,dob"]`` → ``{"pii": ["ssn", "dob"]}``."""
+    groups: dict[str, list[str]] = {}
+    for spec in specs:
+        name, eq, cols = spec.partition("=")
+        columns = [c.strip() for c in cols.split(",") if c.strip()]
+        if not eq or not name.strip() or not columns or name.strip() in groups:
+            raise MalformedError(f"--column-group {spec!r}: expected NAME=col,col (names unique)")
+        groups[name.strip()] = columns
+    return groups
+
+
 def publish(
     ctx: typer.Context,
     paths: Annotated[
@@ -82,6 +94,14 @@ def publish(
     compression: Annotated[
         CompressionOpt, typer.Option(help="Arrow IPC buffer compression.")
     ] = CompressionOpt.zstd,
+    column_group: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--column-group",
+            help="NAME=col,col: store these columns apart, so grants can leave them out "
+            "(repeatable; the other columns form the group 'default').",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Publish files as the next version of a dataset: shard, sign, upload what is missing.
@@ -109,6 +129,7 @@ def publish(
             chunk_bytes=parse_size(chunk_size),
             compression=compression.value,
             progress=not as_json,
+            column_groups=_column_groups(column_group or []),
         )
     except KeyboardInterrupt:
         raise UserInterruptError(
@@ -199,7 +220,11 @@ def approve(
         str | None, typer.Option(help="Versions covered: N, A..B, A.. [default: all].")
     ] = None,
     columns: Annotated[
-        str | None, typer.Option(help="Only these columns, comma-separated [default: all].")
+        str | None,
+        typer.Option(
+            help="Only these columns, comma-separated [default: all]; on a dataset with column "
+            "groups, whole groups (the registry enforces those)."
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:

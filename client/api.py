@@ -21,7 +21,6 @@ import json
 import secrets
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import httpx
@@ -70,7 +69,7 @@ from .tokens import TokenCache
 from .trust import OfferedKeys
 from .wire import DEFAULT_TIMEOUT, Wire, blob_path, dataset_path, parse
 
-__all__ = ["GrantItem", "Principal", "RegistryClient"]
+__all__ = ["Principal", "RegistryClient"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -78,22 +77,11 @@ Principal = PrincipalOut
 """Old name, still imported by ``cli/identity.py`` (remove once it imports ``PrincipalOut``)."""
 
 
-class GrantItem(wire.GrantItem):
-    """A grant as the registry lists it, with :attr:`signed` for ``trainer/revocation.py``
-    (remove once it reads ``Envelope.from_dict(item.envelope)``)."""
-
-    @property
-    def signed(self) -> Envelope:
-        """The signed grant exactly as the registry stored it (re-verify before trusting)."""
-        return Envelope.from_dict(self.envelope)
-
-
 # ── the client ───────────────────────────────────────────────────────────────────────────────
 
 
 def _blobs(digest: str) -> str:
-    """``/blobs/sha256:<hex>`` (the digest checked), below a dataset's or a namespace's URL:
-    the registry serves no blob outside one."""
+    """``/blobs/sha256:<hex>`` (checked), below a dataset's or namespace's URL (none outside)."""
     return blob_path(digest).removeprefix("/v1")
 
 
@@ -125,12 +113,7 @@ class RegistryClient:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # identity
@@ -347,12 +330,9 @@ class RegistryClient:
     # blobs
 
     def start_upload(self, namespace: str, size: int) -> UploadOut:
-        """Open an upload session into ``namespace`` (ours): only its manifests may list the
-        blob once it is finished."""
-        response = self._send(
-            "POST", "/v1/uploads", auth=True, json_body={"namespace": namespace, "size": size}
-        )
-        return parse(response, UploadOut)
+        """An upload session into our ``namespace`` (only its manifests may list the blob)."""
+        body = {"namespace": namespace, "size": size}
+        return parse(self._send("POST", "/v1/uploads", auth=True, json_body=body), UploadOut)
 
     def upload_status(self, upload_id: str) -> UploadOut:
         return parse(self._send("GET", f"/v1/uploads/{upload_id}", auth=True), UploadOut)
@@ -384,9 +364,8 @@ class RegistryClient:
     def get_blob(
         self, digest: str, *, dataset: str, byte_range: tuple[int, int] | None = None
     ) -> bytes:
-        """A whole blob (or the inclusive ``byte_range``) read through ``dataset``, in memory —
-        for small blobs such as chunk lists. Bulk shard bytes go through the streaming reader
-        instead."""
+        """A whole blob (or the inclusive ``byte_range``) read through ``dataset``, in memory:
+        for small blobs such as chunk lists (shards go through the streaming reader)."""
         headers = {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else None
         path = dataset_path(dataset) + _blobs(digest)
         return self._send("GET", path, auth=True, headers=headers, dataset=dataset).content
@@ -436,8 +415,8 @@ class RegistryClient:
 
     # grants and revocations
 
-    def submit_grant(self, envelope: Envelope) -> GrantItem:
-        return self._post_envelope("/v1/grants", envelope, GrantItem)
+    def submit_grant(self, envelope: Envelope) -> wire.GrantItem:
+        return self._post_envelope("/v1/grants", envelope, wire.GrantItem)
 
     def approve(
         self,
@@ -448,10 +427,18 @@ class RegistryClient:
         min_version: int = 1,
         max_version: int | None = None,
         columns: Iterable[str] | None = None,
-    ) -> GrantItem:
-        """Sign an :class:`AccessGrant` answering a pending request and submit it."""
+    ) -> wire.GrantItem:
+        """Sign an :class:`AccessGrant` answering a pending request and submit it. On a dataset
+        with column groups, ``columns`` must be whole groups (:class:`MalformedError` naming
+        them otherwise): the grant then names those groups, which the registry enforces."""
         request = self.get_request(request_id)
         now = utc_now()
+        groups = None
+        if columns is not None:
+            columns = list(columns)
+            env = self.get_manifest_envelope(request.dataset)
+            latest = DatasetManifest.from_json_obj(json.loads(env.payload))
+            groups = latest.groups_for(columns) if latest.column_groups else None
         statement = AccessGrant(
             dataset=request.dataset,
             publisher=self.keyid,
@@ -459,7 +446,9 @@ class RegistryClient:
             request=request.request_id,
             min_version=min_version,
             max_version=max_version,
-            columns=list(columns) if columns is not None else None,
+            columns=columns,
+            groups=groups,
+            spec_version=1 if groups is None else 2,
             not_before=(not_before or now).replace(microsecond=0),
             expires=expires.astimezone(UTC).replace(microsecond=0),
             created=now,
@@ -471,8 +460,8 @@ class RegistryClient:
         response = self._send("GET", "/v1/grants", auth=True, params=params)
         return parse(response, GrantList).items
 
-    def get_grant(self, grant_id: str) -> GrantItem:
-        return parse(self._send("GET", f"/v1/grants/{grant_id}", auth=True), GrantItem)
+    def get_grant(self, grant_id: str) -> wire.GrantItem:
+        return parse(self._send("GET", f"/v1/grants/{grant_id}", auth=True), wire.GrantItem)
 
     def submit_revocation(self, envelope: Envelope) -> RevocationOut:
         return self._post_envelope("/v1/revocations", envelope, RevocationOut)

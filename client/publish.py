@@ -19,7 +19,7 @@ import json
 import re
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +50,7 @@ from ostraca.protocol_spec import (
     utc_now,
 )
 from ostraca.protocol_spec.errors import RangeNotSatisfiableError
-from ostraca.protocol_spec.models import SPDX_PATTERN
+from ostraca.protocol_spec.models import DEFAULT_GROUP, SPDX_PATTERN, ColumnGroup
 
 from .api import RegistryClient
 from .ingest import Source, open_inputs, unify_schemas
@@ -172,6 +172,8 @@ class _Options:
     compression: Compression
     chunk_bytes: int
     upload_piece_bytes: int
+    column_groups: dict[str, list[str]]
+    """Column groups other than ``default`` (SPEC 2.6): group name → its columns."""
 
     def check(self) -> None:
         split_dataset(self.dataset)
@@ -196,7 +198,21 @@ class _Options:
             "chunk_bytes": self.chunk_bytes,
             "compression": self.compression,
             "schema": base64.b64encode(schema.serialize().to_pybytes()).decode("ascii"),
+            "column_groups": self.column_groups,
         }
+
+    def check_groups(self, schema: pa.Schema) -> None:
+        """The groups name columns of ``schema``, none twice, and leave ``default`` one."""
+        named = [c for cols in self.column_groups.values() for c in cols]
+        unknown = sorted(set(named) - set(schema.names))
+        if unknown:
+            raise MalformedError(f"column groups name unknown column(s): {', '.join(unknown)}")
+        if len(set(named)) != len(named):
+            raise MalformedError("a column is in two column groups")
+        if named and set(named) >= set(schema.names):
+            raise MalformedError(
+                f"the column groups take every column: leave at least one for {DEFAULT_GROUP!r}"
+            )
 
 
 def _build_manifest(
@@ -229,7 +245,10 @@ def _build_manifest(
         chunk_bytes=opts.chunk_bytes,
         shards=[s.entry() for s in plan.shards],
         total_rows=sum(s.rows for s in plan.shards),
-        total_bytes=sum(s.bytes for s in plan.shards),
+        total_bytes=sum(f.bytes for s in plan.shards for f in s.files()),
+        column_groups=[ColumnGroup(name=g, columns=cols) for g, cols in opts.column_groups.items()]
+        or None,
+        spec_version=2 if opts.column_groups else 1,
     )
     env = sign_statement(manifest, [key])
     plan.manifest = env.to_dict()
@@ -278,8 +297,13 @@ def publish(
     key: SigningKey | None = None,
     progress: bool = True,
     upload_piece_bytes: int = UPLOAD_PIECE_BYTES,
+    column_groups: Mapping[str, Sequence[str]] | None = None,
 ) -> PublishResult:
     """Publish ``sources`` as the next version of ``dataset``; see the module docstring.
+
+    ``column_groups`` (name → columns) stores those columns in blobs of their own (SPEC 2.6),
+    which a grant may cover or not and the registry serves only under a grant covering them;
+    the other columns form the group ``default``.
 
     ``key`` signs the manifest (default: the client's identity); it must be a key of the
     namespace's owner. Raises :class:`MalformedError` for unreadable inputs or schemas that do
@@ -294,11 +318,13 @@ def publish(
         compression=compression,
         chunk_bytes=chunk_bytes,
         upload_piece_bytes=upload_piece_bytes,
+        column_groups={g: list(cols) for g, cols in (column_groups or {}).items()},
     )
     opts.check()  # before an encode that might take minutes
     key = key or client.key
     inputs = open_inputs(sources)
     schema = unify_schemas([(i.label, i.schema) for i in inputs])
+    opts.check_groups(schema)
     ns, name = split_dataset(dataset)
     plan = open_plan(client.config.staging_dir / ns / name, inputs, opts.keyed(schema))
     latest_version, latest_digest = _latest(client, dataset)
@@ -322,6 +348,7 @@ def publish(
                 chunk_bytes=chunk_bytes,
                 compression=compression,
                 progress=bar,
+                groups=opts.column_groups,
             )
         env = _build_manifest(plan, opts, key=key, latest=(latest_version, latest_digest))
 
@@ -366,8 +393,9 @@ def _upload_missing(
     skipped)."""
     blobs: dict[str, tuple[Path, int]] = {}
     for s in plan.shards:
-        blobs.setdefault(s.sha256, (s.path, s.bytes))
-        blobs.setdefault(s.chunks, (s.chunk_list_path, s.chunk_list_bytes))
+        for f in s.files():  # one stream per column group
+            blobs.setdefault(f.sha256, (f.path, f.bytes))
+            blobs.setdefault(f.chunks, (f.chunk_list_path, f.chunk_list_bytes))
     missing = {d: v for d, v in blobs.items() if not client.blob_exists(namespace, d)}
     task: TaskID = bar.add_task(
         "uploading", total=sum(size for _, size in missing.values()) or None

@@ -15,19 +15,25 @@ Shard format (what the streaming reader relies on):
   blob of its own.
 
 Both digests come from one pass: :class:`HashingSink` sits between Arrow's writer and the file.
+
+Column groups (SPEC 2.6): with ``groups``, each shard is one such stream per group, holding the
+group's columns of the same record batches (``shard-00000.arrows`` for ``default``,
+``shard-00000.<group>.arrows`` for the others); a shard is cut when all its streams together
+reach ``shard_bytes``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 import pyarrow as pa
 
 from ostraca.protocol_spec import ShardEntry
+from ostraca.protocol_spec.models import DEFAULT_GROUP, GroupBlob
 
 Compression = Literal["zstd", "lz4", "none"]
 COMPRESSIONS: tuple[Compression, ...] = ("zstd", "lz4", "none")
@@ -97,7 +103,8 @@ class HashingSink:
 
 @dataclass(frozen=True, slots=True)
 class ShardFile:
-    """A finished shard in the staging directory and its chunk list beside it."""
+    """A finished shard in the staging directory and its chunk list beside it: the ``default``
+    group's stream, with the other column groups' streams of the same rows in ``parts``."""
 
     path: Path
     chunk_list_path: Path
@@ -106,9 +113,25 @@ class ShardFile:
     rows: int
     chunks: str
     chunk_list_bytes: int
+    group: str = DEFAULT_GROUP
+    parts: tuple[ShardFile, ...] = ()
+
+    def files(self) -> list[ShardFile]:
+        """This stream and every other group's, ``default`` first."""
+        return [self, *self.parts]
 
     def entry(self) -> ShardEntry:
-        return ShardEntry(sha256=self.sha256, bytes=self.bytes, rows=self.rows, chunks=self.chunks)
+        groups = [
+            GroupBlob(group=p.group, sha256=p.sha256, bytes=p.bytes, chunks=p.chunks)
+            for p in self.parts
+        ]
+        return ShardEntry(
+            sha256=self.sha256,
+            bytes=self.bytes,
+            rows=self.rows,
+            chunks=self.chunks,
+            groups=groups or None,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -119,6 +142,8 @@ class ShardFile:
             "rows": self.rows,
             "chunks": self.chunks,
             "chunk_list_bytes": self.chunk_list_bytes,
+            "group": self.group,
+            "parts": [p.to_json() for p in self.parts],
         }
 
     @classmethod
@@ -131,7 +156,21 @@ class ShardFile:
             rows=int(obj["rows"]),
             chunks=str(obj["chunks"]),
             chunk_list_bytes=int(obj["chunk_list_bytes"]),
+            group=str(obj.get("group", DEFAULT_GROUP)),
+            parts=tuple(cls.from_json(directory, p) for p in obj.get("parts", [])),
         )
+
+
+@dataclass(slots=True)
+class _Stream:
+    """One open group stream of the shard being written."""
+
+    group: str
+    columns: list[str]
+    path: Path
+    fh: BinaryIO
+    sink: HashingSink
+    writer: pa.ipc.RecordBatchStreamWriter
 
 
 def write_options(compression: Compression) -> pa.ipc.IpcWriteOptions:
@@ -143,7 +182,8 @@ class ShardWriter:
 
     ``write(batch)`` takes batches of any size (one row or a million); ``close()`` returns the
     finished shards in order. Files are named ``shard-00000.arrows`` and
-    ``shard-00000.chunks`` in ``directory``.
+    ``shard-00000.chunks`` in ``directory``. ``groups`` maps each column group other than
+    ``default`` to its columns (SPEC 2.6); the rest of ``schema`` is ``default``'s.
     """
 
     def __init__(
@@ -155,9 +195,15 @@ class ShardWriter:
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         compression: Compression = "zstd",
         batch_bytes: int = TARGET_BATCH_BYTES,
+        groups: dict[str, list[str]] | None = None,
     ) -> None:
         self.directory = directory
         self.schema = schema
+        named = {c for cols in (groups or {}).values() for c in cols}
+        self.groups = {DEFAULT_GROUP: [n for n in schema.names if n not in named]}
+        self.groups.update(
+            {g: [n for n in schema.names if n in cols] for g, cols in (groups or {}).items()}
+        )
         self.shard_bytes = shard_bytes
         self.chunk_bytes = chunk_bytes
         self.options = write_options(compression)
@@ -166,9 +212,7 @@ class ShardWriter:
         self._pending: list[pa.RecordBatch] = []
         self._pending_bytes = 0
         self._shards: list[ShardFile] = []
-        self._fh: BinaryIO | None = None
-        self._sink: HashingSink | None = None
-        self._writer: pa.ipc.RecordBatchStreamWriter | None = None
+        self._streams: list[_Stream] = []
         self._rows = 0
         directory.mkdir(parents=True, exist_ok=True)
 
@@ -203,64 +247,71 @@ class ShardWriter:
             else pa.concat_batches(self._pending)  # one contiguous batch
         )
         self._pending, self._pending_bytes = [], 0
-        if self._writer is None:
+        if not self._streams:
             self._open_shard()
-        assert self._writer is not None
-        assert self._sink is not None
-        before = self._sink.size
-        self._writer.write_batch(batch)
-        written = self._sink.size - before
+        before = self._size()
+        for stream in self._streams:
+            part = batch if len(self._streams) == 1 else batch.select(stream.columns)
+            stream.writer.write_batch(part)
+        written = self._size() - before
         if batch.nbytes:
             self._ratio = max(0.01, min(1.0, written / batch.nbytes))
         self._rows += batch.num_rows
-        if self._sink.size + written > self.shard_bytes:
+        if self._size() + written > self.shard_bytes:
             self._close_shard()
+
+    def _size(self) -> int:
+        return sum(s.sink.size for s in self._streams)
+
+    def _stem(self, index: int, group: str) -> str:
+        return f"shard-{index:05d}" + ("" if group == DEFAULT_GROUP else f".{group}")
 
     def _open_shard(self) -> None:
         index = len(self._shards)
-        path = self.directory / f"shard-{index:05d}.arrows"
-        self._fh = open(path, "wb")  # noqa: SIM115 — closed in _close_shard
-        self._sink = HashingSink(self._fh, self.chunk_bytes)
-        self._writer = pa.ipc.new_stream(
-            pa.PythonFile(self._sink, mode="w"), self.schema, options=self.options
-        )
+        for group, columns in self.groups.items():
+            path = self.directory / f"{self._stem(index, group)}.arrows"
+            fh = open(path, "wb")  # noqa: SIM115 — closed in _close_shard
+            sink = HashingSink(fh, self.chunk_bytes)
+            whole = len(self.groups) == 1  # no column groups: the schema as given
+            schema = self.schema if whole else pa.schema([self.schema.field(c) for c in columns])
+            writer = pa.ipc.new_stream(pa.PythonFile(sink, mode="w"), schema, options=self.options)
+            self._streams.append(_Stream(group, columns, path, fh, sink, writer))
         self._rows = 0
 
-    def _close_shard(self) -> None:
-        assert self._writer is not None
-        assert self._sink is not None
-        assert self._fh is not None
-        self._writer.close()
-        sha, chunk_list = self._sink.finish()
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
-        index = len(self._shards)
-        path = self.directory / f"shard-{index:05d}.arrows"
-        chunk_path = self.directory / f"shard-{index:05d}.chunks"
+    def _finish_stream(self, index: int, stream: _Stream) -> ShardFile:
+        stream.writer.close()
+        sha, chunk_list = stream.sink.finish()
+        stream.fh.flush()
+        os.fsync(stream.fh.fileno())
+        stream.fh.close()
+        chunk_path = self.directory / f"{self._stem(index, stream.group)}.chunks"
         chunk_path.write_bytes(chunk_list)
-        self._shards.append(
-            ShardFile(
-                path=path,
-                chunk_list_path=chunk_path,
-                sha256=sha,
-                bytes=self._sink.size,
-                rows=self._rows,
-                chunks=hashlib.sha256(chunk_list).hexdigest(),
-                chunk_list_bytes=len(chunk_list),
-            )
+        return ShardFile(
+            path=stream.path,
+            chunk_list_path=chunk_path,
+            sha256=sha,
+            bytes=stream.sink.size,
+            rows=self._rows,
+            chunks=hashlib.sha256(chunk_list).hexdigest(),
+            chunk_list_bytes=len(chunk_list),
+            group=stream.group,
         )
-        self._writer, self._sink, self._fh, self._rows = None, None, None, 0
+
+    def _close_shard(self) -> None:
+        index = len(self._shards)
+        own, *parts = [self._finish_stream(index, s) for s in self._streams]
+        self._shards.append(replace(own, parts=tuple(parts)))
+        self._streams, self._rows = [], 0
 
     def close(self) -> list[ShardFile]:
         """Write what is pending, finish the open shard, and return every shard in order."""
         self._flush_pending()
-        if self._writer is not None:
+        if self._streams:
             self._close_shard()
         return self.shards
 
     def abort(self) -> None:
-        """Close the open file without finishing it (after an error)."""
-        if self._fh is not None:
-            self._fh.close()
-        self._writer, self._sink, self._fh = None, None, None
+        """Close the open files without finishing them (after an error)."""
+        for stream in self._streams:
+            stream.fh.close()
+        self._streams = []

@@ -50,11 +50,12 @@ class Plan:
     @property
     def encoded(self) -> bool:
         return bool(self.shards) and all(
-            s.path.is_file()
-            and s.path.stat().st_size == s.bytes
-            and s.chunk_list_path.is_file()
-            and s.chunk_list_path.stat().st_size == s.chunk_list_bytes
+            f.path.is_file()
+            and f.path.stat().st_size == f.bytes
+            and f.chunk_list_path.is_file()
+            and f.chunk_list_path.stat().st_size == f.chunk_list_bytes
             for s in self.shards
+            for f in s.files()
         )
 
     def save(self) -> None:
@@ -73,9 +74,9 @@ class Plan:
         """Record that the registry has the version; the staged shard files are then removed."""
         self.published = {"version": version, "digest": digest}
         self.save()
-        for s in self.shards:
-            s.path.unlink(missing_ok=True)
-            s.chunk_list_path.unlink(missing_ok=True)
+        for f in (f for s in self.shards for f in s.files()):
+            f.path.unlink(missing_ok=True)
+            f.chunk_list_path.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, directory: Path, fingerprint: str) -> Plan:
@@ -130,6 +131,7 @@ def encode(
     chunk_bytes: int,
     compression: Compression,
     progress: Progress,
+    groups: dict[str, list[str]] | None = None,
 ) -> None:
     for old in plan.directory.glob("shard-*"):
         old.unlink()
@@ -139,6 +141,7 @@ def encode(
         shard_bytes=shard_bytes,
         chunk_bytes=chunk_bytes,
         compression=compression,
+        groups=groups,
     )
     task = progress.add_task("encoding (bytes read)", total=None)
     try:

@@ -58,13 +58,13 @@ from ostraca.protocol_spec import (
     DigestMismatchError,
     Envelope,
     MalformedError,
-    ShardEntry,
     Verified,
     chunk_list_bytes,
     split_dataset,
     utc_now,
 )
 from ostraca.protocol_spec.errors import UnavailableError
+from ostraca.protocol_spec.models import DEFAULT_GROUP, GroupBlob
 
 from .api import RegistryClient
 from .cache import BlobCache
@@ -72,7 +72,7 @@ from .config import ClientConfig, load_config
 from .fetch import BlobFetcher, ChunkVerifier
 from .tlog import check_statements
 from .trust import TrustStore, resolve_manifest
-from .verified import VerifiedVersion, decode_shard, find_grant
+from .verified import VerifiedVersion, decode_shard, find_grant, zip_groups
 from .wire import dataset_path
 
 __all__ = [
@@ -81,10 +81,13 @@ __all__ = [
     "VerifyUnit",
     "open_dataset",
     "parse_ref",
-    "shards_entry",
 ]
 
 VerifyUnit = Literal["chunk", "shard", "paranoid"]
+
+
+_Part = tuple[GroupBlob, "Future[_Opened]", "Future[None]"]
+"""One column group's blob of a shard being read: the blob, its readiness, its fetch job."""
 
 
 class _CancelledError(Exception):
@@ -213,59 +216,74 @@ class VerifiedDataset(VerifiedVersion):
     ) -> Iterator[tuple[int, pa.RecordBatch]]:
         cancel = threading.Event()
         pool = ThreadPoolExecutor(max_workers=self.prefetch + 1, thread_name_prefix="ostraca-fetch")
-        pending: deque[tuple[int, Future[_Opened], Future[None]]] = deque()
+        pending: deque[tuple[int, list[_Part]]] = deque()
         position = 0
+        blobs = self.blobs_for(cols)
 
         def submit() -> None:
             nonlocal position
             while position < len(order) and len(pending) <= self.prefetch:
                 index = order[position]
-                ready: Future[_Opened] = Future()
-                done = pool.submit(self._fetch_shard, index, ready, cancel)
-                pending.append((index, ready, done))
+                parts: list[_Part] = []
+                for blob in blobs(index):  # only the column groups read
+                    ready: Future[_Opened] = Future()
+                    done = pool.submit(self._fetch_shard, index, blob, ready, cancel)
+                    parts.append((blob, ready, done))
+                pending.append((index, parts))
                 position += 1
 
         try:
             submit()
             while pending:
-                index, ready, done = pending.popleft()
+                index, parts = pending.popleft()
                 submit()
                 if self.recheck_access:
-                    entry = shards_entry(self.manifest.statement, index)
-                    self.fetcher.check_access(entry.sha256, what=self._what(index))
+                    self.fetcher.check_access(parts[0][0].sha256, what=self._what(index))
                 if self.verify != "chunk":
-                    done.result()
-                opened = _wait_ready(ready, done)
+                    for _, _, done in parts:
+                        done.result()
+                opened = [(blob, _wait_ready(ready, done)) for blob, ready, done in parts]
                 yield from ((index, b) for b in self._decode(index, opened, cols))
-                done.result()  # the end-of-shard check (every chunk, the length) passed
+                for _, _, done in parts:
+                    done.result()  # the end-of-blob checks (every chunk, the length) passed
         finally:
             cancel.set()
-            for _, ready, done in pending:
-                done.cancel()
-                ready.cancel()
+            for _, parts in pending:
+                for _, ready, done in parts:
+                    done.cancel()
+                    ready.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
             self.fetcher.prune()
 
-    def _what(self, index: int) -> str:
+    def _what(self, index: int, group: str = DEFAULT_GROUP) -> str:
         m = self.manifest.statement
-        return f"shard {index} ({m.shards[index].sha256[:12]}…) of {m.dataset}@{m.version}"
+        part = "" if group == DEFAULT_GROUP else f" column group {group}"
+        return f"shard {index}{part} ({m.shards[index].sha256[:12]}…) of {m.dataset}@{m.version}"
 
     def _decode(
-        self, index: int, opened: _Opened, cols: list[str] | None
+        self, index: int, opened: list[tuple[GroupBlob, _Opened]], cols: list[str] | None
     ) -> Iterator[pa.RecordBatch]:
-        source = opened.view if opened.verifier is None else _VerifiedReader(opened)
-        return decode_shard(
-            source,
-            full_schema=self._full_schema,
-            columns=cols,
-            rows=self.manifest.statement.shards[index].rows,
-            what=self._what(index),
-        )
+        """Decode the shard's blobs read and zip their batches (the same row ranges in every
+        group, SPEC 2.6) into record batches of ``cols``."""
+        streams = [
+            decode_shard(
+                o.view if o.verifier is None else _VerifiedReader(o),
+                full_schema=self.group_schema(blob.group),
+                columns=self.group_part(blob.group, cols),
+                rows=self.manifest.statement.shards[index].rows,
+                what=self._what(index, blob.group),
+            )
+            for blob, o in opened
+        ]
+        if len(streams) == 1:
+            return streams[0]
+        return zip_groups(streams, self._projected_schema(cols), what=self._what(index))
 
-    def chunk_list(self, index: int) -> bytes:
-        """Shard ``index``'s chunk list, checked against the manifest (cached once verified)."""
+    def chunk_list(self, index: int, blob: GroupBlob | None = None) -> bytes:
+        """The chunk list of shard ``index``'s blob of one column group (its own: ``default``),
+        checked against the manifest (cached once verified)."""
         m = self.manifest.statement
-        entry = m.shards[index]
+        entry = blob or m.shards[index].blobs()[0]
         length = chunk_list_bytes(entry.bytes, m.chunk_bytes)
         cached = self.cache.read(entry.chunks, length)
         if cached is not None:
@@ -282,13 +300,16 @@ class VerifiedDataset(VerifiedVersion):
         self.cache.put(entry.chunks, data)
         return data
 
-    def _fetch_shard(self, index: int, ready: Future[_Opened], cancel: threading.Event) -> None:
-        """Runs on a prefetch thread: make shard ``index`` readable, verifying as it arrives."""
-        entry = self.manifest.statement.shards[index]
+    def _fetch_shard(
+        self, index: int, entry: GroupBlob, ready: Future[_Opened], cancel: threading.Event
+    ) -> None:
+        """Runs on a prefetch thread: make shard ``index``'s blob ``entry`` (of one column
+        group) readable, verifying as it arrives."""
+        what = self._what(index, entry.group)
         try:
             if self._ready_from_cache(entry, ready):
                 return
-            chunks = self.chunk_list(index)
+            chunks = self.chunk_list(index, entry)
             while True:
                 partial = self.cache.acquire(entry.sha256, entry.bytes)
                 if partial is None:  # another process or thread finished it meanwhile
@@ -302,7 +323,7 @@ class VerifiedDataset(VerifiedVersion):
         keep = False
         try:
             verifier = ChunkVerifier(
-                name=self._what(index),
+                name=what,
                 digest=entry.sha256,
                 size=entry.bytes,
                 chunk_bytes=self.manifest.statement.chunk_bytes,
@@ -317,7 +338,7 @@ class VerifiedDataset(VerifiedVersion):
                     entry.sha256,
                     size=entry.bytes,
                     sink=_Sink(verifier, cancel),
-                    what=self._what(index),
+                    what=what,
                     offset=offset,
                 )
                 verifier.finish()
@@ -336,7 +357,7 @@ class VerifiedDataset(VerifiedVersion):
         # Shards already mapped by this reader stay readable even if evicted (POSIX unlink).
         self.cache.evict(protect=frozenset({entry.sha256}))
 
-    def _ready_from_cache(self, entry: ShardEntry, ready: Future[_Opened]) -> bool:
+    def _ready_from_cache(self, entry: GroupBlob, ready: Future[_Opened]) -> bool:
         fh = self.cache.open(entry.sha256, entry.bytes)
         if fh is None:
             return False
@@ -371,10 +392,6 @@ class VerifiedDataset(VerifiedVersion):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def shards_entry(manifest: DatasetManifest, index: int) -> ShardEntry:
-    return manifest.shards[index]
 
 
 def _wait_ready(ready: Future[_Opened], done: Future[None]) -> _Opened:

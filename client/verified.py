@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator, Sequence
+import itertools
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 
 import pyarrow as pa
@@ -25,12 +26,14 @@ from ostraca.protocol_spec import (
     Verified,
     verify_grant,
 )
+from ostraca.protocol_spec.models import GroupBlob
+from ostraca.protocol_spec.verify import granted_columns
 from ostraca.protocol_spec.wire import GrantItem
 
 from .problems import request_hint
 from .source import Provenance
 
-__all__ = ["VerifiedVersion", "decode_shard", "find_grant"]
+__all__ = ["VerifiedVersion", "decode_shard", "find_grant", "zip_groups"]
 
 
 def decode_shard(
@@ -72,6 +75,19 @@ def decode_shard(
         raise VerificationError(f"{what}: holds {count} rows, the manifest says {rows}")
 
 
+def zip_groups(
+    streams: list[Iterator[pa.RecordBatch]], schema: pa.Schema, *, what: str
+) -> Iterator[pa.RecordBatch]:
+    """One record batch of ``schema`` per row range from the batches of a shard's column groups,
+    which hold the same rows in the same record batches (SPEC 2.6)."""
+    sentinel = None
+    for parts in itertools.zip_longest(*streams, fillvalue=sentinel):
+        if any(p is None for p in parts) or len({p.num_rows for p in parts}) != 1:
+            raise VerificationError(f"{what}: its column groups' record batches do not line up")
+        columns = {n: c for p in parts for n, c in zip(p.schema.names, p.columns, strict=True)}
+        yield pa.RecordBatch.from_arrays([columns[n] for n in schema.names], schema=schema)
+
+
 class VerifiedVersion:
     """What every verified source of a dataset version shares: the verified manifest and grant,
     the Arrow schema they commit to, provenance, and the column projection the grant allows."""
@@ -91,6 +107,8 @@ class VerifiedVersion:
         self._full_schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(m.arrow_schema)))
         if self._full_schema.names != [c.name for c in m.columns]:
             raise VerificationError("the manifest's Arrow schema does not match its column list")
+        self._groups = m.group_columns()
+        self._granted = granted_columns(grant.statement, m)
         self.columns: list[str] | None = self._check_columns(columns)
 
     # ShardSource
@@ -120,10 +138,35 @@ class VerifiedVersion:
     def num_rows(self) -> int:
         return self.manifest.statement.total_rows
 
-    def _check_columns(self, columns: Sequence[str] | None) -> list[str] | None:
-        allowed = self.grant.statement.columns
+    def blobs_for(self, columns: list[str] | None) -> Callable[[int], list[GroupBlob]]:
+        """Shard index → the blobs holding ``columns`` (all: ``None``): those of their column
+        groups only, so reading one group moves only that group's bytes."""
+        wanted = set(self._full_schema.names if columns is None else columns)
+        groups = [g for g, cols in self._groups.items() if wanted & set(cols)]
+        shards = self.manifest.statement.shards
+
+        def blobs(index: int) -> list[GroupBlob]:
+            return [b for b in shards[index].blobs() if b.group in groups]
+
+        return blobs
+
+    def group_schema(self, group: str) -> pa.Schema:
+        """The schema of ``group``'s blobs: the manifest's fields of its columns (all of them for
+        a manifest without column groups)."""
+        if len(self._groups) == 1:
+            return self._full_schema
+        return pa.schema([self._full_schema.field(c) for c in self._groups[group]])
+
+    def group_part(self, group: str, columns: list[str] | None) -> list[str] | None:
+        """The columns of ``columns`` (all: ``None``) that ``group``'s blobs hold."""
         if columns is None:
-            return None if allowed is None else [n for n in self._full_schema.names if n in allowed]
+            return None
+        return [c for c in columns if c in self._groups[group]]
+
+    def _check_columns(self, columns: Sequence[str] | None) -> list[str] | None:
+        allowed = self._granted
+        if columns is None:  # what the grant covers (every column: None)
+            return None if allowed == self._full_schema.names else allowed
         cols = list(columns)
         unknown = [c for c in cols if c not in self._full_schema.names]
         if unknown:
@@ -131,7 +174,7 @@ class VerifiedVersion:
                 f"{self.manifest.statement.dataset} has no column(s) {', '.join(unknown)} "
                 f"(columns: {', '.join(self._full_schema.names)})"
             )
-        if allowed is not None and not set(cols) <= set(allowed):
+        if not set(cols) <= set(allowed):
             missing = ", ".join(sorted(set(cols) - set(allowed)))
             raise ScopeError(f"your grant does not cover column(s) {missing}")
         return cols

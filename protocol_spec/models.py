@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import re
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal, Self
 
@@ -308,6 +309,20 @@ class DatasetManifest(Statement):
         for i, shard in enumerate(self.shards):
             if [b.group for b in shard.groups or []] != names:
                 raise ValueError(f"shard {i} must list one blob per column group, in order")
+
+    def groups_for(self, columns: Collection[str]) -> list[str]:
+        """The column groups whose columns are exactly ``columns``, in manifest order; raises
+        :class:`MalformedError` naming the groups when ``columns`` are not whole groups (the
+        registry serves whole groups, so only those can limit a grant)."""
+        groups = self.group_columns()
+        chosen = [g for g, cols in groups.items() if set(cols) <= set(columns)]
+        if {c for g in chosen for c in groups[g]} != set(columns):
+            listing = "; ".join(f"{g}: {', '.join(cols)}" for g, cols in groups.items())
+            raise MalformedError(
+                f"columns {', '.join(sorted(columns))} are not whole column groups of "
+                f"{self.dataset} version {self.version} (groups: {listing})"
+            )
+        return chosen
 
     def group_columns(self) -> dict[str, list[str]]:
         """Each group's columns in the manifest's column order, ``default`` first."""

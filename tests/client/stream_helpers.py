@@ -14,9 +14,10 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from ostraca.client.api import GrantItem, RegistryClient
+from ostraca.client.api import RegistryClient
 from ostraca.client.config import ClientConfig
 from ostraca.protocol_spec import SigningKey, utc_now
+from ostraca.protocol_spec.wire import GrantItem
 
 
 class IdentityLike(Protocol):
