@@ -28,8 +28,9 @@ from ostraca.protocol_spec.note import NoteVerifier
 from ostraca.server.app import create_app
 from ostraca.server.settings import Settings
 
+from ..security.security_helpers import serve_app as serve
 from .server_helpers import MovableClock
-from .tlog_helpers import make_world, serve
+from .tlog_helpers import make_world
 
 ORIGIN = "registry.test/log"
 
@@ -70,7 +71,7 @@ def test_every_accepted_statement_is_an_entry_byte_for_byte(
             "application/vnd.ostraca.revocation+json",
         ]
         grant_entry = entries[4]
-        assert Envelope.from_json(grant_entry) == world.grant.signed
+        assert Envelope.from_json(grant_entry) == world.grant_env
         listed = pub.get_grant(world.grant.grant_id)
         assert Envelope.from_dict(listed.envelope) == Envelope.from_json(grant_entry)
 
@@ -129,7 +130,7 @@ def test_the_researcher_checks_manifest_and_grant(log_registry: str, tmp_path: P
     with make_world(tmp_path, log_registry, log_registry) as world:
         client = world.researcher.client
         manifest = client.get_manifest_envelope(world.dataset)
-        check = check_statements(client, [manifest, world.grant.signed], now=utc_now())
+        check = check_statements(client, [manifest, world.grant_env], now=utc_now())
         assert sorted(check.indexes.values()) == [2, 4]
         assert check.checkpoint.checkpoint.size == 5
 

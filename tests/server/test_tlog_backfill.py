@@ -13,8 +13,9 @@ from ostraca.server.app import create_app
 from ostraca.server.settings import Settings
 from ostraca.server.tlog import LogEntry, LogHead, LogNode, backfill
 
+from ..security.security_helpers import serve_app as serve
 from .server_helpers import MovableClock
-from .tlog_helpers import make_world, serve
+from .tlog_helpers import make_world
 
 
 def _log(url: str) -> tuple[list[bytes], int, dict[tuple[int, int], bytes]]:

@@ -32,8 +32,9 @@ from ostraca.server.app import create_app
 from ostraca.server.migrate import upgrade_to_head
 from ostraca.server.settings import Settings
 
+from ..security.security_helpers import serve_app as serve
 from .server_helpers import MovableClock
-from .tlog_helpers import HostileProxy, World, make_world, serve
+from .tlog_helpers import HostileProxy, World, make_world
 
 ORIGIN = "registry.test/log"
 
@@ -48,7 +49,7 @@ class Scene:
     def envelopes(self, *, grant: bool) -> list[Envelope]:
         client = self.world.researcher.client
         manifest = client.get_manifest_envelope(self.world.dataset)
-        return [manifest, self.world.grant.signed] if grant else [manifest]
+        return [manifest, self.world.grant_env] if grant else [manifest]
 
     def check(self, *, days: float = 0, grant: bool = True) -> LogCheck:
         now = utc_now() + timedelta(days=days)

@@ -27,8 +27,9 @@ from ostraca.server.settings import Settings
 from ostraca.server.tlog import load_log_key, log_vkey
 from ostraca.server.witness import Witness, create_witness_app
 
+from ..security.security_helpers import serve_app as serve
 from .server_helpers import MovableClock
-from .tlog_helpers import World, make_world, serve
+from .tlog_helpers import World, make_world
 
 ORIGIN = "registry.test/log"
 
@@ -76,7 +77,7 @@ def witnessed(
 
 def _check(w: Witnessed, policy: LogPolicy) -> None:
     client = w.world.researcher.client
-    envelopes = [client.get_manifest_envelope(w.world.dataset), w.world.grant.signed]
+    envelopes = [client.get_manifest_envelope(w.world.dataset), w.world.grant_env]
     check_statements(client, envelopes, now=utc_now(), policy=policy)
 
 

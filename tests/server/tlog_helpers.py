@@ -1,11 +1,9 @@
-"""For the transparency-log tests: serve any ASGI app on a loopback port, a hostile proxy (a real
-HTTP server forwarding to a registry and rewriting its answers), and a small published world."""
+"""For the transparency-log tests: a hostile proxy (a real HTTP server forwarding to a registry
+and rewriting its answers) and a small published world."""
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,39 +14,16 @@ from typing import Any
 
 import httpx
 import pyarrow as pa
-import uvicorn
 
-from ostraca.client.api import GrantItem
+from ostraca.protocol_spec import Envelope
 from ostraca.protocol_spec.models import utc_now
+from ostraca.protocol_spec.wire import GrantItem
 
 from ..client.client_helpers import Identity, make_identity
 from ..registry_helpers import publish_as
 
 Rewrite = Callable[[str, bytes], bytes]
 """``rewrite(path with query, body) -> body``: how the proxy changes an answer."""
-
-
-@contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """``app`` under uvicorn on a free loopback port until the block ends; yields its URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, log_level="warning", access_log=False, ws="none", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the server did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 class HostileProxy:
@@ -112,6 +87,10 @@ class World:
     researcher: Identity
     grant: GrantItem
     dataset: str = "acme/books"
+
+    @property
+    def grant_env(self) -> Envelope:
+        return Envelope.from_dict(self.grant.envelope)
 
 
 @contextmanager
