@@ -18,6 +18,7 @@ its reads. Bulk blob bytes do not come through here but through :mod:`.fetch`.
 
 from __future__ import annotations
 
+import io
 import re
 import time
 from collections.abc import Collection, Mapping
@@ -234,10 +235,10 @@ class Wire:
             # (A HEAD answer declares the length of a body it does not send.)
             if request.method != "HEAD" and declared.isdigit() and int(declared) > cap:
                 raise MalformedError(f"{too_large} (it declares {int(declared)})")
-            body = bytearray()
+            body = io.BytesIO()  # getvalue() hands over its buffer: the body is held once
             for piece in response.iter_bytes():
-                body += piece
-                if len(body) > cap:
+                body.write(piece)
+                if body.tell() > cap:
                     raise MalformedError(too_large)
                 if deadline.left() <= 0:  # for an injected transport (ours checks each read)
                     raise httpx.ReadTimeout("the call's deadline passed", request=request)
@@ -245,7 +246,7 @@ class Wire:
             response.close()
         headers = [(k, v) for k, v in response.headers.multi_items() if k != "content-encoding"]
         return httpx.Response(
-            response.status_code, headers=headers, content=bytes(body), request=request
+            response.status_code, headers=headers, content=body.getvalue(), request=request
         )
 
 
