@@ -37,7 +37,7 @@ from ostraca.client.stream import VerifiedDataset, open_dataset
 from ostraca.protocol_spec import utc_now
 from ostraca.server.process import registry_process
 from ostraca.trainer.model import GPT, preset
-from ostraca.trainer.recipes import demo_config
+from ostraca.trainer.recipes import demo_config, demo_threads
 from ostraca.trainer.revocation import GrantWatch, RegistryGrantCheck
 from ostraca.trainer.train import TrainConfig, train
 
@@ -95,10 +95,11 @@ def _step_fn(cfg: TrainConfig) -> Callable[[], None]:
     opt = torch.optim.AdamW(model.optimizer_groups(cfg.weight_decay), lr=1e-3)
     seq = cfg.seq_len or mcfg.seq_len
     data = torch.randint(0, cfg.bpe_vocab, (cfg.grad_accum, cfg.batch_size, seq + 1))
+    micro = [(rows[:, :-1].contiguous(), rows[:, 1:].contiguous()) for rows in data]
 
     def step() -> None:
-        for rows in data:
-            _, loss = model(rows[:, :-1], rows[:, 1:])
+        for x, y in micro:
+            _, loss = model(x, y)
             assert loss is not None
             (loss / cfg.grad_accum).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -195,6 +196,7 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=15, help="steps per block in (b)")
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
+    torch.set_num_threads(demo_threads())  # as the demo does
     with tempfile.TemporaryDirectory(prefix="ostraca-bench-trainer-") as tmp:
         root = Path(tmp)
         with registry_process(root / "registry") as url:

@@ -209,18 +209,21 @@ def _request_and_grant(story: _Story) -> str:
 
 def _train(story: _Story, published: PublishResult) -> Path:
     """Step 6; returns the run folder."""
+    import torch  # noqa: PLC0415
+
     from ostraca.trainer.generate import generate  # noqa: PLC0415 - imports torch
-    from ostraca.trainer.recipes import demo_config  # noqa: PLC0415
+    from ostraca.trainer.recipes import demo_config, demo_threads  # noqa: PLC0415
     from ostraca.trainer.train import train  # noqa: PLC0415
 
     _step(6, "The researcher trains a Transformer straight from the verified stream")
     run_dir = story.data_dir / "runs" / "stdlib"
     opts = story.options
     cfg = demo_config(run_dir, quick=opts.quick, steps=opts.steps, progress=console.is_terminal)
+    torch.set_num_threads(demo_threads())
     console.print(
         f"{cfg.steps} steps of {cfg.grad_accum * cfg.batch_size} × {cfg.seq_len} tokens "
-        f"(byte-level BPE of {cfg.bpe_vocab} tokens, trained on the training shards); "
-        "the last shard is held out for evaluation"
+        f"(byte-level BPE of {cfg.bpe_vocab} tokens, trained on the training shards) on "
+        f"{torch.get_num_threads()} CPU thread(s); the last shard is held out for evaluation"
     )
     with open_dataset(DATASET, client=story.res.client) as source:
         result = train(cfg, source=source, log=console.print)

@@ -13,7 +13,10 @@ the run; the held-out loss is reported per byte of text, so it compares with a b
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import torch
 
 from .config import TrainConfig
 
@@ -47,3 +50,14 @@ def demo_config(
         batch_rows=16,
         progress=progress,
     )
+
+
+def demo_threads() -> int:
+    """Intra-op threads for the demo: about as many as the machine has idle cores, at least one.
+
+    A thread team waits at every operation for its slowest member, so on a busy machine two
+    threads are far slower than one (on 2 cores at a load of 10, one step of the demo model took
+    0.8–1.5 s on one thread and 5–10 s on two); on an idle one two are faster.
+    """
+    idle = (os.cpu_count() or 1) - os.getloadavg()[0]
+    return max(1, min(torch.get_num_threads(), round(idle)))
