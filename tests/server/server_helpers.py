@@ -297,6 +297,8 @@ def sign_grant(
     max_version: int | None = None,
     not_before: datetime | None = None,
     expires: datetime | None = None,
+    columns: list[str] | None = None,
+    groups: list[str] | None = None,
 ) -> bytes:
     now = utc_now()
     grant = AccessGrant(
@@ -306,6 +308,9 @@ def sign_grant(
         request=request,
         min_version=min_version,
         max_version=max_version,
+        columns=columns,
+        groups=groups,
+        spec_version=1 if groups is None else 2,
         not_before=not_before or now - timedelta(minutes=1),
         expires=expires or now + timedelta(days=30),
         created=now,

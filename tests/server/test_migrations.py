@@ -134,3 +134,37 @@ def test_migration_0003_backfills_links_and_downgrades(empty_database_url: str) 
         engine.dispose()
     upgrade_to_head(url)
     assert check_drift(url) is None
+
+
+def test_migration_0005_downgrade_refuses_group_limited_grants(empty_database_url: str) -> None:
+    """Down from 0005 the registry would serve every column group under a grant naming some:
+    refused while one is unrevoked; otherwise the named groups' blobs are unlisted."""
+    url = empty_database_url
+    config = alembic_config(url)
+    upgrade_to_head(url)
+    engine = create_engine(url)
+    values = {"t": datetime(2026, 11, 30, tzinfo=UTC), "e": b"{}"}
+    grant = (
+        "INSERT INTO grants (grant_id, dataset_id, publisher, publisher_id, grantee, grantee_id, "
+        "min_version, columns, groups, not_before, expires, created, envelope) VALUES "
+        f"('{'9' * 64}', 1, '{'a' * 64}', 1, '{'b' * 64}', 2, 1, NULL, :g, :t, :t, :t, :e)"
+    )
+    try:
+        with engine.begin() as conn:
+            for statement in _ROWS_0002[:6]:
+                conn.execute(text(statement), values)
+            conn.execute(text("UPDATE version_blobs SET \"group\" = 'pii' WHERE kind = 'chunks'"))
+            conn.execute(text(grant), {**values, "g": '["default"]'})
+        with pytest.raises(RuntimeError, match="column groups"):
+            command.downgrade(config, "0004")
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM grants"))
+        command.downgrade(config, "0004")
+        assert "groups" not in {c["name"] for c in inspect(engine).get_columns("grants")}
+        with engine.connect() as conn:
+            kinds = list(conn.execute(text("SELECT kind FROM version_blobs")).scalars())
+        assert kinds == ["shard"]
+    finally:
+        engine.dispose()
+    upgrade_to_head(url)
+    assert check_drift(url) is None
