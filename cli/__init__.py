@@ -111,6 +111,21 @@ COMMANDS: tuple[LazyCommand, ...] = (
         ("config", "Show or change this client's settings ($OSTRACA_HOME/config.json)."),
     ),
     LazyCommand(
+        "log",
+        "ostraca.cli.log:app",
+        "Monitor the registry's transparency log.",
+        "Setup",
+        whole=True,
+    ),
+    LazyCommand(
+        "witness",
+        "ostraca.cli.witness:app",
+        "Run a witness that cosigns registries' log checkpoints.",
+        "Setup",
+        extra="server",
+        whole=True,
+    ),
+    LazyCommand(
         "server",
         "ostraca.server.cli:server_app",
         "Run the registry server and manage its database.",

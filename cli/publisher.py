@@ -59,7 +59,6 @@ class CompressionOpt(StrEnum):
     none = "none"
 
 
-@app.command()
 def _column_groups(specs: list[str]) -> dict[str, list[str]]:
     """``["pii=ssn,dob"]`` → ``{"pii": ["ssn", "dob"]}``."""
     groups: dict[str, list[str]] = {}
@@ -72,6 +71,7 @@ def _column_groups(specs: list[str]) -> dict[str, list[str]]:
     return groups
 
 
+@app.command()
 def publish(
     ctx: typer.Context,
     paths: Annotated[
