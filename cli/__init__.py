@@ -93,7 +93,7 @@ COMMANDS: tuple[LazyCommand, ...] = (
         "ostraca.cli.stream:app",
         ("stream", "Preview the first rows of a dataset, verified as they stream."),
         ("pull", "Download and verify a whole dataset version"),
-        ("verify", "Re-verify a pulled copy offline"),
+        ("verify", "Re-verify a pulled copy"),
         ("cache", "The local shard cache."),
     ),
     *_panel(
