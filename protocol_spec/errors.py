@@ -27,7 +27,8 @@ answers with; it lives here so the mapping is written once.
     ├── TooLargeError                  too_large          413
     ├── UnsupportedMediaTypeError      unsupported_media_type 415
     ├── RangeNotSatisfiableError       range_not_satisfiable 416
-    └── UnavailableError               unavailable        503
+    ├── UnavailableError               unavailable        503
+    └── InsufficientStorageError       insufficient_storage 507
 """
 
 from __future__ import annotations
@@ -165,6 +166,14 @@ class UnavailableError(OstracaError):
     code = "unavailable"
     http_status = 503
     title = "Service unavailable"
+
+
+class InsufficientStorageError(OstracaError):
+    """The registry's blob store or database is full (ENOSPC, EDQUOT): nothing was written."""
+
+    code = "insufficient_storage"
+    http_status = 507
+    title = "Insufficient storage"
 
 
 def _all_subclasses(cls: type[OstracaError]) -> list[type[OstracaError]]:

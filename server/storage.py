@@ -18,9 +18,9 @@ from typing import BinaryIO, ParamSpec, Protocol, TypeVar
 
 from ostraca.protocol_spec.errors import (
     DigestMismatchError,
+    InsufficientStorageError,
     MalformedError,
     NotFoundError,
-    OstracaError,
 )
 
 _HEX_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -58,15 +58,6 @@ class BlobStorage(Protocol):
     def check(self) -> None:
         """Raise if the store is unusable (for /healthz)."""
         ...
-
-
-class InsufficientStorageError(OstracaError):
-    """507: the blob store is full (ENOSPC) or over its quota (EDQUOT). Defined here until
-    ``protocol_spec/errors.py`` has it."""
-
-    code = "insufficient_storage"
-    http_status = 507
-    title = "Insufficient storage"
 
 
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
