@@ -35,6 +35,10 @@ TABLES = {
     "grants",
     "revocations",
     "audit_events",
+    "log_head",
+    "log_entries",
+    "log_nodes",
+    "log_checkpoints",
 }
 
 
@@ -78,7 +82,9 @@ def test_settings_refuse_unsafe_values(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="OSTRACA_DATABASE_URL scheme"):
         Settings(data_dir=tmp_path, database_url="mysql://x/y")
     with pytest.raises(ValueError, match="OSTRACA_STORAGE_URL"):
-        Settings(data_dir=tmp_path, storage_url="s3://bucket")
+        Settings(data_dir=tmp_path, storage_url="ftp://bucket")
+    with pytest.raises(ValueError, match="OSTRACA_STORAGE_URL"):
+        Settings(data_dir=tmp_path, storage_url="s3://Not_A_Bucket")
     defaults = Settings(data_dir=tmp_path)
     assert defaults.database_url == f"sqlite:///{tmp_path}/registry.db"
     assert defaults.storage_url == f"file://{tmp_path.resolve()}/blobs"
