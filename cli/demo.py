@@ -223,7 +223,7 @@ def _train(story: _Story, published: PublishResult) -> Path:
     console.print(
         f"{cfg.steps} steps of {cfg.grad_accum * cfg.batch_size} × {cfg.seq_len} tokens "
         f"(byte-level BPE of {cfg.bpe_vocab} tokens, trained on the training shards) on "
-        f"{torch.get_num_threads()} CPU thread(s); the last shard is held out for evaluation"
+        f"{torch.get_num_threads()} CPU thread(s); the last shards are held out for evaluation"
     )
     with open_dataset(DATASET, client=story.res.client) as source:
         result = train(cfg, source=source, log=console.print)

@@ -33,6 +33,9 @@ class TrainConfig:
     seq_len: int | None = None
     """Tokens per sequence; default: the preset's context."""
     grad_accum: int = 1
+    mix_batches: int = 1
+    """Deal each micro-batch's rows from a window of this many micro-batches of consecutive
+    text (``packing.py``), so that one micro-batch spans several documents."""
     lr: float = 1e-3
     min_lr_ratio: float = 0.1
     warmup: int | None = None

@@ -79,6 +79,7 @@ def _packer(
     stream: tuple[int, int],
     shuffle: bool = True,
     epochs: int | None = None,
+    mix: int = 1,
 ) -> Packer:
     """Packed sequences from data stream ``stream`` = (index, count) over ``shards``."""
     ds = ShardDataset(
@@ -99,6 +100,7 @@ def _packer(
         seq_len=seq_len,
         batch_size=cfg.batch_size,
         epochs=epochs,
+        mix=mix,
     )
 
 
@@ -119,7 +121,15 @@ def train_streams(
             "streams; use fewer processes or less accumulation, or publish smaller shards"
         )
     return [
-        _packer(cfg, source, shards, tok, seq_len, stream=(rank * cfg.grad_accum + j, n))
+        _packer(
+            cfg,
+            source,
+            shards,
+            tok,
+            seq_len,
+            stream=(rank * cfg.grad_accum + j, n),
+            mix=cfg.mix_batches,
+        )
         for j in range(cfg.grad_accum)
     ]
 

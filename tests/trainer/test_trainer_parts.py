@@ -56,12 +56,13 @@ def test_bpe_trains_locally_saves_and_round_trips(tmp_path: Path) -> None:
     assert len(ids) < 2 * len(text)  # merges learned: fewer tokens than bytes
 
 
-def test_packer_resumes_token_for_token(data: TrainerData) -> None:
+@pytest.mark.parametrize("mix", [1, 4])
+def test_packer_resumes_token_for_token(data: TrainerData, mix: int) -> None:
     source = data.pulled(data.small)  # 150 documents
 
     def packer() -> Packer:
         ds = ShardDataset(source, columns=["text"], seed=1, block_rows=30, batch_rows=8)
-        return Packer(ds, ByteTokenizer(), text_column="text", seq_len=32, batch_size=3)
+        return Packer(ds, ByteTokenizer(), text_column="text", seq_len=32, batch_size=3, mix=mix)
 
     full = packer()
     batches = [next(full) for _ in range(80)]  # ~7.9k tokens: past the ~6k-token epoch
@@ -80,6 +81,14 @@ def test_packer_resumes_token_for_token(data: TrainerData) -> None:
     x, y = batches[0]
     assert x.shape == y.shape == (3, 32)
     assert torch.equal(x[:, 1:], y[:, :-1])
+    # Mixing deals out the rows one unmixed batch of 3 × mix rows holds: batch j of the window
+    # gets its rows j, j + mix, j + 2·mix.
+    ds = ShardDataset(source, columns=["text"], seed=1, block_rows=30, batch_rows=8)
+    plain = Packer(ds, ByteTokenizer(), text_column="text", seq_len=32, batch_size=3 * mix)
+    px, py = next(plain)
+    for j, (x, y) in enumerate(batches[:mix]):
+        assert torch.equal(x, px[j::mix])
+        assert torch.equal(y, py[j::mix])
 
 
 def test_schedule_warms_up_then_decays() -> None:
