@@ -34,10 +34,11 @@ from sqlalchemy import (
     Result,
     String,
     Update,
+    and_,
     event,
     insert,
+    or_,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.orm import Mapped, ORMExecuteState, Session, UOWTransaction, mapped_column
@@ -379,9 +380,16 @@ def with_nodes(session: Session, size: int, compute: Callable[[NodeSource], T]) 
     compute(record)
     found: dict[tuple[int, int], bytes] = {}
     if wanted:
+        by_level: dict[int, list[int]] = {}
+        for level, index in sorted(wanted):
+            by_level.setdefault(level, []).append(index)
+        # One (level, idx IN ...) term per level: both backends use the primary key for it
+        # (SQLite scans the table for a row-value IN).
         rows = session.execute(
             select(LogNode.level, LogNode.idx, LogNode.hash).where(
-                tuple_(LogNode.level, LogNode.idx).in_(sorted(wanted))
+                or_(
+                    *(and_(LogNode.level == lv, LogNode.idx.in_(ix)) for lv, ix in by_level.items())
+                )
             )
         )
         found = {(int(r.level), int(r.idx)): bytes(r.hash) for r in rows}
