@@ -21,12 +21,13 @@ from . import (
     web,
 )
 from .db import Database, make_engine
+from .delivery import open_blob_store
 from .deps import AppContext, Clock
 from .limits import BodyLimitMiddleware
 from .metrics import Metrics, ObservabilityMiddleware
 from .migrate import require_head
 from .settings import Settings
-from .storage import BlobStorage, open_storage
+from .storage import BlobStorage
 
 
 def create_app(
@@ -45,7 +46,7 @@ def create_app(
     ctx = AppContext(
         settings=settings,
         db=Database(engine),
-        storage=storage if storage is not None else open_storage(settings.storage_url),
+        storage=storage if storage is not None else open_blob_store(settings),
         clock=clock,
         metrics=Metrics(),
     )

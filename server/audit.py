@@ -14,8 +14,17 @@ from sqlalchemy.orm import Session
 from .db import AuditEvent
 
 AuditAction = Literal[
-    "publish", "request", "grant", "deny", "revoke", "read", "read_refused", "rotate_key"
+    "publish",
+    "request",
+    "grant",
+    "deny",
+    "revoke",
+    "read",
+    "read_url",
+    "read_refused",
+    "rotate_key",
 ]
+"""``read_url``: a pre-signed URL for a byte range was issued (its expiry in the detail)."""
 
 
 class AuditEntry(TypedDict):

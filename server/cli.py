@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from ostraca.protocol_spec.errors import MalformedError
 
 from .app import create_app
-from .metrics import configure_logging
+from .metrics import configure_logging, multiprocess_metrics
 from .migrate import current_revision, database_errors, downgrade_to_base, upgrade_to_head
 from .settings import Settings
 
@@ -71,12 +71,13 @@ def run(
     if do_migrate:
         migrate(downgrade_base=False)
     configure_logging()
+    settings = _settings()
+    with database_errors(settings.sqlalchemy_url):
+        app = create_app(settings)  # the database and the blob store checked before any worker
     if workers == 1:
-        settings = _settings()
-        with database_errors(settings.sqlalchemy_url):
-            app = create_app(settings)
         uvicorn.run(app, host=host, port=port, log_level="warning")
-    else:
+        return
+    with multiprocess_metrics():
         uvicorn.run(
             "ostraca.server.cli:app_from_env",
             factory=True,

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -46,6 +51,42 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+
+
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+"""prometheus-client's multiprocess mode: every worker writes its values to files in this
+folder, and a scrape answered by any worker sums them all."""
+
+
+def exposition(metrics: Metrics) -> bytes:
+    """The Prometheus text of ``/metrics``: this app's metrics, or under several workers
+    (:data:`MULTIPROC_DIR` set) those of every worker process, aggregated."""
+    if not os.environ.get(MULTIPROC_DIR):
+        return bytes(generate_latest(metrics.registry))
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return bytes(generate_latest(registry))
+
+
+@contextmanager
+def multiprocess_metrics() -> Iterator[None]:
+    """Set :data:`MULTIPROC_DIR` for the workers started inside the block: the operator's
+    folder, emptied of an earlier run's files, or a temporary one removed afterwards. Must be
+    entered before the workers import prometheus-client (uvicorn spawns fresh processes)."""
+    given = os.environ.get(MULTIPROC_DIR)
+    if given:
+        folder = Path(given)
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.db"):
+            stale.unlink()
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="ostraca-metrics-") as temporary:
+        os.environ[MULTIPROC_DIR] = temporary
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROC_DIR]
 
 
 CLIENT_CLOSED = 499

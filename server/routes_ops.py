@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from ostraca.protocol_spec.wire import (
@@ -11,6 +11,7 @@ from ostraca.protocol_spec.wire import (
 )
 
 from .deps import ContextDep
+from .metrics import exposition
 from .storage import is_full
 
 router = APIRouter(tags=["operations"])
@@ -41,4 +42,4 @@ def healthz(ctx: ContextDep, response: Response) -> Health:
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
 )
 def metrics(ctx: ContextDep) -> Response:
-    return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(exposition(ctx.metrics), media_type=CONTENT_TYPE_LATEST)

@@ -7,16 +7,18 @@ start-up with a message that says what to change.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ostraca.protocol_spec.envelope import MAX_ENVELOPE_BYTES
 
 GIB = 1024**3
 MIB = 1024**2
+_S3_URL = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^?#]*)?$")
 
 
 class Settings(BaseSettings):
@@ -28,7 +30,35 @@ class Settings(BaseSettings):
     database_url: str = Field(
         default="", description="SQLAlchemy URL; default sqlite:///<data_dir>/registry.db"
     )
-    storage_url: str = Field(default="", description="Blob store; default file://<data_dir>/blobs")
+    storage_url: str = Field(
+        default="",
+        description="Blob store: file:///ABSOLUTE/PATH or s3://BUCKET[/PREFIX]; default "
+        "file://<data_dir>/blobs",
+    )
+    s3_endpoint_url: str = Field(
+        default="", description="S3 API endpoint (MinIO, Ceph, ...); default: AWS for the region"
+    )
+    s3_region: str = Field(default="", description="S3 region; default from the AWS settings")
+    s3_access_key_id: str = Field(
+        default="", description="S3 credentials; default: boto3's chain (AWS_* variables, ...)"
+    )
+    s3_secret_access_key: SecretStr = SecretStr("")
+    blob_delivery: Literal["stream", "presign", "accel"] = Field(
+        default="stream",
+        description="Who sends the bytes of an authorized blob read: the registry (stream), "
+        "the S3 store through a pre-signed URL (presign), nginx (accel, X-Accel-Redirect)",
+    )
+    presign_ttl_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=3600,
+        description="Lifetime of a pre-signed URL: a revocation takes effect within it",
+    )
+    accel_location: str = Field(
+        default="/_ostraca_blobs",
+        pattern=r"^(/[A-Za-z0-9_.-]+)+$",
+        description="nginx's internal location serving <storage>/sha256/ (blob_delivery=accel)",
+    )
     token_ttl_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
     nonce_ttl_seconds: int = Field(default=300, ge=10, le=3600)
     upload_ttl_seconds: int = Field(default=86400, ge=60, le=30 * 24 * 3600)
@@ -75,12 +105,7 @@ class Settings(BaseSettings):
                 "OSTRACA_DATABASE_URL must not be an in-memory SQLite database: every worker "
                 "and connection would see a different, empty registry"
             )
-        if not self.storage_url.startswith("file://"):
-            raise ValueError(
-                "OSTRACA_STORAGE_URL must be file:///ABSOLUTE/PATH (the only storage built in)"
-            )
-        if not Path(self.storage_url.removeprefix("file://")).is_absolute():
-            raise ValueError("OSTRACA_STORAGE_URL must name an absolute path (file:///...)")
+        self._check_storage()
         if self.max_open_upload_bytes < self.max_blob_bytes:
             raise ValueError(
                 "OSTRACA_MAX_OPEN_UPLOAD_BYTES must be at least OSTRACA_MAX_BLOB_BYTES, or the "
@@ -93,6 +118,23 @@ class Settings(BaseSettings):
         if self.nonce_ttl_seconds > self.token_ttl_seconds:
             raise ValueError("OSTRACA_NONCE_TTL_SECONDS must not exceed OSTRACA_TOKEN_TTL_SECONDS")
         return self
+
+    def _check_storage(self) -> None:
+        on_s3 = self.storage_url.startswith("s3://")
+        if on_s3 and not _S3_URL.match(self.storage_url):
+            raise ValueError(
+                "OSTRACA_STORAGE_URL must be s3://BUCKET[/PREFIX] (a valid bucket name)"
+            )
+        if not on_s3 and not self.storage_url.startswith("file://"):
+            raise ValueError(
+                "OSTRACA_STORAGE_URL must be file:///ABSOLUTE/PATH or s3://BUCKET[/PREFIX]"
+            )
+        if not on_s3 and not Path(self.storage_url.removeprefix("file://")).is_absolute():
+            raise ValueError("OSTRACA_STORAGE_URL must name an absolute path (file:///...)")
+        if self.blob_delivery == "presign" and not on_s3:
+            raise ValueError("OSTRACA_BLOB_DELIVERY=presign needs an s3:// OSTRACA_STORAGE_URL")
+        if self.blob_delivery == "accel" and on_s3:
+            raise ValueError("OSTRACA_BLOB_DELIVERY=accel needs a file:// OSTRACA_STORAGE_URL")
 
     @property
     def storage_path(self) -> Path:

@@ -349,3 +349,40 @@ def test_registry_on_an_unreachable_store_answers_503(
         assert r.json()["code"] == "unavailable"
         health = c.get("/healthz")
         assert health.status_code == 503
+
+
+OSTRACA = str(Path(sys.executable).with_name("ostraca"))
+
+
+@pytest.mark.parametrize("fault", ["refused", "no bucket", "unreachable"])
+def test_a_bad_s3_setting_stops_the_start_in_one_line(
+    strict_moto: str, moto_endpoint: str, tmp_path: Path, fault: str
+) -> None:
+    endpoint, url = {
+        "refused": (strict_moto, "s3://ostraca-any"),
+        "no bucket": (moto_endpoint, "s3://ostraca-no-such-bucket"),
+        "unreachable": (f"http://127.0.0.1:{free_port()}", "s3://ostraca-any"),
+    }[fault]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OSTRACA_")}
+    env.update(
+        OSTRACA_DATA_DIR=str(tmp_path),
+        OSTRACA_STORAGE_URL=url,
+        OSTRACA_S3_ENDPOINT_URL=endpoint,
+        OSTRACA_S3_REGION=S3_REGION,
+        OSTRACA_S3_ACCESS_KEY_ID="wrong",
+        OSTRACA_S3_SECRET_ACCESS_KEY="wrong-secret",
+    )
+    for workers in ("1", "2"):
+        proc = subprocess.run(
+            [OSTRACA, "server", "run", "--port", str(free_port()), "--workers", workers],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 1, proc.stderr
+        assert len(lines) == 1, proc.stderr
+        assert lines[0].startswith("error [unavailable] "), lines[0]
+        assert "wrong-secret" not in proc.stderr
