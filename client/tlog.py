@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -322,19 +323,31 @@ def parse_bundle(body: bytes, *, wanted: int) -> list[bytes]:
     return out
 
 
+def _page(wire: Wire, start: int, end: int) -> list[bytes]:
+    stop = min(end, start + PAGE)
+    body = wire.send("GET", "/v1/log/entries", params={"start": start, "end": stop}).content
+    try:
+        return parse_bundle(body, wanted=stop - start)
+    except MalformedError as exc:
+        raise InclusionProofError(
+            f"the registry did not serve log entries from {start}: {exc}"
+        ) from exc
+
+
 def entries(wire: Wire, start: int, end: int) -> Iterator[bytes]:
-    """Entries ``[start, end)``, page by page; a page that is empty is refused."""
-    while start < end:
-        stop = min(end, start + PAGE)
-        body = wire.send("GET", "/v1/log/entries", params={"start": start, "end": stop}).content
-        try:
-            page = parse_bundle(body, wanted=stop - start)
-        except MalformedError as exc:
-            raise InclusionProofError(
-                f"the registry did not serve log entries from {start}: {exc}"
-            ) from exc
-        yield from page
-        start += len(page)
+    """Entries ``[start, end)``, page by page (the next page is fetched while this one is
+    used); a page that is empty, truncated or oversized is refused."""
+    if end - start <= PAGE:
+        if start < end:
+            yield from _page(wire, start, end)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-entries") as pool:
+        pending: Future[list[bytes]] | None = pool.submit(_page, wire, start, end)
+        while pending is not None:
+            page = pending.result()
+            start += len(page)
+            pending = pool.submit(_page, wire, start, end) if start < end else None
+            yield from page
 
 
 def _require_unrevoked(
