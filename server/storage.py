@@ -23,6 +23,9 @@ from ostraca.protocol_spec.errors import (
     NotFoundError,
 )
 
+BLOB_MODE = 0o640
+"""A stored blob is readable by the registry's group: nginx's workers, put in that group, send
+it (``OSTRACA_BLOB_DELIVERY=accel``). Uploads in progress stay 0600."""
 _HEX_RE = re.compile(r"^[0-9a-f]{64}$")
 _UPLOAD_RE = re.compile(r"^[0-9a-f]{32}$")
 READ_BLOCK = 1024 * 1024
@@ -176,6 +179,7 @@ class LocalStorage:
         if final.exists():
             path.unlink(missing_ok=True)
             return
+        os.chmod(path, BLOB_MODE)
         os.replace(path, final)
         _fsync_dir(self._blobs)
 

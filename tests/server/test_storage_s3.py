@@ -42,6 +42,7 @@ from .storage_fixtures import (
     StoreUnderTest,
     blob_store,
     free_port,
+    local_store,
     moto_endpoint,
     open_s3,
     s3_store,
@@ -177,6 +178,13 @@ def test_unknown_uploads_blobs_and_bad_names(blob_store: StoreUnderTest) -> None
     with pytest.raises(MalformedError):
         storage.start_upload("../x")
     storage.check()
+
+
+def test_local_blobs_are_readable_by_the_group(tmp_path: Path) -> None:
+    """nginx's workers, in the registry's group, can send a stored blob (accel); nobody else."""
+    store = local_store(tmp_path)
+    digest = _upload(store.storage, "8" * 32, b"for nginx", [])
+    assert (tmp_path / "sha256" / digest).stat().st_mode & 0o777 == 0o640
 
 
 def test_delete(blob_store: StoreUnderTest) -> None:
