@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import itertools
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -30,7 +31,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ostraca.protocol_spec import AccessGrant, Envelope, MalformedError, RevokedError
+from ostraca.protocol_spec import (
+    AccessGrant,
+    Envelope,
+    MalformedError,
+    OstracaError,
+    RevokedError,
+)
 from ostraca.protocol_spec.checkpoint import (
     DEFAULT_MAX_AGE,
     EquivocationError,
@@ -70,6 +77,7 @@ PAGE = 10_000
 MAX_BUNDLE_BYTES = 8 * 1024 * 1024
 """Bytes per page past its first entry (the registry's cap)."""
 _REVOCATION_MARK = Revocation.PAYLOAD_TYPE.encode()
+_PROOFS_KEYS = {"tree_size", "consistency", "statements", "scans"}
 
 
 def log_vkey_of(text: str) -> NoteVerifier:
@@ -174,23 +182,87 @@ class LogReader:
         self._kept: SignedCheckpoint | None = None
         self._scanned: dict[str, int] = {}
 
-    def checkpoint(self, now: datetime) -> SignedCheckpoint:
-        """The registry's latest checkpoint, after L1–L10 against the store (not yet saved)."""
+    def _open(self, now: datetime) -> SignedCheckpoint:
+        """L1–L7 for the registry's latest checkpoint; loads the store."""
         stored = self.store.load()
-        log = stored.log if stored else log_vkey_of(_text(self.wire, "/v1/log/key"))
+        self._log = stored.log if stored else log_vkey_of(_text(self.wire, "/v1/log/key"))
         presented = open_checkpoint(
             _note(self.wire),
-            log=log,
+            log=self._log,
             now=now,
             witnesses=self.policy.witnesses,
             witness_quorum=self.policy.quorum,
         )  # L1-L6
         require_fresh(presented, now=now, max_age=self.policy.max_age)  # L7
-        trusted = None if stored is None else open_checkpoint(stored.note, log=log, now=now)
-        self._kept = _update(self.wire, trusted, presented)  # L8-L10
-        self._log, self._trusted = log, trusted
+        self._trusted = None
+        if stored is not None:
+            self._trusted = open_checkpoint(stored.note, log=self._log, now=now)
         self._scanned = dict(stored.scanned) if stored else {}
         return presented
+
+    def _old_size(self, presented: SignedCheckpoint) -> int | None:
+        """The size a consistency proof starts from, if one is needed (L10)."""
+        old = self._trusted.checkpoint.size if self._trusted else 0
+        return old if 0 < old < presented.checkpoint.size else None
+
+    def checkpoint(self, now: datetime) -> SignedCheckpoint:
+        """The registry's latest checkpoint, after L1–L10 against the store (not yet saved)."""
+        presented = self._open(now)
+        old = self._old_size(presented)
+        proof = None
+        if old is not None:
+            new = presented.checkpoint.size
+            proof = _json(self.wire, "/v1/log/proof/consistency", old_size=old, new_size=new)
+        self._kept = _update(self.wire, self._trusted, presented, proof)  # L8-L10
+        return presented
+
+    def check(self, envelopes: Sequence[Envelope], now: datetime) -> dict[str, int]:
+        """L1–L12 for ``envelopes`` in two round trips: the checkpoint, then one
+        ``GET /v1/log/proofs`` for the consistency, inclusion and range proofs. Returns each
+        envelope's log index (by statement id); :meth:`accept` then keeps the checkpoint."""
+        presented = self._open(now)
+        size, old = presented.checkpoint.size, self._old_size(presented)
+        grants = [e.digest for e in envelopes if e.payload_type == AccessGrant.PAYLOAD_TYPE]
+        since = {g: self._since(g) for g in grants}
+        scans = [g if since[g] is None else f"{g}:{since[g]}" for g in grants]
+        params: dict[str, str | int] = {"tree_size": size, "scans": ",".join(scans)}
+        params["statements"] = ",".join(e.digest for e in envelopes)
+        if old is not None:
+            params["old_size"] = old
+        try:
+            answer = _json(self.wire, "/v1/log/proofs", **params)
+        except OstracaError:  # a fork may lack these statements: equivocation comes first
+            if old is not None:
+                consistency = _json(
+                    self.wire, "/v1/log/proof/consistency", old_size=old, new_size=size
+                )
+                _update(self.wire, self._trusted, presented, consistency)
+            raise
+        if not isinstance(answer, dict) or set(answer) != _PROOFS_KEYS:
+            raise MalformedError(f"a log proofs answer is {sorted(_PROOFS_KEYS)}")
+        if not _listed(answer["statements"], envelopes) or not _listed(answer["scans"], grants):
+            raise MalformedError("the log proofs answer does not answer what was asked")
+        self._kept = _update(self.wire, self._trusted, presented, answer["consistency"])
+        indexes = {
+            env.digest: _check_entry(item, env, presented)  # L11
+            for env, item in zip(envelopes, answer["statements"], strict=True)
+        }
+        for grant, item in zip(grants, answer["scans"], strict=True):
+            done = since[grant]
+            start = indexes[grant] + 1 if done is None else done
+            first = _first_page(item, size - start)
+            rest = entries(self.wire, start + len(first), size)
+            prefix = None if done is None else self._trusted
+            _scan(item, grant, start, presented, prefix, itertools.chain(first, rest))  # L12
+            self._scanned[grant] = size
+        return indexes
+
+    def _since(self, grant_id: str) -> int | None:
+        """Where an earlier check stopped reading the entries after ``grant_id`` (if it stopped
+        at the accepted checkpoint's size, so the range proof can be tied to it)."""
+        since = self._scanned.get(grant_id)
+        trusted = self._trusted
+        return since if trusted is not None and since == trusted.checkpoint.size else None
 
     def accept(self) -> SignedCheckpoint:
         """L13: keep the checkpoint :meth:`checkpoint` established (and pin the log key)."""
@@ -206,10 +278,9 @@ class LogReader:
         """L12 for the grant at ``start - 1``. Entries up to the accepted checkpoint's size that
         an earlier check read are not read again: the range proof is then also checked to tile
         that checkpoint's tree, so they are the entries read before (consistency, L10)."""
-        trusted = self._trusted
-        since = self._scanned.get(grant_id)
-        if trusted is not None and since == trusted.checkpoint.size and start <= since:
-            _require_unrevoked(self.wire, grant_id, since, signed, prefix=trusted)
+        since = self._since(grant_id)
+        if since is not None and start <= since:
+            _require_unrevoked(self.wire, grant_id, since, signed, prefix=self._trusted)
         else:
             _require_unrevoked(self.wire, grant_id, start, signed)
         self._scanned[grant_id] = signed.checkpoint.size
@@ -229,11 +300,7 @@ def check_statements(
     Raises the typed error of the first rule that fails; then nothing is stored or pinned."""
     # The client's own session: a second httpx client would cost more than the whole check.
     reader = LogReader(client._wire, client.config.home, policy)
-    signed = reader.checkpoint(now)
-    indexes = {env.digest: reader.included(env, signed) for env in envelopes}  # L11
-    for env in envelopes:
-        if env.payload_type == AccessGrant.PAYLOAD_TYPE:
-            reader.require_unrevoked(env.digest, indexes[env.digest] + 1, signed)  # L12
+    indexes = reader.check(envelopes, now)
     return LogCheck(checkpoint=reader.accept(), indexes=indexes)
 
 
@@ -249,7 +316,7 @@ def _note(wire: Wire) -> bytes:
     return response.content[: MAX_NOTE_SIZE + 1]
 
 
-def _json(wire: Wire, path: str, **params: int) -> Any:
+def _json(wire: Wire, path: str, **params: str | int) -> Any:
     response = wire.send("GET", path, params=params)
     try:
         return json.loads(response.content)
@@ -258,17 +325,16 @@ def _json(wire: Wire, path: str, **params: int) -> Any:
 
 
 def _update(
-    wire: Wire, trusted: SignedCheckpoint | None, presented: SignedCheckpoint
+    wire: Wire, trusted: SignedCheckpoint | None, presented: SignedCheckpoint, answer: Any
 ) -> SignedCheckpoint:
+    """L8–L10 with the registry's consistency proof ``answer`` (JSON; None when none is due)."""
     proof: tuple[bytes, ...] = ()
     if trusted is not None and 0 < trusted.checkpoint.size < presented.checkpoint.size:
         old, new = trusted.checkpoint.size, presented.checkpoint.size
-        answer = ConsistencyProof.from_dict(
-            _json(wire, "/v1/log/proof/consistency", old_size=old, new_size=new)
-        )
-        if (answer.old_size, answer.new_size) != (old, new):
+        given = ConsistencyProof.from_dict(answer)
+        if (given.old_size, given.new_size) != (old, new):
             raise MalformedError(f"asked for a proof from size {old} to {new}, got another")
-        proof = answer.hashes
+        proof = given.hashes
     try:
         return verify_checkpoint_update(trusted=trusted, presented=presented, proof=proof)
     except EquivocationError as exc:
@@ -283,9 +349,13 @@ def _update(
 
 
 def _included(wire: Wire, envelope: Envelope, signed: SignedCheckpoint) -> int:
-    """L11: the log entry of ``envelope`` is its bytes and in the checkpoint's tree."""
     size = signed.checkpoint.size
     answer = _json(wire, f"/v1/log/statements/{envelope.digest}", tree_size=size)
+    return _check_entry(answer, envelope, signed)
+
+
+def _check_entry(answer: Any, envelope: Envelope, signed: SignedCheckpoint) -> int:
+    """L11: the log entry shown for ``envelope`` is its bytes and in the checkpoint's tree."""
     if not isinstance(answer, dict) or set(answer) != {"index", "entry", "proof"}:
         raise MalformedError("a log statement answer is {index, entry, proof}")
     proof = InclusionProof.from_dict(answer["proof"])
@@ -294,6 +364,26 @@ def _included(wire: Wire, envelope: Envelope, signed: SignedCheckpoint) -> int:
         raise InclusionProofError(f"the log entry shown for {envelope.digest} is another one")
     verify_entry_inclusion(entry, proof=proof, checkpoint=signed.checkpoint)
     return proof.index
+
+
+def _first_page(scan: Any, wanted: int) -> list[bytes]:
+    """The entries a scan of the proofs answer carries (removed from it: the rest is the range
+    proof), at least one unless none is wanted."""
+    if not isinstance(scan, dict):
+        raise MalformedError("a scan of the log proofs answer is an object")
+    page = _b64(scan.pop("entries", None))
+    if not wanted:
+        if page:
+            raise InclusionProofError("the registry sent entries past the tree's end")
+        return []
+    try:
+        return parse_bundle(page, wanted=wanted)
+    except MalformedError as exc:
+        raise InclusionProofError(f"the registry's entries after a grant: {exc}") from exc
+
+
+def _listed(items: Any, asked: Sequence[object]) -> bool:
+    return isinstance(items, list) and len(items) == len(asked)
 
 
 def _b64(text: Any) -> bytes:
@@ -358,10 +448,23 @@ def _require_unrevoked(
     *,
     prefix: SignedCheckpoint | None = None,
 ) -> None:
-    """L12: every entry from ``start``, proven complete, holds no revocation of the grant;
-    with ``prefix`` (of size ``start``), the proof must also rebuild that checkpoint's root."""
     size = signed.checkpoint.size
     answer = _json(wire, "/v1/log/proof/range", start=start, tree_size=size)
+    _scan(answer, grant_id, start, signed, prefix, entries(wire, start, size))
+
+
+def _scan(
+    answer: Any,
+    grant_id: str,
+    start: int,
+    signed: SignedCheckpoint,
+    prefix: SignedCheckpoint | None,
+    shown: Iterator[bytes],
+) -> None:
+    """L12: the entries ``shown`` from ``start``, proven complete by the range proof
+    ``answer``, hold no revocation of the grant; with ``prefix`` (of size ``start``), the proof
+    must also rebuild that checkpoint's root."""
+    size = signed.checkpoint.size
     if not isinstance(answer, dict) or set(answer) != {"start", "tree_size", "hashes"}:
         raise MalformedError("a range proof is {start, tree_size, hashes}")
     if answer["start"] != start or answer["tree_size"] != size:
@@ -372,7 +475,7 @@ def _require_unrevoked(
     proof = [hash_from_b64(h, "range proof hash") for h in hashes]
     leaves: list[bytes] = []
     revoked_at: int | None = None
-    for offset, entry in enumerate(entries(wire, start, size)):
+    for offset, entry in enumerate(shown):
         leaves.append(leaf_hash(entry))
         if revoked_at is None and _REVOCATION_MARK in entry and _revokes(entry, grant_id):
             revoked_at = start + offset

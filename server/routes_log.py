@@ -27,6 +27,7 @@ from ostraca.protocol_spec.merkle import (
 
 from . import problems
 from .deps import ContextDep, ReadSessionDep
+from .parsing import require_uint
 from .tlog import (
     LogEntry,
     LogSettings,
@@ -45,6 +46,8 @@ MAX_ENTRIES = 10_000
 MAX_BUNDLE_BYTES = 8 * 1024 * 1024
 """Bytes per page of ``GET /v1/log/entries`` (a larger single entry is served alone)."""
 BUNDLE_TYPE = "application/vnd.ostraca.log-entries"
+MAX_PROOFS = 16
+"""Statements and scans one ``GET /v1/log/proofs`` may ask for."""
 IMMUTABLE = "public, max-age=31536000, immutable"
 NOTE_TYPE = "text/plain; charset=utf-8"
 
@@ -130,25 +133,73 @@ def get_inclusion(index: Size, tree_size: Size, session: ReadSessionDep) -> Resp
 
 @router.get("/proof/consistency", response_class=Response, responses=PROOF_DOC)
 def get_consistency(old_size: Size, new_size: Size, session: ReadSessionDep) -> Response:
-    size = _tree_size(session, new_size)
-    hashes = with_nodes(session, size, lambda node: consistency_proof(old_size, size, node))
-    return _json(ConsistencyProof(old_size=old_size, new_size=size, hashes=tuple(hashes)).to_dict())
+    return _json(_consistency(session, old_size, _tree_size(session, new_size)))
 
 
 @router.get("/proof/range", response_class=Response, responses=PROOF_DOC)
 def get_range(start: Size, tree_size: Size, session: ReadSessionDep) -> Response:
-    size = _tree_size(session, tree_size)
-    if start > size:
-        raise MalformedError(f"range start {start} is beyond tree size {size}")
-    hashes = with_nodes(session, size, lambda node: range_proof(start, node))
-    return _json({"start": start, "tree_size": size, "hashes": _b64(hashes)})
+    return _json(_range(session, start, _tree_size(session, tree_size)))
 
 
 @router.get("/statements/{statement_id}", response_class=Response, responses=PROOF_DOC)
 def get_statement(statement_id: str, tree_size: Size, session: ReadSessionDep) -> Response:
     """The entry of a statement (by its id) and its inclusion proof in the tree of
     ``tree_size``: ``{"index", "entry", "proof"}``."""
+    return _json(_statement(session, statement_id, _tree_size(session, tree_size)))
+
+
+@router.get("/proofs", response_class=Response, responses=PROOF_DOC)
+def get_proofs(
+    tree_size: Size,
+    session: ReadSessionDep,
+    statements: Annotated[str, Query(max_length=MAX_PROOFS * 65)] = "",
+    scans: Annotated[str, Query(max_length=MAX_PROOFS * 85)] = "",
+    old_size: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+) -> Response:
+    """What a client checks before relying on statements, in one answer (LOG.md 10): the
+    consistency proof from ``old_size``, each of ``statements``' (comma-separated ids) entry and
+    inclusion proof, and for each of ``scans`` (``<grant id>`` or ``<grant id>:<start>``) the
+    range proof from ``start`` (default: after the grant's entry) with the first page of those
+    entries, base64."""
     size = _tree_size(session, tree_size)
+    answered = []
+    for item in _ids(scans):
+        grant_id, _, given = item.partition(":")
+        start = require_uint(given, "scan start") if given else None
+        if start is None:
+            start = int(_statement(session, grant_id, size)["index"]) + 1
+        page, _count = _bundle(session, start, size)
+        answered.append({**_range(session, start, size), "entries": _b64([page])[0]})
+    return _json(
+        {
+            "tree_size": size,
+            "consistency": None if old_size is None else _consistency(session, old_size, size),
+            "statements": [_statement(session, sid, size) for sid in _ids(statements)],
+            "scans": answered,
+        }
+    )
+
+
+def _ids(text: str) -> list[str]:
+    items = text.split(",") if text else []
+    if len(items) > MAX_PROOFS:
+        raise MalformedError(f"at most {MAX_PROOFS} statements or scans at once")
+    return items
+
+
+def _consistency(session: Session, old_size: int, size: int) -> dict[str, Any]:
+    hashes = with_nodes(session, size, lambda node: consistency_proof(old_size, size, node))
+    return ConsistencyProof(old_size=old_size, new_size=size, hashes=tuple(hashes)).to_dict()
+
+
+def _range(session: Session, start: int, size: int) -> dict[str, Any]:
+    if start > size:
+        raise MalformedError(f"range start {start} is beyond tree size {size}")
+    hashes = with_nodes(session, size, lambda node: range_proof(start, node))
+    return {"start": start, "tree_size": size, "hashes": _b64(hashes)}
+
+
+def _statement(session: Session, statement_id: str, size: int) -> dict[str, Any]:
     row = session.execute(
         select(LogEntry.idx, LogEntry.data)
         .where(LogEntry.statement_id == statement_id[:64], LogEntry.idx < size)
@@ -159,10 +210,8 @@ def get_statement(statement_id: str, tree_size: Size, session: ReadSessionDep) -
         raise NotFoundError(f"statement {statement_id[:64]} is not in the first {size} entries")
     index = int(row.idx)
     hashes = with_nodes(session, size, lambda node: inclusion_proof(index, size, node))
-    proof = InclusionProof(index=int(row.idx), tree_size=size, hashes=tuple(hashes))
-    return _json(
-        {"index": int(row.idx), "entry": _b64([bytes(row.data)])[0], "proof": proof.to_dict()}
-    )
+    proof = InclusionProof(index=index, tree_size=size, hashes=tuple(hashes))
+    return {"index": index, "entry": _b64([bytes(row.data)])[0], "proof": proof.to_dict()}
 
 
 @router.get("/entries", response_class=Response)
@@ -172,6 +221,12 @@ def get_entries(start: Size, end: Size, session: ReadSessionDep) -> Response:
     :data:`MAX_BUNDLE_BYTES`; fewer past the tree's end."""
     if end < start:
         raise MalformedError(f"entry range end {end} is before its start {start}")
+    body, count = _bundle(session, start, end)
+    cache = IMMUTABLE if count == end - start else "no-cache"
+    return Response(body, media_type=BUNDLE_TYPE, headers={"Cache-Control": cache})
+
+
+def _bundle(session: Session, start: int, end: int) -> tuple[bytes, int]:
     rows = session.scalars(
         select(LogEntry.data)
         .where(LogEntry.idx >= start, LogEntry.idx < min(end, start + MAX_ENTRIES))
@@ -184,8 +239,7 @@ def get_entries(start: Size, end: Size, session: ReadSessionDep) -> Response:
             break
         parts += (len(data).to_bytes(4, "big"), data)
         total, count = total + 4 + len(data), count + 1
-    cache = IMMUTABLE if count == end - start else "no-cache"
-    return Response(b"".join(parts), media_type=BUNDLE_TYPE, headers={"Cache-Control": cache})
+    return b"".join(parts), count
 
 
 def _b64(items: list[bytes]) -> list[str]:

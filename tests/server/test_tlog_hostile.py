@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,8 +20,10 @@ from ostraca.client.stream import open_dataset
 from ostraca.client.tlog import (
     CheckpointStore,
     LogCheck,
+    LogReader,
     StoredLog,
     check_statements,
+    entries,
     parse_bundle,
 )
 from ostraca.protocol_spec import Envelope, RevokedError
@@ -87,6 +90,27 @@ def _serve_note(scene: Scene, note: bytes) -> None:
     scene.proxy.rewrite = lambda path, body: note if path.startswith("/v1/log/checkpoint") else body
 
 
+def _rewrite_proofs(scene: Scene, change: Callable[[dict[str, Any]], None]) -> None:
+    """The proxy changes the ``GET /v1/log/proofs`` answer (JSON) with ``change``."""
+
+    def rewrite(path: str, body: bytes) -> bytes:
+        if not path.startswith("/v1/log/proofs"):
+            return body
+        answer = json.loads(body)
+        change(answer)
+        return json.dumps(answer).encode()
+
+    scene.proxy.rewrite = rewrite
+
+
+def _bundle(entries: list[bytes]) -> str:
+    return base64.b64encode(b"".join(len(e).to_bytes(4, "big") + e for e in entries)).decode()
+
+
+def _scanned(answer: dict[str, Any]) -> list[bytes]:
+    return parse_bundle(base64.b64decode(answer["scans"][0]["entries"]), wanted=100)
+
+
 def test_frozen_registry_is_refused_once_too_old(scene: Scene) -> None:
     scene.check()
     frozen = httpx.get(f"{scene.world.registry}/v1/log/checkpoint").content
@@ -140,6 +164,20 @@ def test_a_revocation_dropped_from_the_log_entries_breaks_the_range_proof(scene:
     scene.check()
     scene.world.publisher.client.revoke(scene.world.grant.grant_id)
 
+    def drop(answer: dict[str, Any]) -> None:
+        kept = [e for e in _scanned(answer) if b"revocation+json" not in e]
+        answer["scans"][0]["entries"] = _bundle(kept)
+
+    _rewrite_proofs(scene, drop)
+    _refused(scene, "bad_inclusion_proof")
+
+
+def test_a_revocation_dropped_from_the_paged_entries_breaks_the_range_proof(scene: Scene) -> None:
+    scene.world.publisher.client.revoke(scene.world.grant.grant_id)
+    client = scene.world.researcher.client
+    reader = LogReader(client._wire, client.config.home)
+    signed = reader.checkpoint(utc_now())
+
     def drop(path: str, body: bytes) -> bytes:
         if not path.startswith("/v1/log/entries"):
             return body
@@ -147,7 +185,9 @@ def test_a_revocation_dropped_from_the_log_entries_breaks_the_range_proof(scene:
         return b"".join(len(e).to_bytes(4, "big") + e for e in kept)
 
     scene.proxy.rewrite = drop
-    _refused(scene, "bad_inclusion_proof")
+    with pytest.raises(OstracaError) as info:
+        reader.require_unrevoked(scene.world.grant.grant_id, 5, signed)
+    assert info.value.code == "bad_inclusion_proof"
 
 
 def test_forged_checkpoint_is_refused(scene: Scene) -> None:
@@ -184,26 +224,18 @@ def test_first_use_with_a_swapped_key_pins_nothing(scene: Scene) -> None:
 
 
 def test_bad_inclusion_proof_is_refused(scene: Scene) -> None:
-    def corrupt(path: str, body: bytes) -> bytes:
-        if not path.startswith("/v1/log/statements/"):
-            return body
-        answer = json.loads(body)
-        answer["proof"]["hashes"][0] = base64.b64encode(b"\x00" * 32).decode()
-        return json.dumps(answer).encode()
+    def corrupt(answer: dict[str, Any]) -> None:
+        answer["statements"][0]["proof"]["hashes"][0] = base64.b64encode(bytes(32)).decode()
 
-    scene.proxy.rewrite = corrupt
+    _rewrite_proofs(scene, corrupt)
     _refused(scene, "bad_inclusion_proof")
 
 
 def test_another_entry_shown_for_a_statement_is_refused(scene: Scene) -> None:
-    def other_entry(path: str, body: bytes) -> bytes:
-        if not path.startswith("/v1/log/statements/"):
-            return body
-        answer = json.loads(body)
-        answer["entry"] = base64.b64encode(b'{"payloadType":"x"}').decode()
-        return json.dumps(answer).encode()
+    def other_entry(answer: dict[str, Any]) -> None:
+        answer["statements"][0]["entry"] = base64.b64encode(b'{"payloadType":"x"}').decode()
 
-    scene.proxy.rewrite = other_entry
+    _rewrite_proofs(scene, other_entry)
     with pytest.raises(OstracaError) as info:
         scene.check()
     assert info.value.code in {"malformed", "bad_inclusion_proof"}
@@ -214,14 +246,10 @@ def test_bad_consistency_proof_is_an_equivocation(scene: Scene) -> None:
     scene.check()
     scene.world.publisher.client.revoke(scene.world.grant.grant_id)
 
-    def corrupt(path: str, body: bytes) -> bytes:
-        if not path.startswith("/v1/log/proof/consistency"):
-            return body
-        answer = json.loads(body)
-        answer["hashes"][-1] = base64.b64encode(b"\x01" * 32).decode()
-        return json.dumps(answer).encode()
+    def corrupt(answer: dict[str, Any]) -> None:
+        answer["consistency"]["hashes"][-1] = base64.b64encode(b"\x01" * 32).decode()
 
-    scene.proxy.rewrite = corrupt
+    _rewrite_proofs(scene, corrupt)
     _refused(scene, "equivocation")
 
 
@@ -250,16 +278,32 @@ def test_a_second_check_reads_only_the_new_entries(scene: Scene) -> None:
     scene.check()
     other = scene.world.researcher.client.request_access(scene.world.dataset, purpose="again")
     scene.world.publisher.client.deny_request(other.request_id, "no")
-    asked: list[str] = []
-
-    def record(path: str, body: bytes) -> bytes:
-        if path.startswith("/v1/log/entries"):
-            asked.append(path)
-        return body
-
-    scene.proxy.rewrite = record
+    shown: list[list[bytes]] = []
+    _rewrite_proofs(scene, lambda answer: shown.append(_scanned(answer)))
     assert scene.check().checkpoint.checkpoint.size == 7
-    assert asked == ["/v1/log/entries?start=5&end=7"]
+    assert [len(page) for page in shown] == [2]  # entries 5 and 6 only, not 4 again
+
+
+def test_truncated_and_oversized_entry_bundles_are_refused(scene: Scene) -> None:
+    scene.check()
+    scene.world.publisher.client.revoke(scene.world.grant.grant_id)
+
+    def cut(change: Callable[[bytes], bytes]) -> Callable[[dict[str, Any]], None]:
+        def apply(answer: dict[str, Any]) -> None:
+            raw = base64.b64decode(answer["scans"][0]["entries"])
+            answer["scans"][0]["entries"] = base64.b64encode(change(raw)).decode()
+
+        return apply
+
+    _rewrite_proofs(scene, cut(lambda body: body[:-1]))
+    _refused(scene, "bad_inclusion_proof")  # truncated
+    _rewrite_proofs(scene, cut(lambda body: body + (5).to_bytes(4, "big") + b"extra"))
+    _refused(scene, "bad_inclusion_proof")  # more than asked for
+    _cut_entries(scene, lambda body: body + bytes(64 * 1024 * 1024))
+    client = scene.world.researcher.client
+    with pytest.raises(OstracaError) as info:
+        list(entries(client._wire, 0, 6))
+    assert info.value.code == "malformed"  # oversized: refused while it is read
 
 
 def _cut_entries(scene: Scene, cut: Callable[[bytes], bytes]) -> None:
@@ -267,14 +311,3 @@ def _cut_entries(scene: Scene, cut: Callable[[bytes], bytes]) -> None:
         return cut(body) if path.startswith("/v1/log/entries") else body
 
     scene.proxy.rewrite = rewrite
-
-
-def test_truncated_and_oversized_entry_bundles_are_refused(scene: Scene) -> None:
-    scene.check()
-    scene.world.publisher.client.revoke(scene.world.grant.grant_id)
-    _cut_entries(scene, lambda body: body[:-1])
-    _refused(scene, "bad_inclusion_proof")  # truncated
-    _cut_entries(scene, lambda body: body + (5).to_bytes(4, "big") + b"extra")
-    _refused(scene, "bad_inclusion_proof")  # more than asked for
-    _cut_entries(scene, lambda body: body + bytes(64 * 1024 * 1024))
-    _refused(scene, "malformed")  # oversized: refused while it is read
