@@ -233,23 +233,24 @@ def _train(story: _Story, published: PublishResult) -> Path:
     first, last = result.evals[0], result.evals[-1]
     held_out = f"{first.loss_per_byte:.3f} → {last.loss_per_byte:.3f} nats/byte"
     console.print(
-        f"held-out loss {held_out} on shard {list(last.shards)} (never trained on; "
+        f"held-out loss {held_out} on shards {list(last.shards)} (never trained on; "
         f"{last.loss:.3f} nats/token ÷ {last.bytes_per_token:.2f} bytes/token of "
         f"{last.tokens:,} held-out tokens); training loss {loss_before:.3f} → "
         f"{loss_after:.3f} nats/token; {result.tokens_per_s:,.0f} tokens/s, "
         f"data wait {result.data_wait_fraction:.1%}"
     )
-    sample = generate(run_dir, prompt="def ", max_tokens=120, temperature=0.8, top_k=40)
-    console.print("sample (prompt 'def '):", style="bold")
-    console.print("def " + sample, markup=False, highlight=False)
+    prompt = "    def"  # a method; no trailing space: BPE keeps a word's space in its token
+    sample = prompt + generate(run_dir, prompt=prompt, max_tokens=100, temperature=0.7, top_k=40)
+    console.print(f"sample (prompt {prompt!r}, temperature 0.7):", style="bold")
+    console.print(sample, markup=False, highlight=False)
     story.summary.add_row("throughput", f"{result.tokens_per_s:,.0f} tokens/s")
-    story.summary.add_row("held-out loss", f"{held_out} (shard {list(last.shards)})")
+    story.summary.add_row("held-out loss", f"{held_out} (shards {list(last.shards)})")
     story.summary.add_row("training loss", f"{loss_before:.3f} → {loss_after:.3f} nats/token")
     story.report = DemoReport(
         run_dir=run_dir,
         published_shards=len(published.shards),
         held_out=last,
-        sample="def " + sample,
+        sample=sample,
     )
     return run_dir
 

@@ -45,4 +45,4 @@ def test_demo_reports_a_held_out_loss_on_shards_training_never_read(tmp_path: Pa
     per_byte = evals[-1]["eval_loss"] / evals[-1]["eval_bytes_per_token"]
     assert math.isclose(report.held_out.loss_per_byte, per_byte, rel_tol=1e-9)
     assert evals[-1]["eval_bytes_per_token"] > 2
-    assert report.sample.startswith("def ")
+    assert report.sample.startswith("    def")
