@@ -31,6 +31,10 @@ signed manifest). Pass ``verify="shard"`` to hold back every batch of a shard un
 shard verified (nothing of a tampered shard is ever yielded, at the cost of latency), or
 ``verify="paranoid"`` for that plus the whole-shard sha256 of every downloaded shard.
 
+Column groups (SPEC 2.6): only the blobs of the groups holding the columns read are fetched
+(each verified as above), and their batches, which cover the same rows, are zipped into one
+record batch per row range. Naming no columns reads the columns the grant covers.
+
 Shards already in the cache are memory-mapped and decoded zero-copy. Before each shard is handed
 out the registry is asked whether the grant still holds (a one-byte ``Range`` request), so a
 revocation takes effect at the next shard even when its bytes were prefetched or cached.
@@ -457,7 +461,9 @@ def open_dataset(
         )
         check_statements(client_, [envelope, grant_env], now=now)  # LOG.md L1-L13
         fetcher = BlobFetcher(
-            client_.base_url + dataset_path(dataset), headers=_locked_headers(client_)
+            client_.base_url + dataset_path(dataset),
+            headers=_locked_headers(client_),
+            limits=cfg.limits,
         )
         cache = BlobCache(cfg.cache_path, budget=cfg.cache_bytes)
         return VerifiedDataset(
