@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import itertools
 import json
-import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +37,6 @@ from ostraca.protocol_spec import (
     RevokedError,
 )
 from ostraca.protocol_spec.checkpoint import (
-    DEFAULT_MAX_AGE,
     EquivocationError,
     SignedCheckpoint,
     open_checkpoint,
@@ -57,9 +54,10 @@ from ostraca.protocol_spec.merkle import (
     verify_range,
 )
 from ostraca.protocol_spec.models import Revocation
-from ostraca.protocol_spec.note import COSIGNATURE_V1, MAX_NOTE_SIZE, NoteVerifier
+from ostraca.protocol_spec.note import MAX_NOTE_SIZE, NoteVerifier
 
 from .api import RegistryClient
+from .tlog_store import CheckpointStore, LogPolicy, StoredLog, log_vkey_of
 from .wire import Wire
 
 __all__ = [
@@ -69,7 +67,9 @@ __all__ = [
     "LogReader",
     "StoredLog",
     "check_statements",
+    "entries",
     "log_vkey_of",
+    "parse_bundle",
 ]
 
 PAGE = 10_000
@@ -78,85 +78,6 @@ MAX_BUNDLE_BYTES = 8 * 1024 * 1024
 """Bytes per page past its first entry (the registry's cap)."""
 _REVOCATION_MARK = Revocation.PAYLOAD_TYPE.encode()
 _PROOFS_KEYS = {"tree_size", "consistency", "statements", "scans"}
-
-
-def log_vkey_of(text: str) -> NoteVerifier:
-    """A log's or witness's vkey, which must be a timestamped ``cosignature/v1`` key."""
-    verifier = NoteVerifier.from_vkey(text.strip())
-    if verifier.sig_type != COSIGNATURE_V1:
-        raise MalformedError(f"key {verifier} is not a cosignature/v1 key")
-    return verifier
-
-
-@dataclass(frozen=True, slots=True)
-class LogPolicy:
-    """What the client requires of a checkpoint: its maximum age, and ``quorum`` of the known
-    ``witnesses`` (vkeys) having cosigned it."""
-
-    max_age: timedelta = DEFAULT_MAX_AGE
-    witnesses: tuple[NoteVerifier, ...] = ()
-    quorum: int = 0
-
-    @classmethod
-    def load(cls, home: Path) -> LogPolicy:
-        """``home/log.json`` (``{"max_age_hours": 24, "witnesses": [vkey, ...], "quorum": k}``)
-        or the defaults when there is none."""
-        path = home / "log.json"
-        if not path.exists():
-            return cls()
-        try:
-            raw = json.loads(path.read_bytes())
-            hours = float(raw.get("max_age_hours", DEFAULT_MAX_AGE.total_seconds() / 3600))
-            witnesses = tuple(log_vkey_of(v) for v in raw.get("witnesses", []))
-            quorum = int(raw.get("quorum", 0))
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise MalformedError(f"{path}: not a valid log policy: {exc}") from exc
-        return cls(max_age=timedelta(hours=hours), witnesses=witnesses, quorum=quorum)
-
-
-@dataclass(frozen=True, slots=True)
-class StoredLog:
-    """What the client keeps per registry: the pinned log key, the last accepted checkpoint,
-    and for each grant it relies on, the tree size up to which it has read every entry after
-    the grant's and found no revocation (so the next check reads only the new entries)."""
-
-    log: NoteVerifier
-    note: bytes
-    scanned: dict[str, int]
-
-
-class CheckpointStore:
-    """The :class:`StoredLog` of one registry (``home/logs/<hash of its URL>.json``, 0600)."""
-
-    def __init__(self, home: Path, registry: str) -> None:
-        name = hashlib.sha256(registry.encode()).hexdigest()[:24]
-        self.path = home / "logs" / f"{name}.json"
-        self.registry = registry
-
-    def load(self) -> StoredLog | None:
-        if not self.path.exists():
-            return None
-        try:
-            raw = json.loads(self.path.read_bytes())
-            scanned = {str(k): int(v) for k, v in raw["scanned"].items()}
-            note = base64.b64decode(raw["checkpoint"], validate=True)
-            return StoredLog(log=log_vkey_of(raw["vkey"]), note=note, scanned=scanned)
-        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
-            raise MalformedError(f"{self.path}: damaged checkpoint store: {exc}") from exc
-
-    def save(self, stored: StoredLog) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        body = {
-            "registry": self.registry,
-            "vkey": stored.log.to_vkey(),
-            "checkpoint": base64.b64encode(stored.note).decode("ascii"),
-            "scanned": stored.scanned,
-        }
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(body, f)
-        os.replace(tmp, self.path)
 
 
 @dataclass(frozen=True, slots=True)
