@@ -199,7 +199,7 @@ def open_cost(url: str, tmp: Path, runs: int) -> dict[str, float]:
     return {
         "open_extra_first_ms": round(first, 2),
         "open_extra_ms": round(later, 2),
-        "open_extra_round_trips": 4,  # checkpoint, two statements, the grant's range proof
+        "open_extra_round_trips": 2,  # the checkpoint, then GET /v1/log/proofs
         "healthz_round_trip_ms": round(rtt, 2),
     }
 
