@@ -103,7 +103,9 @@ class RegistryClient:
         self.config = config
         self._key = key
         self._tokens = TokenCache(config.token_file, registry=config.registry)
-        self._wire = Wire(config.registry, transport=transport, timeout=timeout)
+        self._wire = Wire(
+            config.registry, transport=transport, timeout=timeout, limits=config.limits
+        )
 
     # lifecycle
 

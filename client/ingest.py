@@ -94,9 +94,19 @@ class Input:
             )
 
 
+def _has_union(t: pa.DataType) -> bool:
+    if pa.types.is_union(t):
+        return True
+    return any(_has_union(t.field(i).type) for i in range(t.num_fields))
+
+
 def batch_bytes(batch: pa.RecordBatch) -> int:
-    """The bytes of ``batch``'s buffers, safe for every Arrow type (unions included)."""
-    return int(batch.get_total_buffer_size())
+    """The bytes of ``batch``'s data, safe for every Arrow type: ``nbytes`` (which respects a
+    slice's offset) unless a union is inside, where pyarrow 26's ``nbytes`` can crash and the
+    total size of the buffers is used instead."""
+    if any(_has_union(field.type) for field in batch.schema):
+        return int(batch.get_total_buffer_size())
+    return int(batch.nbytes)
 
 
 def wrap_arrow_errors(label: str, it: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:

@@ -35,6 +35,8 @@ import pyarrow as pa
 from ostraca.protocol_spec import ShardEntry
 from ostraca.protocol_spec.models import DEFAULT_GROUP, GroupBlob
 
+from .ingest import batch_bytes
+
 Compression = Literal["zstd", "lz4", "none"]
 COMPRESSIONS: tuple[Compression, ...] = ("zstd", "lz4", "none")
 DEFAULT_SHARD_BYTES = 64 * 1024 * 1024
@@ -226,7 +228,7 @@ class ShardWriter:
     def write(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
             return
-        row_bytes = max(1.0, batch.nbytes / batch.num_rows)
+        row_bytes = max(1.0, batch_bytes(batch) / batch.num_rows)
         start = 0
         while start < batch.num_rows:
             room = self._memory_target() - self._pending_bytes
@@ -254,8 +256,9 @@ class ShardWriter:
             part = batch if len(self._streams) == 1 else batch.select(stream.columns)
             stream.writer.write_batch(part)
         written = self._size() - before
-        if batch.nbytes:
-            self._ratio = max(0.01, min(1.0, written / batch.nbytes))
+        size = batch_bytes(batch)
+        if size:
+            self._ratio = max(0.01, min(1.0, written / size))
         self._rows += batch.num_rows
         if self._size() + written > self.shard_bytes:
             self._close_shard()

@@ -23,7 +23,7 @@ from rich.progress import Progress
 from ostraca.protocol_spec import MalformedError
 
 from .files import atomic_write
-from .ingest import Input, conform, wrap_arrow_errors
+from .ingest import Input, batch_bytes, conform, wrap_arrow_errors
 from .shards import Compression, ShardFile, ShardWriter
 
 __all__ = ["PLAN_VERSION", "Plan", "UploadSessions", "encode", "fingerprint_of", "open_plan"]
@@ -148,7 +148,7 @@ def encode(
         for inp in inputs:
             for batch in wrap_arrow_errors(inp.label, inp.batches()):
                 writer.write(conform(batch, schema, inp.label))
-                progress.advance(task, batch.nbytes)
+                progress.advance(task, batch_bytes(batch))
         shards = writer.close()
     except BaseException:
         writer.abort()

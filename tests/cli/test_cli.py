@@ -15,16 +15,7 @@ from ostraca.cli import run
 from ostraca.cli.publisher import parse_expiry, parse_versions
 from ostraca.protocol_spec import DatasetManifest, MalformedError, RevokedError, utc_now
 
-from ..client.client_helpers import TERMS, Identity, sample_table
-
-_ENV_VARS = (
-    "OSTRACA_HOME",
-    "OSTRACA_REGISTRY",
-    "OSTRACA_IDENTITY",
-    "OSTRACA_PASSPHRASE_ENV",
-    "OSTRACA_CACHE_DIR",
-    "OSTRACA_CACHE_BYTES",
-)
+from ..client.client_helpers import ENV_VARS, TERMS, Identity, sample_table
 
 
 class Cli:
@@ -33,7 +24,7 @@ class Cli:
         self.capsys = capsys
 
     def __call__(self, env: dict[str, str], *args: str) -> tuple[int, str, str]:
-        for var in _ENV_VARS:
+        for var in ENV_VARS:
             self.monkeypatch.delenv(var, raising=False)
         for k, v in env.items():
             self.monkeypatch.setenv(k, v)

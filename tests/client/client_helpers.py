@@ -24,6 +24,12 @@ ENV_VARS = (
     "OSTRACA_PASSPHRASE_ENV",
     "OSTRACA_CACHE_DIR",
     "OSTRACA_CACHE_BYTES",
+    "OSTRACA_MAX_MANIFEST_BYTES",
+    "OSTRACA_MAX_RESPONSE_BYTES",
+    "OSTRACA_REQUEST_DEADLINE_S",
+    "OSTRACA_FETCH_DEADLINE_S",
+    "OSTRACA_MIN_RATE_BYTES_S",
+    "OSTRACA_STALL_WINDOW_S",
 )
 """The environment variables the CLI reads (cleared before a test runs it)."""
 
