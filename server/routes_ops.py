@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
+from ostraca.protocol_spec.errors import OstracaError
 from ostraca.protocol_spec.wire import (
     Health,
 )
@@ -29,6 +30,8 @@ def healthz(ctx: ContextDep, response: Response) -> Health:
         ctx.storage.check()
     except OSError as exc:
         storage = "full" if is_full(exc) else f"error: {type(exc).__name__}"
+    except OstracaError as exc:  # an S3 store that cannot be reached or refuses the registry
+        storage = f"error: {exc.code}"
     # A full store still serves reads, logins and metadata: degraded, but not down (503).
     if database != "ok" or storage not in {"ok", "full"}:
         response.status_code = 503

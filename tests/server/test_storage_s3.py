@@ -357,6 +357,7 @@ def test_registry_on_an_unreachable_store_answers_503(
         assert r.json()["code"] == "unavailable"
         health = c.get("/healthz")
         assert health.status_code == 503
+        assert health.json()["storage"] == "error: unavailable"
 
 
 OSTRACA = str(Path(sys.executable).with_name("ostraca"))
