@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -28,6 +29,7 @@ from ostraca.protocol_spec.note import NoteVerifier
 from ostraca.server.app import create_app
 from ostraca.server.settings import Settings
 
+from ..client.client_helpers import make_identity
 from ..security.security_helpers import serve_app as serve
 from .server_helpers import MovableClock
 from .tlog_helpers import make_world
@@ -149,3 +151,17 @@ def test_log_commands(log_registry: str, tmp_path: Path) -> None:
     assert kinds == ["manifest", "access-request", "access-grant", "revocation"]
     done = runner.invoke(log_cli, ["watch", "acme"], env=env)
     assert "revocation" in done.output
+
+
+def test_concurrent_statements_get_distinct_entries(log_registry: str, tmp_path: Path) -> None:
+    def register(i: int) -> None:
+        make_identity(tmp_path / str(i), log_registry, f"r{i}", "researcher").client.close()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(register, range(16)))
+    report = verify_log(log_registry, home=tmp_path / "monitor", now=utc_now())
+    assert report.size == 16
+    names = {
+        s.statement["name"] for s in read_log(log_registry, home=tmp_path / "m2", now=utc_now())
+    }
+    assert names == {f"r{i}" for i in range(16)}
