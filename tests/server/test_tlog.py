@@ -18,6 +18,7 @@ from ostraca.cli.log import read_log, verify_log
 from ostraca.client.tlog import check_statements, parse_bundle
 from ostraca.protocol_spec import Envelope
 from ostraca.protocol_spec.checkpoint import open_checkpoint
+from ostraca.protocol_spec.keys import SigningKey
 from ostraca.protocol_spec.merkle import (
     ConsistencyProof,
     InclusionProof,
@@ -60,6 +61,7 @@ def test_every_accepted_statement_is_an_entry_byte_for_byte(
         other = world.researcher.client.request_access(world.dataset, purpose="second look")
         pub.deny_request(other.request_id, "no")
         pub.revoke(world.grant.grant_id, reason="study over")
+        world.researcher.client.rotate_key(SigningKey.generate(), reason="new laptop")
         entries = _entries(log_registry)
         kinds = [e.split(b'"payloadType":"', 1)[1].split(b'"', 1)[0].decode() for e in entries]
         assert kinds == [
@@ -71,6 +73,7 @@ def test_every_accepted_statement_is_an_entry_byte_for_byte(
             "application/vnd.ostraca.access-request+json",
             "application/vnd.ostraca.log.denial+json",
             "application/vnd.ostraca.revocation+json",
+            "application/vnd.ostraca.key-rotation+json",
         ]
         grant_entry = entries[4]
         assert Envelope.from_json(grant_entry) == world.grant_env
