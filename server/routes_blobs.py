@@ -14,7 +14,6 @@ import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -53,6 +52,7 @@ from .deps import (
 )
 from .parsing import ascii_uint, require_uint
 from .problems import RangeError, UploadOffsetError
+from .quotas import check_upload_quota, upload_expiry
 from .repo import (
     advance_upload,
     dataset_name,
@@ -67,7 +67,7 @@ router = APIRouter(prefix="/v1", tags=["blobs"])
 
 _DIGEST_RE = re.compile(r"^sha256:([0-9a-f]{64})$")
 _UPLOAD_RE = re.compile(r"^[0-9a-f]{32}$")
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$", re.ASCII)
+_RANGE_RE = re.compile(r"^bytes=([0-9]{0,18})-([0-9]{0,18})$")
 WRITE_BUFFER = 1024 * 1024
 RECHECK_BYTES = 8 * 1024 * 1024
 """While streaming on a grant, re-check revocation and expiry every this many bytes."""
@@ -133,6 +133,7 @@ def start_upload(
     namespace = owned_namespace(session, caller, body.namespace)
     purge_expired_uploads(session, ctx)
     now = ctx.clock()
+    check_upload_quota(session, ctx.settings, caller.principal_id, body.size, now)
     upload = UploadSession(
         id=secrets.token_hex(16),
         principal_id=caller.principal_id,
@@ -140,7 +141,7 @@ def start_upload(
         size=body.size,
         offset=0,
         created=now,
-        expires=now + timedelta(seconds=ctx.settings.upload_ttl_seconds),
+        expires=upload_expiry(ctx.settings, now, now),
     )
     ctx.storage.start_upload(upload.id)
     session.add(upload)
@@ -170,6 +171,9 @@ def _begin_append(ctx: AppContext, caller: Caller, upload_id: str, offset: int) 
 def _finish_append(ctx: AppContext, upload_id: str, old: int, new: int) -> UploadSession:
     with ctx.db.session() as session:
         moved = advance_upload(session, upload_id, old=old, new=new)
+        touched = session.get(UploadSession, upload_id)
+        if moved and touched is not None:  # an idle session expires; one in use lives on
+            touched.expires = upload_expiry(ctx.settings, touched.created, ctx.clock())
         session.commit()
         upload = session.get(UploadSession, upload_id)
         if upload is None:
