@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 import typer
 
-from ostraca.client.api import Principal
 from ostraca.client.config import ClientConfig, ostraca_home
 from ostraca.client.keystore import (
     load_signing_key,
@@ -20,6 +19,7 @@ from ostraca.client.keystore import (
     save_signing_key,
 )
 from ostraca.protocol_spec import MalformedError, OstracaError, SigningKey
+from ostraca.protocol_spec.wire import PrincipalOut
 
 from .common import JsonOpt, client, console, print_json, short, when
 
@@ -66,11 +66,11 @@ def _profile(config: ClientConfig) -> dict[str, str]:
     return {k: str(v) for k, v in data.items() if k in ("name", "kind", "affiliation")}
 
 
-def _principal_json(p: Principal) -> dict[str, Any]:
+def _principal_json(p: PrincipalOut) -> dict[str, Any]:
     return p.model_dump(mode="json")
 
 
-def _print_principal(p: Principal) -> None:
+def _print_principal(p: PrincipalOut) -> None:
     console.print(f"{p.name} ({p.kind}{', ' + p.affiliation if p.affiliation else ''})")
     console.print(f"key id  {p.keyid}")
 

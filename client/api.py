@@ -69,15 +69,9 @@ from .tokens import TokenCache
 from .trust import OfferedKeys
 from .wire import DEFAULT_TIMEOUT, Wire, blob_path, dataset_path, parse
 
-__all__ = ["Principal", "RegistryClient"]
+__all__ = ["RegistryClient"]
 
 M = TypeVar("M", bound=BaseModel)
-
-Principal = PrincipalOut
-"""Old name, still imported by ``cli/identity.py`` (remove once it imports ``PrincipalOut``)."""
-
-
-# ── the client ───────────────────────────────────────────────────────────────────────────────
 
 
 def _blobs(digest: str) -> str:
@@ -124,6 +118,11 @@ class RegistryClient:
     def base_url(self) -> str:
         """The registry's root URL without a trailing slash (paths start with ``/v1``)."""
         return self.config.registry
+
+    @property
+    def transport(self) -> Wire:
+        """The HTTP transport this client talks through (shared, e.g. by the log checks)."""
+        return self._wire
 
     @property
     def key(self) -> SigningKey:

@@ -220,7 +220,7 @@ def check_statements(
     """Rules L1–L13 for ``envelopes`` at ``client``'s registry (see the module docstring).
     Raises the typed error of the first rule that fails; then nothing is stored or pinned."""
     # The client's own session: a second httpx client would cost more than the whole check.
-    reader = LogReader(client._wire, client.config.home, policy)
+    reader = LogReader(client.transport, client.config.home, policy)
     indexes = reader.check(envelopes, now)
     return LogCheck(checkpoint=reader.accept(), indexes=indexes)
 

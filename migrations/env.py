@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import ostraca.server.tlog  # noqa: F401 - the log's tables join Base.metadata
 from ostraca.server.db import Base, make_engine
 
 config = context.config

@@ -60,10 +60,10 @@ class Snapshot:
     files: frozenset[str]
     audit: tuple[tuple[object, ...], ...]
 
-    def changes(self, after: Snapshot) -> dict[str, object]:
+    def changes(self, after: Snapshot) -> dict[str, Any]:
         """What ``after`` has that this snapshot has not: row counts per table, files added
         or removed, audit rows appended (the audit log is append-only)."""
-        out: dict[str, object] = {}
+        out: dict[str, Any] = {}
         rows = {t: after.rows[t] - n for t, n in self.rows.items() if after.rows[t] != n}
         if rows:
             out["rows"] = rows

@@ -122,11 +122,11 @@ def test_head_is_no_oracle_for_unpublished_uploads(
             assert http.head(url, headers=rival.headers).status_code == 404, url
         assert http.head(urls[0], headers=granted.headers).status_code == 404
     # The grantee reading it through acme/books: refused exactly like bytes that do not exist.
-    probe = {}
+    answers = {}
     for d in (digest, nowhere):
         r = http.get(blob_url("acme/books", d), headers=granted.headers)
-        probe[d] = assert_problem(r, 404, "not_found")["detail"].replace(d, "<d>")
-    assert probe[digest] == probe[nowhere]
+        answers[d] = assert_problem(r, 404, "not_found")["detail"].replace(d, "<d>")
+    assert answers[digest] == answers[nowhere]
     r = http.head(blob_url("acme/books", digest), headers=institution.headers)
     assert r.status_code == 200
     assert r.headers["content-length"] == str(len(secret))
@@ -150,7 +150,7 @@ def test_read_without_grant_is_refused_and_audited_in_that_dataset(
         change = before.changes(snapshot(live.settings))
         assert set(change) == {"rows", "audit"}
         assert change["rows"] == {"audit_events": 1}
-        (entry,) = change["audit"]  # type: ignore[misc]
+        (entry,) = change["audit"]
         _refused_read(entry, who, "acme/books", "access_denied")
     # The owner's audit log shows them (not the log of the alphabetically first holder).
     log = http.get("/v1/datasets/acme/books/audit", headers=institution.headers).json()["items"]
@@ -173,7 +173,7 @@ def test_grant_on_one_dataset_does_not_read_another_through_it(
     assert_problem(r, 404, "not_found")
     change = before.changes(snapshot(live.settings))
     assert change["rows"] == {"audit_events": 1}
-    (entry,) = change["audit"]  # type: ignore[misc]
+    (entry,) = change["audit"]
     _refused_read(entry, granted, "acme/books", "not_found")
     # Through its own dataset it is refused too (no grant there), audited into acme/atlas.
     r = http.get(blob_url("acme/atlas", digest), headers=granted.headers)

@@ -58,8 +58,8 @@ def _grouped(http: httpx.Client, owner: Identity) -> tuple[DatasetManifest, dict
     obj.update(spec_version=2, column_groups=[{"name": "pii", "columns": ["text"]}])
     manifest = DatasetManifest.from_json_obj(obj)
     env = sign_statement(manifest, [owner.key])
-    r = publish(http, owner, Built(manifest, env.to_json(), env.digest, blobs={}))
-    assert r.status_code == 201, r.text
+    published = publish(http, owner, Built(manifest, env.to_json(), env.digest, blobs={}))
+    assert published.status_code == 201, published.text
     return manifest, group_of
 
 
@@ -83,7 +83,7 @@ def test_a_group_outside_the_grant_is_refused_raw(
         assert "column group 'pii'" in body["detail"]
         change = before.changes(snapshot(live.settings))
         assert change["rows"] == {"audit_events": 1}
-        (entry,) = change["audit"]  # type: ignore[misc]
+        (entry,) = change["audit"]
         assert entry[1:4] == ("read_refused", researcher.keyid, DATASET)
         assert ": out_of_scope: " in str(entry[6])
         assert http.head(blob_url(DATASET, digest), headers=researcher.headers).status_code == 404
@@ -102,7 +102,7 @@ def test_grants_the_registry_could_not_enforce_are_refused(
         ({"columns": None, "groups": ["secret"]}, "no column group(s) secret"),
     ):
         before = snapshot(live.settings)
-        grant = sign_grant(institution, researcher.keyid, DATASET, **kw)  # type: ignore[arg-type]
+        grant = sign_grant(institution, researcher.keyid, DATASET, **kw)
         r = post_envelope(http, "/v1/grants", institution, grant)
         assert needle in assert_problem(r, 422, "malformed")["detail"]
         assert before.changes(snapshot(live.settings)) == {}

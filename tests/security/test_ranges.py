@@ -40,7 +40,8 @@ def test_hostile_ranges_are_416(
     url = blob_url("acme/books", built.manifest.shards[0].sha256)
     assert http.get(url, headers={**researcher.headers, "Range": "bytes=0-0"}).status_code == 206
     before = snapshot(live.settings)
-    r = http.get(url, headers={**researcher.headers, "Range": header.encode("latin-1")})
+    raw = {k.encode(): v.encode() for k, v in researcher.headers.items()}
+    r = http.get(url, headers={**raw, b"Range": header.encode("latin-1")})
     assert_problem(r, 416, "range_not_satisfiable")
     change = before.changes(snapshot(live.settings))
     assert set(change) <= {"rows", "audit"}

@@ -46,6 +46,7 @@ API_PATHS = {
     "/v1/log/proof/consistency": {"get"},
     "/v1/log/proof/inclusion": {"get"},
     "/v1/log/proof/range": {"get"},
+    "/v1/log/proofs": {"get"},
     "/v1/log/statements/{statement_id}": {"get"},
     "/healthz": {"get"},
     "/metrics": {"get"},
