@@ -99,15 +99,17 @@ def croissant(
     """Croissant JSON-LD for ``manifest`` (whose id is ``digest``), served at ``card_url``.
 
     ``registry_url`` (no trailing slash) is where the shards are fetched
-    (``/v1/blobs/sha256:…``, with a grant); ``publisher_name`` names the namespace's owner.
+    (``/v1/datasets/<ns>/<name>/blobs/sha256:…``, with a grant); ``publisher_name`` names the
+    namespace's owner.
     """
+    blobs_url = f"{registry_url}/v1/datasets/{manifest.dataset}/blobs"
     shards = [
         {
             "@type": "cr:FileObject",
             "@id": f"shard-{i}",
             "name": f"shard-{i}",
             "description": f"Arrow IPC stream, {shard.rows} rows",
-            "contentUrl": f"{registry_url}/v1/blobs/sha256:{shard.sha256}",
+            "contentUrl": f"{blobs_url}/sha256:{shard.sha256}",
             "contentSize": f"{shard.bytes} B",
             "encodingFormat": ARROW_STREAM,
             "sha256": shard.sha256,
