@@ -178,7 +178,8 @@ class Bench:
         client fetches) when published, else the Arrow IPC files."""
         info = self.ostraca.get(corpus.name)
         if info:
-            urls = [f"{self.nginx_base}/v1/blobs/sha256:{h}" for h in info["shards"]]
+            base = f"{self.nginx_base}/v1/datasets/{info['dataset']}"
+            urls = [f"{base}/blobs/sha256:{h}" for h in info["shards"]]
             return urls, int(sum(info["shard_bytes"]))
         files = sorted((corpus.root / "arrow").glob("*.arrow"))
         rel = corpus.root.name

@@ -1,6 +1,7 @@
 """Registry throughput on loopback, side by side in one run:
 
-- authorized blob HEAD and 64 KiB ranged GET (random offsets) on the registry versus a bare
+- authorized blob HEAD and 64 KiB ranged GET (random offsets) through the dataset-scoped blob
+  URL (``/v1/datasets/{ns}/{name}/blobs/sha256:<hex>``) on the registry versus a bare
   FastAPI endpoint serving the same bytes (no auth, no database, no audit), each server in its
   own process, load from ``wrk`` (C, one thread) so the load generator costs little CPU;
 - MB/s of one large authorized GET, received by the client's own bulk path
@@ -10,7 +11,10 @@
 Each row is the median of ``--runs`` runs (rounds interleave the servers, so a change in machine
 load hits every row alike), with the min..max spread. ``--baseline DIR`` adds rows for another
 copy of the code (a directory holding ``ostraca/server`` …, put first on ``PYTHONPATH``), e.g.
-the code before a change, measured in the same run against the same database and blobs.
+the code before a change, measured in the same run against the same blobs and a copy of the same
+database, downgraded to the baseline's newest migration by this code's own downgrades. A baseline
+without dataset-scoped blob URLs (its newest migration before ``0003``) is read through its
+global ``/v1/blobs/sha256:<hex>``.
 
     .venv/bin/python bench/bench_server.py [--seconds 4] [--runs 3] [--large-mib 256]
         [--baseline /tmp/ostraca-base]
@@ -28,6 +32,7 @@ import os
 import platform
 import shutil
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -40,16 +45,18 @@ from urllib.parse import urlsplit
 
 import httpx
 import uvicorn
+from alembic import command
 from fastapi import FastAPI, Request, Response
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ostraca.server.app import create_app
-from ostraca.server.migrate import upgrade_to_head
+from ostraca.server.migrate import alembic_config, upgrade_to_head
 from ostraca.server.settings import Settings
 from tests.server.server_helpers import (
     Identity,
     arrow_shard,
+    blob_url,
     build_manifest,
     grant_access,
     new_identity,
@@ -171,18 +178,9 @@ class ServerProcess:
 def wrk(url: str, method: str, auth: str, seconds: float, size: int, tmp: Path) -> dict[str, Any]:
     script = tmp / f"wrk-{method}.lua"
     script.write_text(WRK_SCRIPT % {"size": size, "range": RANGE, "auth": auth, "method": method})
+    args = ["-t1", f"-c{CONCURRENCY}", f"-d{int(seconds)}s", "--timeout", "10s", "-s", str(script)]
     out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{CONCURRENCY}",
-            f"-d{int(seconds)}s",
-            "--timeout",
-            "10s",
-            "-s",
-            str(script),
-            url,
-        ],
+        ["wrk", *args, url],
         check=True,
         capture_output=True,
         text=True,
@@ -253,14 +251,14 @@ def _head_load_child(url: str, auth: str, seconds: float) -> None:
     )
 
 
-def fetch_large(base: str, digest: str, size: int, token: str) -> float:
+def fetch_large(base: str, path: str, size: int, token: str) -> float:
     """MiB/s of one authorized GET of the whole blob, received the way the client's bulk path
     (``ostraca.client.fetch``) does: ``http.client``, ``readinto`` one reused 1 MiB buffer."""
     parts = urlsplit(base)
     conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
     buf = memoryview(bytearray(1024 * 1024))
     t = time.perf_counter()
-    conn.request("GET", f"/v1/blobs/sha256:{digest}", headers={"Authorization": f"Bearer {token}"})
+    conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
     resp = conn.getresponse()
     assert resp.status == 200, resp.status
     got = 0
@@ -294,6 +292,32 @@ def disk_large(path: Path) -> float:
     return path.stat().st_size / 1024**2 / (time.perf_counter() - t)
 
 
+def baseline_registry(code: Path, tmp: Path, env: dict[str, str]) -> tuple[dict[str, str], bool]:
+    """The baseline registry's environment (``code`` first on ``PYTHONPATH``, a copy of the
+    benchmark's database downgraded to the baseline's newest migration by this code's
+    downgrades) and whether it has dataset-scoped blob URLs (migration 0003 and later)."""
+    env = {**env, "PYTHONPATH": str(code.resolve())}
+    head = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from ostraca.server.migrate import head_revision; print(head_revision())",
+        ],
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd="/",
+    ).stdout.strip()
+    db = tmp / "baseline.db"
+    src, dst = sqlite3.connect(tmp / "registry.db"), sqlite3.connect(db)
+    src.backup(dst)
+    src.close()
+    dst.close()
+    command.downgrade(alembic_config(f"sqlite:///{db}"), head)
+    return {**env, "OSTRACA_DATABASE_URL": f"sqlite:///{db}"}, head >= "0003"
+
+
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"runs": runs}
     for key in runs[0]:
@@ -318,6 +342,7 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("needs wrk (apt-get install wrk)")
 
+    load_at_start = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="ostraca-bench-"))
     settings = Settings(data_dir=tmp, max_blob_bytes=2 * 1024**3)
     upgrade_to_head(settings.sqlalchemy_url)
@@ -330,7 +355,7 @@ def main() -> None:
         large = os.urandom(args.large_mib * 1024 * 1024)
         built = build_manifest(owner.key, "bench/data", [shard, large], chunk_bytes=2 * 1024**2)
         for data in built.blobs.values():
-            upload_blob(client, owner, data, chunk=16 * 1024 * 1024)
+            upload_blob(client, owner, data, namespace="bench", chunk=16 * 1024 * 1024)
         assert publish(client, owner, built).status_code == 201
         grant_access(
             client,
@@ -352,48 +377,35 @@ def main() -> None:
 
     registry_env = {"OSTRACA_DATA_DIR": str(tmp), "OSTRACA_MAX_BLOB_BYTES": str(2 * 1024**3)}
     variants: list[tuple[str, str, dict[str, str], int]] = []
+    scoped = {"registry, 1 worker": True, "registry, 2 workers": True}
     if args.baseline is not None:
-        base_env = {**registry_env, "PYTHONPATH": str(args.baseline.resolve())}
+        base_env, scoped["before, 1 worker"] = baseline_registry(args.baseline, tmp, registry_env)
         variants.append(("before, 1 worker", "ostraca.server.cli:app_from_env", base_env, 1))
-    variants += [
-        ("registry, 1 worker", "ostraca.server.cli:app_from_env", registry_env, 1),
-        ("registry, 2 workers", "ostraca.server.cli:app_from_env", registry_env, 2),
-        (
-            "bare FastAPI, 1 worker",
-            "bench_server:bare_from_env",
-            {"BENCH_BARE_FILE": str(shard_path)},
-            1,
-        ),
-        (
-            "bare FastAPI, 2 workers",
-            "bench_server:bare_from_env",
-            {"BENCH_BARE_FILE": str(shard_path)},
-            2,
-        ),
-    ]
+    for label, app, env in (
+        ("registry", "ostraca.server.cli:app_from_env", registry_env),
+        ("bare FastAPI", "bench_server:bare_from_env", {"BENCH_BARE_FILE": str(shard_path)}),
+    ):
+        variants += [(f"{label}, {n} worker{'s' * (n > 1)}", app, env, n) for n in (1, 2)]
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for run in range(args.runs):
         for name, app, env, workers in variants:
             server = ServerProcess(app, env, workers)
             try:
                 bare = "bare" in name
-                url = (
-                    f"{server.url}/blob" if bare else f"{server.url}/v1/blobs/sha256:{shard_digest}"
-                )
+                path = blob_url("bench/data", "") if scoped.get(name) else "/v1/blobs/sha256:"
+                url = f"{server.url}/blob" if bare else f"{server.url}{path}{shard_digest}"
                 rows = raw.setdefault(name, {})
                 r = head_load(url, "" if bare else auth, args.seconds)
-                rows.setdefault("head", []).append(r)
-                print(run, name, "head", r, flush=True)
+                rows.setdefault("head", []).append({**r, "load1": os.getloadavg()[0]})
+                print(run, name, "head", rows["head"][-1], flush=True)
                 r = wrk(url, "GET", "" if bare else auth, args.seconds, len(shard), tmp)
-                rows.setdefault("get_64k", []).append(r)
-                print(run, name, "get_64k", r, flush=True)
+                rows.setdefault("get_64k", []).append({**r, "load1": os.getloadavg()[0]})
+                print(run, name, "get_64k", rows["get_64k"][-1], flush=True)
                 if not bare and workers == 1:
-                    big = f"{server.url}/v1/blobs/sha256:{large_digest}"
+                    big = f"{path}{large_digest}"
                     r = {
-                        "client_MiBps": round(
-                            fetch_large(server.url, large_digest, large_size, token), 1
-                        ),
-                        "curl_MiBps": round(curl_large(big, large_size, token), 1),
+                        "client_MiBps": round(fetch_large(server.url, big, large_size, token), 1),
+                        "curl_MiBps": round(curl_large(server.url + big, large_size, token), 1),
                         "disk_MiBps": round(disk_large(large_path), 1),
                     }
                     rows.setdefault("large_get", []).append(r)
@@ -405,6 +417,7 @@ def main() -> None:
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
+            "loadavg_at_start": load_at_start,
             "loadavg_at_end": os.getloadavg(),
         },
         "settings": {
@@ -425,17 +438,24 @@ def main() -> None:
     def cell(r: dict[str, Any], key: str, fmt: str = "{:,.0f}") -> str:
         return f"{fmt.format(r[key])} ({fmt.format(r[key + '_min'])}–{fmt.format(r[key + '_max'])})"
 
+    before = results["rows"].get("before, 1 worker")
+
+    def ratio(r: dict[str, Any], kind: str) -> str:
+        return f"{r[kind]['req_per_s'] / before[kind]['req_per_s']:.2f}×" if before else "—"
+
     lines = [
         "| server | HEAD req/s | HEAD p50 / p99 ms | 64 KiB GET req/s | GET p50 / p99 ms "
-        "| errors |",
-        "|---|---|---|---|---|---|",
+        "| errors | HEAD, GET × before | load (1 min) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, rows in results["rows"].items():
         h, g = rows["head"], rows["get_64k"]
         lines.append(
             f"| {name} | {cell(h, 'req_per_s')} | {h['p50_ms']} / {h['p99_ms']} | "
             f"{cell(g, 'req_per_s')} | {g['p50_ms']} / {g['p99_ms']} | "
-            f"{sum(x['errors'] for x in h['runs'] + g['runs'])} |"
+            f"{sum(x['errors'] for x in h['runs'] + g['runs'])} | "
+            f"{ratio(rows, 'head')}, {ratio(rows, 'get_64k')} | "
+            f"{cell(h, 'load1', '{:.1f}')} |"
         )
     lines += [
         "",
@@ -457,7 +477,9 @@ def main() -> None:
         f"{os.cpu_count()} CPUs shared by load generator and servers; median of {args.runs} runs "
         "(min–max), rounds interleaved. Registry rows are authorized reads (token lookup, grant "
         "check against the database, an audit row per GET); bare rows serve the same bytes with "
-        f"none of that. Load average at the end: {os.getloadavg()[0]:.2f}.\n"
+        f"none of that. Load average (1, 5, 15 min) at the start: {load_at_start[0]:.2f}, "
+        f"{load_at_start[1]:.2f}, {load_at_start[2]:.2f}; at the end: {os.getloadavg()[0]:.2f} "
+        "(the machine is shared with other jobs).\n"
     )
     md_path = RESULTS / "server.md"
     note = ""

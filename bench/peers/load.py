@@ -172,7 +172,8 @@ def run_all(
         with RegistryClient(load_config(home=Path(ostraca["home"]), registry=registry.url)) as c:
             headers = dict(c.auth_headers())
         blob = ostraca["shards"][0]
-        targets.append(("ostraca registry", f"{registry.url}/v1/blobs/sha256:{blob}", headers))
+        url = f"{registry.url}/v1/datasets/{ostraca['dataset']}/blobs/sha256:{blob}"
+        targets.append(("ostraca registry", url, headers))
     else:
         out["note"] = "Ostraca not available: bare FastAPI only"
     with BareFastAPI(sys.executable) as bare:

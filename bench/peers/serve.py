@@ -55,11 +55,12 @@ class Nginx:
 
     def __enter__(self) -> Nginx:
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        # Ostraca's blob URLs (GET /v1/blobs/sha256:<hex>) onto the registry's blob files.
+        # Ostraca's blob URLs (GET /v1/datasets/<ns>/<name>/blobs/sha256:<hex>) onto the registry's
+        # blob files.
         extra = ""
         if self.blob_dir is not None:
             extra = (
-                '        location ~ "^/v1/blobs/sha256:([0-9a-f]{64})$" '
+                '        location ~ "^/v1/datasets/[^/]+/[^/]+/blobs/sha256:([0-9a-f]{64})$" '
                 f"{{ alias {self.blob_dir}/$1; }}"
             )
         conf = NGINX_CONF.format(

@@ -37,7 +37,8 @@ class System:
         vd = open_dataset(cfg["dataset"], config=config)
         if cfg.get("via") == "nginx":
             vd.fetcher = BlobFetcher(
-                cfg["base_url"], headers=lambda: {"Authorization": f"Bearer {TOKEN}"}
+                f"{cfg['base_url']}/v1/datasets/{cfg['dataset']}",
+                headers=lambda: {"Authorization": f"Bearer {TOKEN}"},
             )
         return vd
 
