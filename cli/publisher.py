@@ -102,9 +102,18 @@ def publish(
             "(repeatable; the other columns form the group 'default').",
         ),
     ] = None,
+    no_encrypt: Annotated[
+        bool,
+        typer.Option(
+            "--no-encrypt",
+            help="Publish plaintext shards (public data). By default every shard is encrypted "
+            "and only grantees you approve can read it.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Publish files as the next version of a dataset: shard, sign, upload what is missing.
+    """Publish files as the next version of a dataset: shard, encrypt, sign, upload what is
+    missing.
 
     An interrupted publish resumes when run again with the same inputs.
     """
@@ -130,6 +139,7 @@ def publish(
             compression=compression.value,
             progress=not as_json,
             column_groups=_column_groups(column_group or []),
+            encrypt=not no_encrypt,
         )
     except KeyboardInterrupt:
         raise UserInterruptError(

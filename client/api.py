@@ -64,6 +64,7 @@ from ostraca.protocol_spec.wire import (
 )
 
 from .config import ClientConfig
+from .keyflow import approve_keys, ensure_encryption_key
 from .keystore import load_signing_key
 from .tokens import TokenCache
 from .trust import OfferedKeys
@@ -386,6 +387,7 @@ class RegistryClient:
         """
         if terms_sha256 is None:
             terms_sha256 = self.get_dataset(dataset).terms_sha256
+        ensure_encryption_key(self)  # so that the publisher can wrap data keys to it
         statement = AccessRequest(
             dataset=dataset,
             requester=self.keyid,
@@ -429,9 +431,11 @@ class RegistryClient:
         max_version: int | None = None,
         columns: Iterable[str] | None = None,
     ) -> wire.GrantItem:
-        """Sign an :class:`AccessGrant` answering a pending request and submit it. On a dataset
-        with column groups, ``columns`` must be whole groups (:class:`MalformedError` naming
-        them otherwise): the grant then names those groups, which the registry enforces."""
+        """Sign an :class:`AccessGrant` answering a pending request, submit it, and wrap the
+        data keys of the encrypted versions and groups it covers to the grantee (ENCRYPTION.md
+        6). On a dataset with column groups, ``columns`` must be whole groups
+        (:class:`MalformedError` naming them otherwise): the grant then names those groups,
+        which the registry enforces."""
         request = self.get_request(request_id)
         now = utc_now()
         groups = None
@@ -454,7 +458,9 @@ class RegistryClient:
             expires=expires.astimezone(UTC).replace(microsecond=0),
             created=now,
         )
-        return self.submit_grant(sign_statement(statement, [self.key]))
+        item = self.submit_grant(sign_statement(statement, [self.key]))
+        approve_keys(self, item)
+        return item
 
     def list_grants(self, *, dataset: str | None = None) -> list[wire.GrantItem]:
         params: dict[str, str | int] = {"dataset": dataset} if dataset else {}

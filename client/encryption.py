@@ -20,8 +20,8 @@ from datetime import datetime
 from typing import Any
 
 from ostraca.protocol_spec import (
+    AccessGrant,
     Envelope,
-    GrantTerms,
     ScopeError,
     SigningKey,
     VerifyKey,
@@ -47,11 +47,14 @@ from ostraca.protocol_spec.enckeys import (
     open_key_grant,
     verify_key_grant,
 )
+from ostraca.protocol_spec.wire import GrantItem
 
 __all__ = [
     "KeyRing",
     "OpeningReader",
     "SealingSink",
+    "by_version",
+    "covers",
     "encryption_key_envelope",
     "identity_encryption_key",
     "key_grant_envelope",
@@ -71,7 +74,8 @@ class SealingSink:
         self._inner = inner
         self._cipher = cipher
         self._piece = plaintext_piece_bytes(cipher.chunk_bytes)
-        self._buffer = bytearray()
+        self._buffer = bytearray(self._piece)
+        self._fill = 0
         self._index = 0
         self.size = 0
         self.sealed = 0
@@ -79,12 +83,17 @@ class SealingSink:
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
-        self._buffer += view
-        self.size += len(view)
-        while len(self._buffer) > self._piece:
-            self._emit(memoryview(self._buffer)[: self._piece], final=False)
-            del self._buffer[: self._piece]
-        return len(view)
+        pos, n = 0, len(view)
+        while pos < n:
+            if self._fill == self._piece:  # full, and more follows: not the last piece
+                self._emit(memoryview(self._buffer), final=False)
+                self._fill = 0
+            take = min(n - pos, self._piece - self._fill)
+            self._buffer[self._fill : self._fill + take] = view[pos : pos + take]
+            self._fill += take
+            pos += take
+        self.size += n
+        return n
 
     def _emit(self, piece: memoryview, *, final: bool) -> None:
         sealed = self._cipher.seal_chunk(self._index, piece, final=final)
@@ -94,8 +103,8 @@ class SealingSink:
 
     def finish(self) -> None:
         """Seal the last piece (call once, after the Arrow writer closed)."""
-        self._emit(memoryview(self._buffer), final=True)
-        self._buffer.clear()
+        self._emit(memoryview(self._buffer)[: self._fill], final=True)
+        self._fill = 0
 
     def tell(self) -> int:
         return self.size
@@ -153,17 +162,20 @@ class OpeningReader(io.RawIOBase):
         self._plain = memoryview(out)
         return True
 
-    def read(self, size: int = -1) -> bytes:
-        chunks: list[bytes] = []
-        while size < 0 or sum(map(len, chunks)) < size:
+    def read(self, size: int = -1) -> memoryview | bytes:
+        """Up to ``size`` plaintext bytes (all: ``-1``): a view into the opened chunk when they
+        lie in one, else joined."""
+        parts: list[memoryview] = []
+        got = 0
+        while size < 0 or got < size:
             if not self._plain and not self._refill():
                 break
-            take = len(self._plain) if size < 0 else size - sum(map(len, chunks))
-            chunks.append(bytes(self._plain[:take]))
+            take = len(self._plain) if size < 0 else min(len(self._plain), size - got)
+            parts.append(self._plain[:take])
             self._plain = self._plain[take:]
-        out = b"".join(chunks)
-        self._pos += len(out)
-        return out
+            got += take
+        self._pos += got
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def opened(
@@ -171,7 +183,7 @@ def opened(
 ) -> memoryview | io.RawIOBase:
     """The plaintext source of a verified sealed shard, for :func:`~.verified.decode_shard`."""
     if isinstance(sealed, memoryview):
-        return memoryview(cipher.open(sealed))
+        return memoryview(cipher.open_into(sealed))
     return OpeningReader(sealed, size=size, cipher=cipher)
 
 
@@ -217,12 +229,13 @@ def key_grant_envelope(
     return sign_statement(statement, [publisher])
 
 
-def _covers(terms: GrantTerms, version: int) -> bool:
+def covers(grant: AccessGrant | GrantItem, version: int, group: str) -> bool:
+    """Whether ``grant`` covers ``group`` of ``version`` (G8, and its groups: W9)."""
     try:
-        check_grant_version(terms, version)
+        check_grant_version(grant, version)
     except ScopeError:
         return False
-    return True
+    return grant.groups is None or group in grant.groups
 
 
 class KeyRing:
@@ -231,6 +244,8 @@ class KeyRing:
     def __init__(self, dataset: str) -> None:
         self.dataset = dataset
         self._keys: dict[tuple[int, str], DataKey] = {}
+        self.envelopes: list[Envelope] = []
+        """The key grants keys were taken from (a pulled copy keeps them)."""
 
     def add(
         self,
@@ -239,13 +254,13 @@ class KeyRing:
         publisher_keys: Mapping[str, VerifyKey],
         grantee: str,
         privates: Mapping[str, EncryptionPrivateKey],
-        grants: Mapping[str | None, GrantTerms | None],
+        grants: Mapping[str | None, AccessGrant | None],
         now: datetime,
     ) -> None:
         """Open every key grant for ``grantee`` whose ``grant`` is in ``grants`` (the verified
         grants by id; ``None: None`` admits the publisher's escrow) and whose recipient is one
-        of ``privates`` (by encryption key id), keeping only keys of versions its grant covers
-        (W9). Other key grants are skipped: a principal may see several of its own."""
+        of ``privates`` (by encryption key id), keeping only keys of the versions and groups its
+        grant covers (W9). Other key grants are skipped: a principal may see several of its own."""
         for env in envelopes:
             kg = verify_key_grant(env, publisher_keys=publisher_keys, now=now).statement
             private = privates.get(kg.recipient)
@@ -253,9 +268,14 @@ class KeyRing:
             if not mine or kg.grant not in grants or private is None:
                 continue
             terms = grants[kg.grant]
-            for (version, group), key in open_key_grant(kg, private=private).items():
-                if terms is None or _covers(terms, version):
-                    self._keys[version, group] = key
+            taken = {
+                vg: key
+                for vg, key in open_key_grant(kg, private=private).items()
+                if terms is None or covers(terms, *vg)
+            }
+            if taken:
+                self._keys.update(taken)
+                self.envelopes.append(env)
 
     def cipher(
         self, *, version: int, group: str, commitment: str, shard: int, chunk_bytes: int
@@ -267,7 +287,12 @@ class KeyRing:
 
     def keys(self) -> dict[int, dict[str, DataKey]]:
         """Every key by version then group (to wrap them again for a grantee)."""
-        out: dict[int, dict[str, DataKey]] = {}
-        for (version, group), key in self._keys.items():
-            out.setdefault(version, {})[group] = key
-        return out
+        return by_version(self._keys)
+
+
+def by_version(keys: Mapping[tuple[int, str], DataKey]) -> dict[int, dict[str, DataKey]]:
+    """``{(version, group): key}`` as ``{version: {group: key}}``."""
+    out: dict[int, dict[str, DataKey]] = {}
+    for (version, group), key in keys.items():
+        out.setdefault(version, {})[group] = key
+    return out

@@ -49,6 +49,7 @@ from ostraca.protocol_spec import (
     MalformedError,
     ScopeError,
     ShardEntry,
+    SigningKey,
     VerificationError,
     Verified,
     VerifyKey,
@@ -58,13 +59,17 @@ from ostraca.protocol_spec import (
     verify_manifest,
 )
 
+from .config import load_config
+from .encryption import KeyRing, identity_encryption_key
 from .fetch import ChunkVerifier
+from .keystore import load_signing_key
 from .trust import TrustStore
 from .verified import VerifiedVersion, decode_shard
 
 MANIFEST_FILE = "manifest.json"
 GRANT_FILE = "grant.json"
 KEYS_FILE = "keys.json"
+KEY_GRANTS_FILE = "key-grants.json"
 SHARDS_DIR = "shards"
 CHUNKS_DIR = "chunks"
 
@@ -204,8 +209,15 @@ class PulledDataset(VerifiedVersion):
         columns: Sequence[str] | None,
         prefetch: int,
         reopen: dict[str, Any],
+        data_keys: KeyRing | None = None,
     ) -> None:
-        super().__init__(manifest=manifest, grant=grant, columns=columns, prefetch=prefetch)
+        super().__init__(
+            manifest=manifest,
+            grant=grant,
+            columns=columns,
+            prefetch=prefetch,
+            data_keys=data_keys,
+        )
         self.directory = directory
         self.keys = keys
         self._reopen = reopen
@@ -272,7 +284,7 @@ class PulledDataset(VerifiedVersion):
         self, index: int, view: memoryview, cols: list[str] | None
     ) -> Iterator[pa.RecordBatch]:
         return decode_shard(
-            view,
+            self.plaintext(index, self.manifest.statement.shards[index].blobs()[0], view),
             full_schema=self._full_schema,
             columns=cols,
             rows=self.manifest.statement.shards[index].rows,
@@ -316,8 +328,12 @@ def open_pulled(
     columns: Sequence[str] | None = None,
     now: datetime | None = None,
     prefetch: int = 2,
+    identity: SigningKey | None = None,
 ) -> PulledDataset:
     """Open a pulled copy as a verified :class:`~ostraca.client.source.ShardSource`, offline.
+
+    An encrypted copy is opened with the encryption key derived from ``identity`` (default: the
+    identity of ``home``'s configuration), from the key grants the pull kept.
 
     ``publisher_keys`` (trusted keys) default to those pinned in ``home`` for the dataset's
     namespace, else to the copy's ``keys.json``; ``grantee`` (a key id the grant must name)
@@ -337,6 +353,14 @@ def open_pulled(
     keys = copy_keys(directory, home=home, publisher_keys=publisher_keys)
     manifest, _ = verify_copy_manifest(directory, keys, now=now)
     grant, _ = verify_copy_grant(directory, manifest, now=now, grantee=grantee, columns=columns)
+    data_keys = None
+    if manifest.statement.encryption:
+        if identity is None:
+            config = load_config(home=home)
+            identity = load_signing_key(config.identity_path, passphrase=config.passphrase)
+        data_keys = copy_data_keys(
+            directory, manifest, grant, keys=keys, identity=identity, now=now
+        )
     if publisher_keys is not None:
         reopen["publisher_keys_b64"] = [k.b64 for k in keys.keys.values()]
     return PulledDataset(
@@ -347,4 +371,35 @@ def open_pulled(
         columns=columns,
         prefetch=prefetch,
         reopen=reopen,
+        data_keys=data_keys,
     )
+
+
+def copy_data_keys(
+    directory: Path,
+    manifest: Verified[DatasetManifest],
+    grant: Verified[AccessGrant],
+    *,
+    keys: CopyKeys,
+    identity: SigningKey,
+    now: datetime,
+) -> KeyRing:
+    """The data keys of an encrypted copy: its ``key-grants.json`` verified against the copy's
+    publisher keys and opened with the encryption key derived from ``identity``."""
+    try:
+        items = json.loads((directory / KEY_GRANTS_FILE).read_bytes())
+    except FileNotFoundError:
+        items = []
+    except ValueError as exc:
+        raise MalformedError(f"{directory / KEY_GRANTS_FILE} is not JSON: {exc}") from exc
+    private = identity_encryption_key(identity)
+    ring = KeyRing(manifest.statement.dataset)
+    ring.add(
+        [Envelope.from_dict(i) for i in items],
+        publisher_keys=keys.keys,
+        grantee=grant.statement.grantee,
+        privates={private.public.keyid: private},
+        grants={grant.digest: grant.statement},
+        now=now,
+    )
+    return ring

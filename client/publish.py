@@ -49,11 +49,15 @@ from ostraca.protocol_spec import (
     split_dataset,
     utc_now,
 )
+from ostraca.protocol_spec.crypto import DataKey, GroupContext, ShardCipher
+from ostraca.protocol_spec.enckeys import KeyGrant, open_key_grant
 from ostraca.protocol_spec.errors import RangeNotSatisfiableError
-from ostraca.protocol_spec.models import DEFAULT_GROUP, SPDX_PATTERN, ColumnGroup
+from ostraca.protocol_spec.models import DEFAULT_GROUP, SPDX_PATTERN, ColumnGroup, GroupEncryption
 
 from .api import RegistryClient
-from .ingest import Source, open_inputs, unify_schemas
+from .encryption import by_version, identity_encryption_key, key_grant_envelope
+from .ingest import Input, Source, open_inputs, unify_schemas
+from .keyflow import publish_keys
 from .shards import COMPRESSIONS, DEFAULT_CHUNK_BYTES, DEFAULT_SHARD_BYTES, Compression
 from .staging import Plan, UploadSessions, encode, open_plan
 
@@ -174,6 +178,7 @@ class _Options:
     upload_piece_bytes: int
     column_groups: dict[str, list[str]]
     """Column groups other than ``default`` (SPEC 2.6): group name → its columns."""
+    encrypt: bool
 
     def check(self) -> None:
         split_dataset(self.dataset)
@@ -199,6 +204,7 @@ class _Options:
             "compression": self.compression,
             "schema": base64.b64encode(schema.serialize().to_pybytes()).decode("ascii"),
             "column_groups": self.column_groups,
+            "encrypt": self.encrypt,
         }
 
     def check_groups(self, schema: pa.Schema) -> None:
@@ -248,7 +254,12 @@ def _build_manifest(
         total_bytes=sum(f.bytes for s in plan.shards for f in s.files()),
         column_groups=[ColumnGroup(name=g, columns=cols) for g, cols in opts.column_groups.items()]
         or None,
-        spec_version=2 if opts.column_groups else 1,
+        encryption=None
+        if plan.escrow is None
+        else {
+            k.group: GroupEncryption(key_commitment=k.key_commitment) for k in _escrow(plan).keys
+        },
+        spec_version=2 if opts.column_groups or plan.escrow is not None else 1,
     )
     env = sign_statement(manifest, [key])
     plan.manifest = env.to_dict()
@@ -298,8 +309,13 @@ def publish(
     progress: bool = True,
     upload_piece_bytes: int = UPLOAD_PIECE_BYTES,
     column_groups: Mapping[str, Sequence[str]] | None = None,
+    encrypt: bool = True,
 ) -> PublishResult:
     """Publish ``sources`` as the next version of ``dataset``; see the module docstring.
+
+    ``encrypt`` (the default) seals every blob under fresh data keys, one per column group
+    (ENCRYPTION.md); only the publisher's escrow and the grants it approves open them. ``False``
+    is for public data.
 
     ``column_groups`` (name → columns) stores those columns in blobs of their own (SPEC 2.6),
     which a grant may cover or not and the registry serves only under a grant covering them;
@@ -319,6 +335,7 @@ def publish(
         chunk_bytes=chunk_bytes,
         upload_piece_bytes=upload_piece_bytes,
         column_groups={g: list(cols) for g, cols in (column_groups or {}).items()},
+        encrypt=encrypt,
     )
     opts.check()  # before an encode that might take minutes
     key = key or client.key
@@ -338,18 +355,12 @@ def publish(
             env = Envelope.from_dict(plan.manifest)
             return _result(plan, env, uploaded=0, sent=0, skipped=0, encoded=False, again=True)
         bar = stack.enter_context(_progress(progress))
-        encoded = not plan.encoded
+        version = latest_version + 1
+        encoded = not plan.encoded or (
+            encrypt and (plan.escrow is None or _escrow(plan).keys[0].version != version)
+        )
         if encoded:
-            encode(
-                inputs,
-                schema,
-                plan,
-                shard_bytes=shard_bytes,
-                chunk_bytes=chunk_bytes,
-                compression=compression,
-                progress=bar,
-                groups=opts.column_groups,
-            )
+            _encode(inputs, schema, plan, opts, key=key, version=version, progress=bar)
         env = _build_manifest(plan, opts, key=key, latest=(latest_version, latest_digest))
 
         sessions = UploadSessions(plan.directory.parent / "uploads.json")
@@ -362,11 +373,68 @@ def publish(
             # Maybe our own earlier attempt got through and only the answer was lost.
             if client.get_manifest_envelope(dataset, "latest").digest != env.digest:
                 raise
-        plan.mark_published(version=latest_version + 1, digest=env.digest)
+        if plan.escrow is not None:
+            escrow = Envelope.from_dict(plan.escrow)
+            publish_keys(client, escrow, _escrow_keys(plan, key), dataset=dataset)
+        plan.mark_published(version=version, digest=env.digest)
         return _result(
             plan, env, uploaded=uploaded, sent=sent, skipped=skipped, encoded=encoded, again=False
         )
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _encode(
+    inputs: list[Input],
+    schema: pa.Schema,
+    plan: Plan,
+    opts: _Options,
+    *,
+    key: SigningKey,
+    version: int,
+    progress: Progress,
+) -> None:
+    """Encode the plan's shards; encrypted, under a fresh data key per column group whose escrow
+    (wrapped to the publisher's own identity-derived key) the plan keeps instead of the keys."""
+    groups = [DEFAULT_GROUP, *opts.column_groups]
+    keys = {g: DataKey.generate() for g in groups} if opts.encrypt else {}
+
+    def seal(shard: int, group: str) -> ShardCipher:
+        context = GroupContext(dataset=opts.dataset, version=version, group=group)
+        return ShardCipher(keys[group], context=context, shard=shard, chunk_bytes=opts.chunk_bytes)
+
+    encode(
+        inputs,
+        schema,
+        plan,
+        shard_bytes=opts.shard_bytes,
+        chunk_bytes=opts.chunk_bytes,
+        compression=opts.compression,
+        progress=progress,
+        groups=opts.column_groups,
+        seal=seal if keys else None,
+    )
+    if keys:
+        escrow = key_grant_envelope(
+            key,
+            {version: keys},
+            dataset=opts.dataset,
+            grantee=key.keyid,
+            recipient=identity_encryption_key(key).public,
+            grant=None,
+            created=utc_now(),
+        )
+        plan.escrow = escrow.to_dict()
+        plan.save()
+
+
+def _escrow(plan: Plan) -> KeyGrant:
+    """The plan's escrow key grant (read back from our own staging area, not verified)."""
+    assert plan.escrow is not None
+    return KeyGrant.from_json_obj(json.loads(Envelope.from_dict(plan.escrow).payload))
+
+
+def _escrow_keys(plan: Plan, key: SigningKey) -> dict[int, dict[str, DataKey]]:
+    return by_version(open_key_grant(_escrow(plan), private=identity_encryption_key(key)))
 
 
 def _latest(client: RegistryClient, dataset: str) -> tuple[int, str | None]:

@@ -5,7 +5,8 @@ A pulled copy is self-describing::
     DIR/manifest.json        the manifest envelope, byte for byte as published
     DIR/grant.json           the grant envelope that allowed the download
     DIR/keys.json            {"namespace": ns, "keys": {keyid: base64}}: the publisher keys trusted
-    DIR/shards/<sha256>      each shard (Arrow IPC stream), named by its digest
+    DIR/key-grants.json      an encrypted version's key grants for the puller (ENCRYPTION.md 4.2)
+    DIR/shards/<sha256>      each shard (Arrow IPC stream; sealed when encrypted), by its digest
     DIR/chunks/<sha256>      each shard's chunk list, named by its digest
 
 :func:`pull` reuses the verified-streaming machinery: every shard is verified chunk by chunk as
@@ -51,6 +52,7 @@ from .files import atomic_write
 from .local import (
     CHUNKS_DIR,
     GRANT_FILE,
+    KEY_GRANTS_FILE,
     KEYS_FILE,
     MANIFEST_FILE,
     SHARDS_DIR,
@@ -160,6 +162,9 @@ def pull(
         publisher = ds.manifest.signer
         keys = {"namespace": m.namespace, "keys": {publisher.keyid: publisher.b64}}
         atomic_write(dest / KEYS_FILE, (json.dumps(keys, indent=2) + "\n").encode())
+        if ds.data_keys is not None:
+            grants = [e.to_dict() for e in ds.data_keys.envelopes]
+            atomic_write(dest / KEY_GRANTS_FILE, (json.dumps(grants, indent=1) + "\n").encode())
         if on_start is not None:
             on_start(len(m.shards), m.total_bytes)
         downloaded = 0

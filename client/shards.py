@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -33,8 +34,10 @@ from typing import Any, BinaryIO, Literal
 import pyarrow as pa
 
 from ostraca.protocol_spec import ShardEntry
+from ostraca.protocol_spec.crypto import ShardCipher
 from ostraca.protocol_spec.models import DEFAULT_GROUP, GroupBlob
 
+from .encryption import SealingSink
 from .ingest import batch_bytes
 
 Compression = Literal["zstd", "lz4", "none"]
@@ -173,6 +176,12 @@ class _Stream:
     fh: BinaryIO
     sink: HashingSink
     writer: pa.ipc.RecordBatchStreamWriter
+    sealing: SealingSink | None = None
+
+    @property
+    def written(self) -> int:
+        """Bytes Arrow wrote into the stream (plaintext, when sealing)."""
+        return self.sink.size if self.sealing is None else self.sealing.size
 
 
 def write_options(compression: Compression) -> pa.ipc.IpcWriteOptions:
@@ -185,7 +194,10 @@ class ShardWriter:
     ``write(batch)`` takes batches of any size (one row or a million); ``close()`` returns the
     finished shards in order. Files are named ``shard-00000.arrows`` and
     ``shard-00000.chunks`` in ``directory``. ``groups`` maps each column group other than
-    ``default`` to its columns (SPEC 2.6); the rest of ``schema`` is ``default``'s.
+    ``default`` to its columns (SPEC 2.6); the rest of ``schema`` is ``default``'s. With
+    ``seal``, each group's stream of each shard is sealed as it is written by
+    ``seal(shard index, group)`` (ENCRYPTION.md 2): sizes, digests and chunk lists are then those
+    of the sealed files.
     """
 
     def __init__(
@@ -198,8 +210,10 @@ class ShardWriter:
         compression: Compression = "zstd",
         batch_bytes: int = TARGET_BATCH_BYTES,
         groups: dict[str, list[str]] | None = None,
+        seal: Callable[[int, str], ShardCipher] | None = None,
     ) -> None:
         self.directory = directory
+        self.seal = seal
         self.schema = schema
         named = {c for cols in (groups or {}).values() for c in cols}
         self.groups = {DEFAULT_GROUP: [n for n in schema.names if n not in named]}
@@ -264,7 +278,7 @@ class ShardWriter:
             self._close_shard()
 
     def _size(self) -> int:
-        return sum(s.sink.size for s in self._streams)
+        return sum(s.written for s in self._streams)
 
     def _stem(self, index: int, group: str) -> str:
         return f"shard-{index:05d}" + ("" if group == DEFAULT_GROUP else f".{group}")
@@ -275,14 +289,18 @@ class ShardWriter:
             path = self.directory / f"{self._stem(index, group)}.arrows"
             fh = open(path, "wb")  # noqa: SIM115 — closed in _close_shard
             sink = HashingSink(fh, self.chunk_bytes)
+            sealing = None if self.seal is None else SealingSink(sink, self.seal(index, group))
             whole = len(self.groups) == 1  # no column groups: the schema as given
             schema = self.schema if whole else pa.schema([self.schema.field(c) for c in columns])
-            writer = pa.ipc.new_stream(pa.PythonFile(sink, mode="w"), schema, options=self.options)
-            self._streams.append(_Stream(group, columns, path, fh, sink, writer))
+            target = pa.PythonFile(sink if sealing is None else sealing, mode="w")
+            writer = pa.ipc.new_stream(target, schema, options=self.options)
+            self._streams.append(_Stream(group, columns, path, fh, sink, writer, sealing))
         self._rows = 0
 
     def _finish_stream(self, index: int, stream: _Stream) -> ShardFile:
         stream.writer.close()
+        if stream.sealing is not None:
+            stream.sealing.finish()
         sha, chunk_list = stream.sink.finish()
         stream.fh.flush()
         os.fsync(stream.fh.fileno())

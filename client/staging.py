@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import pyarrow as pa
 from rich.progress import Progress
 
 from ostraca.protocol_spec import MalformedError
+from ostraca.protocol_spec.crypto import ShardCipher
 
 from .files import atomic_write
 from .ingest import Input, batch_bytes, conform, wrap_arrow_errors
@@ -40,6 +42,9 @@ class Plan:
     shards: list[ShardFile] = field(default_factory=list)
     manifest: dict[str, Any] | None = None
     published: dict[str, Any] | None = None
+    escrow: dict[str, Any] | None = None
+    """The publisher's escrow key grant (ENCRYPTION.md 4.5) of the data keys the staged shards
+    are sealed under; ``None``: plaintext shards."""
     ephemeral: bool = False
     """In-memory inputs: the directory is used once and removed afterwards."""
 
@@ -67,6 +72,7 @@ class Plan:
             "shards": [s.to_json() for s in self.shards],
             "manifest": self.manifest,
             "published": self.published,
+            "escrow": self.escrow,
         }
         _atomic_write_json(self.path, obj)
 
@@ -90,6 +96,7 @@ class Plan:
             plan.shards = [ShardFile.from_json(directory, s) for s in obj["shards"]]
             plan.manifest = obj.get("manifest")
             plan.published = obj.get("published")
+            plan.escrow = obj.get("escrow")
         except (OSError, ValueError, KeyError, TypeError):
             return cls(directory=directory, fingerprint=fingerprint)
         return plan
@@ -132,7 +139,9 @@ def encode(
     compression: Compression,
     progress: Progress,
     groups: dict[str, list[str]] | None = None,
+    seal: Callable[[int, str], ShardCipher] | None = None,
 ) -> None:
+    """Encode the inputs into the plan's shards (sealed by ``seal(shard, group)`` if given)."""
     for old in plan.directory.glob("shard-*"):
         old.unlink()
     writer = ShardWriter(
@@ -142,6 +151,7 @@ def encode(
         chunk_bytes=chunk_bytes,
         compression=compression,
         groups=groups,
+        seal=seal,
     )
     task = progress.add_task("encoding (bytes read)", total=None)
     try:
@@ -160,6 +170,7 @@ def encode(
     plan.columns = [{"name": f.name, "type": str(f.type)} for f in schema]
     plan.manifest = None
     plan.published = None
+    plan.escrow = None
     plan.save()
 
 

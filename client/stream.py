@@ -73,7 +73,9 @@ from ostraca.protocol_spec.models import DEFAULT_GROUP, GroupBlob
 from .api import RegistryClient
 from .cache import BlobCache
 from .config import ClientConfig, load_config
+from .encryption import KeyRing
 from .fetch import BlobFetcher, ChunkVerifier
+from .keyflow import reader_keys
 from .tlog import check_statements
 from .trust import TrustStore, resolve_manifest
 from .verified import VerifiedVersion, decode_shard, find_grant, zip_groups
@@ -191,8 +193,15 @@ class VerifiedDataset(VerifiedVersion):
         verify: VerifyUnit = "chunk",
         recheck_access: bool = True,
         owns_client: bool = False,
+        data_keys: KeyRing | None = None,
     ) -> None:
-        super().__init__(manifest=manifest, grant=grant, columns=columns, prefetch=prefetch)
+        super().__init__(
+            manifest=manifest,
+            grant=grant,
+            columns=columns,
+            prefetch=prefetch,
+            data_keys=data_keys,
+        )
         self.manifest_envelope = manifest_envelope
         self.grant_envelope = grant_envelope
         self.client = client
@@ -271,7 +280,7 @@ class VerifiedDataset(VerifiedVersion):
         group, SPEC 2.6) into record batches of ``cols``."""
         streams = [
             decode_shard(
-                o.view if o.verifier is None else _VerifiedReader(o),
+                self.plaintext(index, blob, o.view if o.verifier is None else _VerifiedReader(o)),
                 full_schema=self.group_schema(blob.group),
                 columns=self.group_part(blob.group, cols),
                 rows=self.manifest.statement.shards[index].rows,
@@ -466,6 +475,7 @@ def open_dataset(
             limits=cfg.limits,
         )
         cache = BlobCache(cfg.cache_path, budget=cfg.cache_bytes)
+        data_keys = reader_keys(client_, manifest, grant, publisher_keys=keys, now=now)
         return VerifiedDataset(
             manifest=manifest,
             manifest_envelope=envelope,
@@ -479,6 +489,7 @@ def open_dataset(
             verify=verify,
             recheck_access=recheck_access,
             owns_client=owns,
+            data_keys=data_keys,
         )
     except BaseException:
         if owns:

@@ -26,10 +26,12 @@ from ostraca.protocol_spec import (
     Verified,
     verify_grant,
 )
+from ostraca.protocol_spec.crypto import MissingKeyError, ShardCipher
 from ostraca.protocol_spec.models import GroupBlob
 from ostraca.protocol_spec.verify import granted_columns
 from ostraca.protocol_spec.wire import GrantItem
 
+from .encryption import KeyRing, opened
 from .problems import request_hint
 from .source import Provenance
 
@@ -99,10 +101,12 @@ class VerifiedVersion:
         grant: Verified[AccessGrant],
         columns: Sequence[str] | None,
         prefetch: int,
+        data_keys: KeyRing | None = None,
     ) -> None:
         self.manifest = manifest
         self.grant = grant
         self.prefetch = max(0, prefetch)
+        self.data_keys = data_keys
         m = manifest.statement
         self._full_schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(m.arrow_schema)))
         if self._full_schema.names != [c.name for c in m.columns]:
@@ -110,6 +114,39 @@ class VerifiedVersion:
         self._groups = m.group_columns()
         self._granted = granted_columns(grant.statement, m)
         self.columns: list[str] | None = self._check_columns(columns)
+        for blob in self.blobs_for(self.columns)(0):  # no key for a group read: fail before
+            self._cipher(0, blob.group)  # any fetch
+
+    def _cipher(self, index: int, group: str) -> ShardCipher | None:
+        """The cipher of shard ``index``'s blob of ``group`` when the group is encrypted
+        (ENCRYPTION.md 2.5: no key → ``missing_key``, one the manifest does not commit to →
+        ``wrong_key``)."""
+        m = self.manifest.statement
+        record = (m.encryption or {}).get(group)
+        if record is None:
+            return None
+        if self.data_keys is None:
+            raise MissingKeyError(
+                f"{m.dataset} version {m.version} group {group!r} is encrypted and no data key "
+                "was given"
+            )
+        return self.data_keys.cipher(
+            version=m.version,
+            group=group,
+            commitment=record.key_commitment,
+            shard=index,
+            chunk_bytes=m.chunk_bytes,
+        )
+
+    def plaintext(
+        self, index: int, blob: GroupBlob, source: memoryview | io.RawIOBase
+    ) -> memoryview | io.RawIOBase:
+        """Shard ``index``'s verified ``blob`` as plaintext: opened chunk by chunk, in the same
+        pass, when its group is encrypted; as it is otherwise."""
+        cipher = self._cipher(index, blob.group)
+        if cipher is None:
+            return source
+        return opened(source, size=blob.bytes, cipher=cipher)
 
     # ShardSource
 

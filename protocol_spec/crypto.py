@@ -239,6 +239,10 @@ class ShardCipher:
 
     def open(self, sealed: bytes | memoryview) -> bytes:
         """The plaintext of a whole sealed shard; any chunk that does not open raises."""
+        return bytes(self.open_into(sealed))
+
+    def open_into(self, sealed: bytes | memoryview) -> bytearray:
+        """:meth:`open`, into a fresh buffer (no copy of the plaintext after it)."""
         view = memoryview(sealed)
         out = bytearray(plaintext_size(len(view), self.chunk_bytes))
         count = chunk_count(len(view), self.chunk_bytes)
@@ -250,4 +254,4 @@ class ShardCipher:
             self.open_chunk_into(
                 c, part, target[start : start + len(part) - TAG_BYTES], final=c == count - 1
             )
-        return bytes(out)
+        return out

@@ -39,7 +39,15 @@ from .crypto import (
 from .envelope import Envelope
 from .errors import MalformedError
 from .keys import SigningKey, VerifyKey
-from .models import DatasetName, Hex256, PositiveInt, Statement, Timestamp, _Model
+from .models import (
+    DatasetName,
+    GroupName,
+    Hex256,
+    PositiveInt,
+    Statement,
+    Timestamp,
+    _Model,
+)
 from .verify import Verified, _names_signer, _not_from_future, _open
 
 KEM_NAME = "MLKEM768-X25519"
@@ -56,8 +64,6 @@ WRAPPED_BYTES = hpke.KEM.MLKEM768_X25519.enc_length() + 32 + 16
 DERIVE_LABEL = b"ostraca-encryption-key-v1\n"
 WRAP_LABEL = b"ostraca-key-wrap-v1\x00"
 MAX_WRAPPED_KEYS = 100_000
-
-GroupName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,14 +204,6 @@ def _b64_of(value: str, size: int, what: str) -> bytes:
     if len(raw) != size:
         raise ValueError(f"{what} must be {size} bytes")
     return raw
-
-
-class GroupEncryption(_Model):
-    """How one column group's shards are sealed (the manifest's record, per group)."""
-
-    scheme: Literal["aes-256-gcm-chunked-v1"] = "aes-256-gcm-chunked-v1"
-    key_commitment: Hex256
-    """:meth:`DataKey.commitment` of the group's data key."""
 
 
 class EncryptionKey(Statement):

@@ -247,6 +247,14 @@ class ShardEntry(_Model):
         return [own, *(self.groups or [])]
 
 
+class GroupEncryption(_Model):
+    """How one column group's blobs are sealed (ENCRYPTION.md 5)."""
+
+    scheme: Literal["aes-256-gcm-chunked-v1"] = "aes-256-gcm-chunked-v1"
+    key_commitment: Hex256
+    """HMAC-SHA256 commitment to the group's data key (ENCRYPTION.md 2.2)."""
+
+
 class DatasetManifest(Statement):
     PAYLOAD_TYPE: ClassVar[str] = "application/vnd.ostraca.manifest+json"
 
@@ -269,8 +277,13 @@ class DatasetManifest(Statement):
     column_groups: Annotated[list[ColumnGroup], Field(min_length=1, max_length=64)] | None = None
     """spec_version 2: groups of columns stored in blobs of their own; the columns no group
     names form the ``default`` group (the shards' own blobs)."""
+    encryption: (
+        Annotated[dict[GroupName, GroupEncryption], Field(min_length=1, max_length=65)] | None
+    ) = None
+    """spec_version 2: how each encrypted group's blobs are sealed (ENCRYPTION.md 5); a group
+    not named is plaintext."""
 
-    V2_FIELDS: ClassVar[tuple[str, ...]] = ("column_groups",)
+    V2_FIELDS: ClassVar[tuple[str, ...]] = ("column_groups", "encryption")
 
     @field_validator("chunk_bytes")
     @classmethod
@@ -309,6 +322,8 @@ class DatasetManifest(Statement):
         for i, shard in enumerate(self.shards):
             if [b.group for b in shard.groups or []] != names:
                 raise ValueError(f"shard {i} must list one blob per column group, in order")
+        if set(self.encryption or {}) - {DEFAULT_GROUP, *names}:
+            raise ValueError("encryption names a column group the manifest does not have")
 
     def groups_for(self, columns: Collection[str]) -> list[str]:
         """The column groups whose columns are exactly ``columns``, in manifest order; raises

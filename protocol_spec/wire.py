@@ -278,6 +278,38 @@ class AuditList(_Out):
     items: list[AuditEventOut]
 
 
+# --- encryption (ENCRYPTION.md 4.4) ----------------------------------------------------------
+
+
+class EncryptionKeyItem(_Out):
+    keyid: Hex256
+    """The encryption key id (sha256 of its public key)."""
+    owner: Hex256
+    """The Ed25519 key id that signed it."""
+    created: Timestamp
+    envelope: EnvelopeJSON
+
+
+class EncryptionKeyList(_Out):
+    items: list[EncryptionKeyItem]
+    """Oldest first; the newest is the principal's current encryption key."""
+
+
+class KeyGrantItem(_Out):
+    key_grant_id: Hex256
+    dataset: str
+    grantee: Hex256
+    grant_id: Hex256 | None
+    """``null``: the publisher's own escrow."""
+    recipient: Hex256
+    created: Timestamp
+    envelope: EnvelopeJSON
+
+
+class KeyGrantList(_Out):
+    items: list[KeyGrantItem]
+
+
 # --- operations -------------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from . import (
     routes_auth,
     routes_blobs,
     routes_datasets,
+    routes_keys,
     routes_log,
     routes_ops,
     web,
@@ -66,7 +67,14 @@ def create_app(
     )
     app.state.ctx = ctx
     problems.install(app)
-    for module in (routes_auth, routes_datasets, routes_blobs, routes_access, routes_ops):
+    for module in (
+        routes_auth,
+        routes_datasets,
+        routes_blobs,
+        routes_access,
+        routes_keys,
+        routes_ops,
+    ):
         app.include_router(module.router, responses=problems.PROBLEM_RESPONSES)
     routes_log.install(app)
     web.install(app)

@@ -296,6 +296,36 @@ class AuditEvent(Base):
     detail: Mapped[str] = mapped_column(Text)
 
 
+class EncryptionKeyRow(Base):
+    """A principal's signed EncryptionKey (ENCRYPTION.md 3.2), stored as received."""
+
+    __tablename__ = "encryption_keys"
+
+    keyid: Mapped[str] = mapped_column(String(HEX), primary_key=True)
+    """The encryption key id (sha256 of the 1216-byte public key)."""
+    principal_id: Mapped[int] = mapped_column(ForeignKey("principals.id"), index=True)
+    owner: Mapped[str] = mapped_column(String(HEX))
+    """The Ed25519 key id that signed it."""
+    created: Mapped[datetime]
+    envelope: Mapped[bytes]
+
+
+class KeyGrantRow(Base):
+    """A publisher's signed KeyGrant (ENCRYPTION.md 4.2): wrapped data keys, never opened here."""
+
+    __tablename__ = "key_grants"
+
+    key_grant_id: Mapped[str] = mapped_column(String(HEX), primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), index=True)
+    grantee: Mapped[str] = mapped_column(String(HEX))
+    grantee_id: Mapped[int] = mapped_column(ForeignKey("principals.id"), index=True)
+    grant_id: Mapped[str | None] = mapped_column(ForeignKey("grants.grant_id"), index=True)
+    """``None``: the publisher's own escrow."""
+    recipient: Mapped[str] = mapped_column(ForeignKey("encryption_keys.keyid"))
+    created: Mapped[datetime]
+    envelope: Mapped[bytes]
+
+
 # --- engines -------------------------------------------------------------------------------
 
 

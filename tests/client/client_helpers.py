@@ -11,9 +11,11 @@ import pyarrow as pa
 
 from ostraca.client.api import RegistryClient
 from ostraca.client.config import ClientConfig, load_config
+from ostraca.client.keyflow import escrow_ring
 from ostraca.client.keystore import save_signing_key
 from ostraca.client.publish import PublishResult
 from ostraca.protocol_spec import DatasetManifest, SigningKey, utc_now, verify_manifest
+from ostraca.protocol_spec.models import DEFAULT_GROUP
 
 NAMESPACE = "acme"
 TERMS = "Research use only. Do not redistribute. Cite the corpus."
@@ -90,7 +92,8 @@ def sample_table(rows: int = 1000, *, seed: int = 0, text_bytes: int = 40) -> pa
 
 def read_back(client: RegistryClient, result: PublishResult) -> pa.Table:
     """Fetch every shard and chunk list through the registry, check each digest and the
-    manifest's signature, and decode the shards as Arrow IPC streams."""
+    manifest's signature, open sealed shards with the publisher's escrow, and decode the shards
+    as Arrow IPC streams."""
     env = client.get_manifest_envelope(result.dataset, result.version)
     verified = verify_manifest(
         env,
@@ -101,8 +104,13 @@ def read_back(client: RegistryClient, result: PublishResult) -> pa.Table:
     m: DatasetManifest = verified.statement
     assert verified.digest == result.digest
     schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(m.arrow_schema)))
+    keys = None
+    if m.encryption:  # opened with the publisher's own escrow (ENCRYPTION.md 4.5)
+        keys = escrow_ring(
+            client, m.dataset, publisher_keys={client.keyid: client.key.public}, now=utc_now()
+        )
     batches: list[pa.RecordBatch] = []
-    for shard in m.shards:
+    for index, shard in enumerate(m.shards):
         data = client.get_blob(shard.sha256, dataset=result.dataset)
         assert len(data) == shard.bytes
         assert hashlib.sha256(data).hexdigest() == shard.sha256
@@ -110,6 +118,17 @@ def read_back(client: RegistryClient, result: PublishResult) -> pa.Table:
         assert hashlib.sha256(chunk_list).hexdigest() == shard.chunks
         pieces = [data[i : i + m.chunk_bytes] for i in range(0, len(data), m.chunk_bytes)]
         assert chunk_list == b"".join(hashlib.sha256(p).digest() for p in pieces)
+        if keys is not None:
+            record = m.encryption[DEFAULT_GROUP] if m.encryption else None
+            assert record is not None
+            cipher = keys.cipher(
+                version=m.version,
+                group=DEFAULT_GROUP,
+                commitment=record.key_commitment,
+                shard=index,
+                chunk_bytes=m.chunk_bytes,
+            )
+            data = cipher.open(data)
         reader = pa.ipc.open_stream(data)
         assert reader.schema.equals(schema, check_metadata=True)
         shard_batches = list(reader)

@@ -85,7 +85,7 @@ def test_a_pulled_copy_reads_like_the_stream(
         assert again.provenance == local.provenance
         assert again.to_table(columns=["text"]).equals(table.select(["text"]))
     # With no pin at hand, the keys the pull recorded are used.
-    assert open_pulled(dest).keys.source.startswith("keys.json")
+    assert open_pulled(dest, identity=researcher.key).keys.source.startswith("keys.json")
 
     # The licence window holds offline: after the grant expires the copy refuses.
     with pytest.raises(ExpiredError):
@@ -93,7 +93,8 @@ def test_a_pulled_copy_reads_like_the_stream(
     # Only the publisher's key is trusted, and the grant must name who asks.
     with pytest.raises(UntrustedKeyError):
         open_pulled(dest, publisher_keys=[researcher.key.public])
-    assert open_pulled(dest, publisher_keys=[publisher.key.public]).provenance.grant_id
+    copy = open_pulled(dest, publisher_keys=[publisher.key.public], identity=researcher.key)
+    assert copy.provenance.grant_id
     with pytest.raises(ScopeError):
         open_pulled(dest, home=researcher.home, grantee=publisher.key.keyid)
 

@@ -39,6 +39,8 @@ TABLES = {
     "log_entries",
     "log_nodes",
     "log_checkpoints",
+    "encryption_keys",
+    "key_grants",
 }
 
 
