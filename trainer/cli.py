@@ -106,6 +106,12 @@ def train_command(
     seq_len: Annotated[int | None, typer.Option(help="Tokens per sequence.")] = None,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
     grad_accum: Annotated[int, typer.Option(help="Micro-batches per step.")] = 1,
+    mix_batches: Annotated[
+        int,
+        typer.Option(
+            help="Deal each micro-batch's sequences from N micro-batches of consecutive text."
+        ),
+    ] = 1,
     eval_every: Annotated[int, typer.Option(help="Evaluate every N steps (0: never).")] = 0,
     eval_shards: Annotated[int, typer.Option(help="Shards held out for evaluation.")] = 0,
     checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 0,
@@ -148,6 +154,12 @@ def train_command(
         f"step {result.step}, {result.tokens:,} tokens, {result.tokens_per_s:,.0f} tok/s, "
         f"data wait {result.data_wait_fraction:.1%}; checkpoint {result.checkpoint}"
     )
+    if result.evals:
+        last = result.evals[-1]
+        console.print(
+            f"held-out loss {last.loss_per_byte:.4f} nats/byte ({last.loss:.4f} nats/token) "
+            f"on shards {list(last.shards)}"
+        )
 
 
 _TRAIN_SETTINGS = (
@@ -158,6 +170,7 @@ _TRAIN_SETTINGS = (
     "seq_len",
     "lr",
     "grad_accum",
+    "mix_batches",
     "eval_every",
     "eval_shards",
     "checkpoint_every",
