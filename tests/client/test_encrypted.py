@@ -15,16 +15,20 @@ import pytest
 
 from ostraca.client.api import RegistryClient
 from ostraca.client.config import load_config
+from ostraca.client.keyflow import key_grants
 from ostraca.client.publish import PublishResult
+from ostraca.client.rekey import rekey
 from ostraca.client.stream import open_dataset
 from ostraca.protocol_spec import (
     AccessDeniedError,
     AccessRequest,
     DatasetManifest,
+    Envelope,
     sign_statement,
     utc_now,
 )
 from ostraca.protocol_spec.crypto import MissingKeyError
+from ostraca.protocol_spec.enckeys import KeyGrant
 
 from ..registry_helpers import Registry
 from .client_helpers import Identity, make_identity, read_back, sample_table
@@ -164,3 +168,40 @@ def test_column_groups_have_their_own_keys(
         assert ds.to_table().equals(table.select(["id", "score"]))
         assert ds.data_keys is not None
         assert set(ds.data_keys.keys()[1]) == {"default"}
+
+
+def test_rekey_after_a_revocation(
+    tmp_path: Path,
+    registry: str,
+    publisher: Identity,
+    researcher: Identity,
+    publish_table: Callable[..., PublishResult],
+) -> None:
+    table = sample_table(300)
+    v1 = publish_table(table, column_groups={"pii": ["text"]})
+    revoked = make_identity(tmp_path, registry, "revoked", "researcher")
+    gone = grant_access(publisher.client, revoked.client, DATASET)
+    grant_access(publisher.client, researcher.client, DATASET)
+    publisher.client.revoke(gone.grant_id)
+    v2 = rekey(publisher.client, DATASET)
+    old, new = manifest_of(publisher.client, v1), manifest_of(publisher.client, v2)
+    assert (new.version, new.column_groups) == (2, old.column_groups)
+    assert old.encryption is not None
+    assert new.encryption is not None
+    assert old.encryption["pii"].key_commitment != new.encryption["pii"].key_commitment
+    with open_dataset(DATASET, client=researcher.client) as ds:
+        assert ds.manifest.statement.version == 2
+        assert ds.to_table().equals(table)
+    # The revoked grantee was given no key of the new version.
+    grants = key_grants(publisher.client, DATASET)
+    assert all(
+        2 not in {k.version for k in KeyGrant.from_json_obj(payload_of(g.envelope)).keys}
+        for g in grants
+        if g.grant_id == gone.grant_id
+    )
+    revoked.client.close()
+
+
+def payload_of(envelope: dict[str, object]) -> dict[str, object]:
+    obj: dict[str, object] = json.loads(Envelope.from_dict(envelope).payload)
+    return obj
