@@ -17,7 +17,8 @@ import typer
 from ostraca.client.tlog import LogReader
 from ostraca.client.wire import Wire
 from ostraca.protocol_spec import Envelope, MalformedError
-from ostraca.protocol_spec.merkle import InclusionProofError, leaf_hash, root_from_leaves
+from ostraca.protocol_spec.errors import InclusionProofError
+from ostraca.protocol_spec.merkle import leaf_hash, root_from_leaves
 from ostraca.protocol_spec.models import utc_now
 
 from .common import JsonOpt, config, console, print_json

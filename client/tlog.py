@@ -37,7 +37,6 @@ from ostraca.protocol_spec import (
     RevokedError,
 )
 from ostraca.protocol_spec.checkpoint import (
-    EquivocationError,
     SignedCheckpoint,
     open_checkpoint,
     require_fresh,
@@ -45,10 +44,10 @@ from ostraca.protocol_spec.checkpoint import (
     verify_entry_inclusion,
 )
 from ostraca.protocol_spec.envelope import MAX_ENVELOPE_BYTES
+from ostraca.protocol_spec.errors import EquivocationError, InclusionProofError
 from ostraca.protocol_spec.merkle import (
     ConsistencyProof,
     InclusionProof,
-    InclusionProofError,
     hash_from_b64,
     leaf_hash,
     verify_range,

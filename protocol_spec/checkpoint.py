@@ -26,10 +26,16 @@ from datetime import UTC, datetime, timedelta
 
 from .errors import (
     ConflictError,
+    ConsistencyProofError,
+    EquivocationError,
+    InclusionProofError,
+    MalformedCheckpointError,
     MalformedError,
     RollbackError,
+    StaleCheckpointError,
     UntrustedKeyError,
     VerificationError,
+    WitnessQuorumError,
 )
 from .keys import SigningKey, VerifyKey
 from .merkle import (
@@ -37,9 +43,7 @@ from .merkle import (
     HASH_SIZE,
     MAX_PROOF_HASHES,
     MAX_TREE_SIZE,
-    ConsistencyProofError,
     InclusionProof,
-    InclusionProofError,
     hash_from_b64,
     leaf_hash,
     verify_consistency,
@@ -58,53 +62,6 @@ from .verify import CLOCK_SKEW
 
 DEFAULT_MAX_AGE = timedelta(hours=24)
 """A client refuses a checkpoint signed longer ago than this (issue 13: default 24 h)."""
-
-
-class MalformedCheckpointError(MalformedError):
-    code = "malformed_checkpoint"
-    title = "Malformed checkpoint"
-
-
-class StaleCheckpointError(VerificationError):
-    code = "stale_checkpoint"
-    title = "Checkpoint is older than the maximum age"
-
-
-class WitnessQuorumError(UntrustedKeyError):
-    code = "witness_quorum"
-    title = "Too few known witnesses cosigned the checkpoint"
-
-
-class EquivocationError(VerificationError):
-    """Two checkpoints signed by the same log that no consistency proof joins: a forked log.
-    ``trusted`` and ``presented`` are both signed notes, exactly as received; with ``proof`` they
-    are the evidence anyone can check."""
-
-    code = "equivocation"
-    http_status = 409
-    title = "The log presented two inconsistent checkpoints"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        trusted: bytes = b"",
-        presented: bytes = b"",
-        proof: Sequence[bytes] = (),
-        hint: str | None = None,
-    ) -> None:
-        super().__init__(message, hint=hint)
-        self.trusted = trusted
-        self.presented = presented
-        self.proof = tuple(proof)
-
-    def evidence(self) -> str:
-        lines = "".join(f"{base64.b64encode(h).decode()}\n" for h in self.proof) or "(empty)\n"
-        return (
-            f"checkpoint trusted before:\n{self.trusted.decode('utf-8', 'replace')}\n"
-            f"checkpoint presented now:\n{self.presented.decode('utf-8', 'replace')}\n"
-            f"consistency proof offered:\n{lines}"
-        )
 
 
 def _hash(text: str, what: str) -> bytes:

@@ -29,10 +29,19 @@ answers with; it lives here so the mapping is written once.
     ├── RangeNotSatisfiableError       range_not_satisfiable 416
     ├── UnavailableError               unavailable        503
     └── InsufficientStorageError       insufficient_storage 507
+
+The transparency log's (LOG.md section 9): ``MalformedNoteError`` (malformed_note) and
+``MalformedCheckpointError`` (malformed_checkpoint) under MalformedError; ``ProofError``
+(bad_proof) with ``InclusionProofError`` (bad_inclusion_proof) and ``ConsistencyProofError``
+(bad_consistency_proof), ``StaleCheckpointError`` (stale_checkpoint) and ``EquivocationError``
+(equivocation, 409) under VerificationError; ``WitnessQuorumError`` (witness_quorum) under
+UntrustedKeyError.
 """
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Sequence
 from typing import ClassVar
 
 
@@ -174,6 +183,78 @@ class InsufficientStorageError(OstracaError):
     code = "insufficient_storage"
     http_status = 507
     title = "Insufficient storage"
+
+
+# The transparency log's errors (LOG.md section 9).
+
+
+class ProofError(VerificationError):
+    """A Merkle proof does not prove what it claims."""
+
+    code = "bad_proof"
+    title = "Merkle proof does not verify"
+
+
+class InclusionProofError(ProofError):
+    code = "bad_inclusion_proof"
+    title = "Inclusion proof does not verify"
+
+
+class ConsistencyProofError(ProofError):
+    code = "bad_consistency_proof"
+    title = "Consistency proof does not verify"
+
+
+class MalformedNoteError(MalformedError):
+    code = "malformed_note"
+    title = "Malformed signed note"
+
+
+class MalformedCheckpointError(MalformedError):
+    code = "malformed_checkpoint"
+    title = "Malformed checkpoint"
+
+
+class StaleCheckpointError(VerificationError):
+    code = "stale_checkpoint"
+    title = "Checkpoint is older than the maximum age"
+
+
+class WitnessQuorumError(UntrustedKeyError):
+    code = "witness_quorum"
+    title = "Too few known witnesses cosigned the checkpoint"
+
+
+class EquivocationError(VerificationError):
+    """Two checkpoints signed by the same log that no consistency proof joins: a forked log.
+    ``trusted`` and ``presented`` are both signed notes, exactly as received; with ``proof`` they
+    are the evidence anyone can check."""
+
+    code = "equivocation"
+    http_status = 409
+    title = "The log presented two inconsistent checkpoints"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        trusted: bytes = b"",
+        presented: bytes = b"",
+        proof: Sequence[bytes] = (),
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.trusted = trusted
+        self.presented = presented
+        self.proof = tuple(proof)
+
+    def evidence(self) -> str:
+        lines = "".join(f"{base64.b64encode(h).decode()}\n" for h in self.proof) or "(empty)\n"
+        return (
+            f"checkpoint trusted before:\n{self.trusted.decode('utf-8', 'replace')}\n"
+            f"checkpoint presented now:\n{self.presented.decode('utf-8', 'replace')}\n"
+            f"consistency proof offered:\n{lines}"
+        )
 
 
 def _all_subclasses(cls: type[OstracaError]) -> list[type[OstracaError]]:

@@ -31,7 +31,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import MalformedError, VerificationError
+from .errors import (
+    ConsistencyProofError,
+    InclusionProofError,
+    MalformedError,
+    ProofError,
+    VerificationError,
+)
 
 HASH_SIZE = 32
 MAX_TREE_SIZE = 2**63 - 1
@@ -45,23 +51,6 @@ EMPTY_ROOT = hashlib.sha256(b"").digest()
 NodeSource = Callable[[int, int], bytes]
 """``node(level, index)``: the root of the perfect subtree of ``2**level`` leaves starting at leaf
 ``index * 2**level``. Only nodes of complete subtrees are ever asked for."""
-
-
-class ProofError(VerificationError):
-    """A Merkle proof does not prove what it claims."""
-
-    code = "bad_proof"
-    title = "Merkle proof does not verify"
-
-
-class InclusionProofError(ProofError):
-    code = "bad_inclusion_proof"
-    title = "Inclusion proof does not verify"
-
-
-class ConsistencyProofError(ProofError):
-    code = "bad_consistency_proof"
-    title = "Consistency proof does not verify"
 
 
 def leaf_hash(entry: bytes) -> bytes:

@@ -20,7 +20,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .errors import MalformedError, SignatureError, UntrustedKeyError
+from .errors import MalformedNoteError, SignatureError, UntrustedKeyError
 from .keys import SigningKey, VerifyKey
 
 ED25519 = 0x01
@@ -34,11 +34,6 @@ MAX_NOTE_SIZE = 256 * 1024
 MAX_SIGNATURES = 100
 MAX_TIMESTAMP = 2**63 - 1
 _DASH = "\u2014 "
-
-
-class MalformedNoteError(MalformedError):
-    code = "malformed_note"
-    title = "Malformed signed note"
 
 
 def _b64decode(text: str, what: str) -> bytes:

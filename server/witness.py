@@ -33,8 +33,8 @@ from ostraca.protocol_spec.checkpoint import (
     cosign_checkpoint,
     open_checkpoint,
 )
-from ostraca.protocol_spec.errors import ConflictError, MalformedError, OstracaError
-from ostraca.protocol_spec.merkle import NodeSource, ProofError, consistency_proof
+from ostraca.protocol_spec.errors import ConflictError, MalformedError, OstracaError, ProofError
+from ostraca.protocol_spec.merkle import NodeSource, consistency_proof
 from ostraca.protocol_spec.models import utc_now
 from ostraca.protocol_spec.note import COSIGNATURE_V1, Note, NoteSignature, NoteSigner, NoteVerifier
 

@@ -21,11 +21,7 @@ from ostraca.protocol_spec import (
 from ostraca.protocol_spec.checkpoint import (
     DEFAULT_MAX_AGE,
     Checkpoint,
-    EquivocationError,
-    MalformedCheckpointError,
     SignedCheckpoint,
-    StaleCheckpointError,
-    WitnessQuorumError,
     WitnessRequest,
     check_witness_request,
     cosign_checkpoint,
@@ -36,22 +32,17 @@ from ostraca.protocol_spec.checkpoint import (
     verify_checkpoint_update,
     verify_entry_inclusion,
 )
-from ostraca.protocol_spec.merkle import (
-    EMPTY_ROOT,
+from ostraca.protocol_spec.errors import (
     ConsistencyProofError,
-    InclusionProof,
+    EquivocationError,
     InclusionProofError,
-    MerkleTree,
-    leaf_hash,
-)
-from ostraca.protocol_spec.note import (
-    COSIGNATURE_V1,
+    MalformedCheckpointError,
     MalformedNoteError,
-    Note,
-    NoteSignature,
-    NoteSigner,
-    NoteVerifier,
+    StaleCheckpointError,
+    WitnessQuorumError,
 )
+from ostraca.protocol_spec.merkle import EMPTY_ROOT, InclusionProof, MerkleTree, leaf_hash
+from ostraca.protocol_spec.note import COSIGNATURE_V1, Note, NoteSignature, NoteSigner, NoteVerifier
 
 ORIGIN = "registry.test/log"
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

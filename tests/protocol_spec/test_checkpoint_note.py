@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from ostraca.protocol_spec import MalformedError, SignatureError, SigningKey, UntrustedKeyError
+from ostraca.protocol_spec.errors import MalformedNoteError
 from ostraca.protocol_spec.note import (
     COSIGNATURE_V1,
     ED25519,
     MAX_NOTE_SIZE,
-    MalformedNoteError,
     Note,
     NoteSignature,
     NoteSigner,

@@ -10,13 +10,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ostraca.protocol_spec import MalformedError
+from ostraca.protocol_spec.errors import ConsistencyProofError, InclusionProofError
 from ostraca.protocol_spec.merkle import (
     EMPTY_ROOT,
     MAX_TREE_SIZE,
     ConsistencyProof,
-    ConsistencyProofError,
     InclusionProof,
-    InclusionProofError,
     MerkleTree,
     consistency_proof,
     inclusion_proof,

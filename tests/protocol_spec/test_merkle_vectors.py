@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
+from ostraca.protocol_spec.errors import ProofError
 from ostraca.protocol_spec.merkle import (
     EMPTY_ROOT,
     MerkleTree,
     NodeSource,
-    ProofError,
     inclusion_proof,
     leaf_hash,
     node_hash,
