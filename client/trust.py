@@ -43,6 +43,7 @@ import fcntl
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -58,10 +59,12 @@ from ostraca.protocol_spec import (
     Verified,
     VerifyKey,
     split_dataset,
+    verify_chain,
     verify_manifest,
     walk_rotations,
 )
 from ostraca.protocol_spec.models import TIMESTAMP_FORMAT, utc_now
+from ostraca.protocol_spec.verify import RetiredKeys
 
 from .files import atomic_write
 
@@ -258,9 +261,9 @@ class TrustStore:
                 f"the trusted manifest of {dataset} version {entry['latest']} is missing",
                 hint=f"restore {self.manifests_dir} or remove {dataset} from {self.path}",
             ) from exc
-        verified = _verify_with_retired(
+        verified = verify_manifest(
             Envelope.from_json(raw),
-            keys=keys,
+            publisher_keys=keys,
             retired=self.retired(split_dataset(dataset)[0]),
             now=now,
             dataset=dataset,
@@ -332,35 +335,6 @@ def _retired_of(entry: Any, path: Path, namespace: str) -> dict[str, tuple[Verif
     return out
 
 
-def _verify_with_retired(
-    envelope: Envelope,
-    *,
-    keys: Mapping[str, VerifyKey],
-    retired: Mapping[str, tuple[VerifyKey, datetime]],
-    now: datetime,
-    dataset: str,
-    previous: Verified[DatasetManifest] | None = None,
-) -> Verified[DatasetManifest]:
-    """``verify_manifest`` with the active ``keys`` and the retired ones, where a retired key
-    only verifies a manifest created no later than its rotation."""
-    trusted = {k: key for k, (key, _until) in retired.items()}
-    trusted.update(keys)
-    v = verify_manifest(
-        envelope, publisher_keys=trusted, now=now, dataset=dataset, previous=previous
-    )
-    signer = v.signer.keyid
-    if signer not in keys and signer in retired:
-        until = retired[signer][1]
-        if v.statement.created > until:
-            raise UntrustedKeyError(
-                f"{dataset} version {v.statement.version} is signed by key {signer[:16]}…, "
-                f"created after that key was rotated away ({until:%Y-%m-%dT%H:%M:%SZ})",
-                hint="a rotated key signs nothing new: this manifest may be forged with an old "
-                "(perhaps stolen) key; report it to the publisher",
-            )
-    return v
-
-
 def _keys_of(entry: Any, path: Path, namespace: str) -> dict[str, VerifyKey]:
     raw = entry.get("keys") if isinstance(entry, dict) else None
     if not isinstance(raw, dict) or not raw:
@@ -407,30 +381,24 @@ def resolve_manifest(
     namespace, _ = split_dataset(dataset)
     retired = store.retired(namespace)
 
-    def check(
-        e: Envelope, previous: Verified[DatasetManifest] | None = None
-    ) -> Verified[DatasetManifest]:
-        return _verify_with_retired(
-            e, keys=keys, retired=retired, now=now, dataset=dataset, previous=previous
-        )
-
+    verifier = _Verifier(keys=keys, retired=retired, now=now, dataset=dataset)
     trusted = store.trusted_manifest(dataset, keys=keys, now=now)
     env = source.get_manifest_envelope(dataset, "latest" if version is None else version)
     claimed = _peek_version(env)
     if version is not None and claimed != version:
         raise ChainError(f"asked for {dataset} version {version}, the registry sent {claimed}")
     if trusted is None or claimed == trusted.statement.version:
-        v = check(env, trusted)
+        v = verifier.check(env, trusted)
         seen = [(v, env)]
     elif claimed > trusted.statement.version:
         between = [
             source.get_manifest_envelope(dataset, k)
             for k in range(trusted.statement.version + 1, claimed)
         ]
-        seen = _walk(check, trusted, [*between, env])
+        seen = verifier.walk(trusted, [*between, env])
         v = seen[-1][0]
     elif version is None:
-        check(env)
+        verifier.check(env)
         raise RollbackError(
             f"the registry's latest {dataset} is version {claimed}, older than version "
             f"{trusted.statement.version} which this client has already verified",
@@ -438,33 +406,53 @@ def resolve_manifest(
             "rolled-back data; try again later or report it to the registry operator",
         )
     else:
-        v = check(env)
-        seen = _older_version(source, store, check, v, env, trusted)
+        v = verifier.check(env)
+        seen = _older_version(source, store, verifier, v, env, trusted)
     store.remember(seen)
     return v, env
 
 
-_Check = Callable[[Envelope, Verified[DatasetManifest] | None], Verified[DatasetManifest]]
 _Seen = list[tuple[Verified[DatasetManifest], Envelope]]
 
 
-def _walk(
-    check: _Check, start: Verified[DatasetManifest] | None, envelopes: list[Envelope]
-) -> _Seen:
-    """``verify_chain`` that keeps every link (the trust store remembers each version's digest)
-    and checks each against the retired keys' windows, which ``verify_chain`` does not know."""
-    seen: _Seen = []
-    current = start
-    for e in envelopes:
-        current = check(e, current)
-        seen.append((current, e))
-    return seen
+@dataclass(frozen=True)
+class _Verifier:
+    """One dataset's manifests checked against the namespace's keys (SPEC.md 5.1)."""
+
+    keys: Mapping[str, VerifyKey]
+    retired: RetiredKeys
+    now: datetime
+    dataset: str
+
+    def check(
+        self, envelope: Envelope, previous: Verified[DatasetManifest] | None = None
+    ) -> Verified[DatasetManifest]:
+        return verify_manifest(
+            envelope,
+            publisher_keys=self.keys,
+            retired=self.retired,
+            now=self.now,
+            dataset=self.dataset,
+            previous=previous,
+        )
+
+    def walk(self, start: Verified[DatasetManifest] | None, envelopes: list[Envelope]) -> _Seen:
+        """Every link from ``start`` (the trust store remembers each version's digest)."""
+        links = verify_chain(
+            envelopes,
+            publisher_keys=self.keys,
+            retired=self.retired,
+            now=self.now,
+            dataset=self.dataset,
+            trusted=start,
+        )
+        return list(zip(links, envelopes, strict=True))
 
 
 def _older_version(
     source: ManifestSource,
     store: TrustStore,
-    check: _Check,
+    verifier: _Verifier,
     v: Verified[DatasetManifest],
     env: Envelope,
     trusted: Verified[DatasetManifest],
@@ -478,7 +466,7 @@ def _older_version(
             source.get_manifest_envelope(dataset, k)
             for k in range(claimed + 1, trusted.statement.version + 1)
         ]
-        seen = _walk(check, v, later)
+        seen = verifier.walk(v, later)
         if (seen[-1][0] if seen else v).digest != trusted.digest:
             raise ChainError(
                 f"{dataset} version {claimed} does not lead to the trusted version "

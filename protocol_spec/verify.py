@@ -19,7 +19,6 @@ from .envelope import Envelope, require_signature, sign_envelope, verify_envelop
 from .errors import (
     ChainError,
     ExpiredError,
-    MalformedError,
     NotYetValidError,
     RevokedError,
     RollbackError,
@@ -150,6 +149,10 @@ def verify_link(manifest: DatasetManifest, digest: str, *, previous: ChainHead) 
         )
 
 
+RetiredKeys = Mapping[str, tuple[VerifyKey, datetime]]
+"""Keys rotated away from a namespace, each with the time of its rotation (SPEC.md 5.5)."""
+
+
 def verify_manifest(
     envelope: Envelope,
     *,
@@ -157,6 +160,7 @@ def verify_manifest(
     now: datetime,
     dataset: str | None = None,
     previous: Verified[DatasetManifest] | ChainHead | None = None,
+    retired: RetiredKeys | None = None,
 ) -> Verified[DatasetManifest]:
     """Verify a dataset manifest (SPEC.md 5.1).
 
@@ -165,10 +169,22 @@ def verify_manifest(
     rollback, the same version with another digest or a successor that does not link to it is a
     fork, and a gap must be closed by verifying the intermediate versions first (M8,
     :func:`verify_link`). A :class:`ChainHead` stands for the previous manifest where only its
-    place in the chain is known (a registry's latest version).
+    place in the chain is known (a registry's latest version). ``retired`` keys of the
+    namespace verify only manifests created no later than their rotation.
     """
-    v = _open(envelope, DatasetManifest, publisher_keys)  # M1–M4
+    trusted = {k: key for k, (key, _until) in (retired or {}).items()}
+    trusted.update(publisher_keys)
+    v = _open(envelope, DatasetManifest, trusted)  # M1–M4
     m = v.statement
+    signer = v.signer.keyid
+    if retired and signer not in publisher_keys and m.created > retired[signer][1]:
+        # M4: a rotated key signs nothing new.
+        raise UntrustedKeyError(
+            f"{m.dataset} version {m.version} is signed by key {signer[:16]}…, created after "
+            f"that key was rotated away ({retired[signer][1]:%Y-%m-%dT%H:%M:%SZ})",
+            hint="a rotated key signs nothing new: this manifest may be forged with an old "
+            "(perhaps stolen) key; report it to the publisher",
+        )
     # M5: the manifest names the key that signed it.
     _names_signer(v.signer, m.publisher, "manifest names a publisher key other than its signer")
     # M6: it is the dataset the caller asked for.
@@ -193,16 +209,23 @@ def verify_chain(
     now: datetime,
     dataset: str,
     trusted: Verified[DatasetManifest] | ChainHead | None = None,
-) -> Verified[DatasetManifest]:
-    """Walk consecutive manifests from ``trusted`` (or version 1) and return the newest."""
+    retired: RetiredKeys | None = None,
+) -> list[Verified[DatasetManifest]]:
+    """Walk consecutive manifests from ``trusted`` (or version 1): every link, in order (the
+    last is the newest), each verified by :func:`verify_manifest` against the one before."""
+    links: list[Verified[DatasetManifest]] = []
     current = trusted
     for env in envelopes:
         current = verify_manifest(
-            env, publisher_keys=publisher_keys, now=now, dataset=dataset, previous=current
+            env,
+            publisher_keys=publisher_keys,
+            now=now,
+            dataset=dataset,
+            previous=current,
+            retired=retired,
         )
-    if not isinstance(current, Verified):
-        raise MalformedError("no manifests to verify")
-    return current
+        links.append(current)
+    return links
 
 
 class GrantTerms(Protocol):
