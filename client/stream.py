@@ -467,6 +467,7 @@ def open_dataset(
             grantee=client_.keyid,
             now=now,
             columns=columns,
+            successors=store.successors(ns, manifest.signer.keyid),
         )
         check_statements(client_, [envelope, grant_env], now=now)  # LOG.md L1-L13
         fetcher = BlobFetcher(

@@ -155,6 +155,28 @@ class TrustStore:
         entry = self._read()["namespaces"].get(namespace)
         return {} if entry is None else _retired_of(entry, self.path, namespace)
 
+    def successors(self, namespace: str, keyid: str) -> dict[str, VerifyKey]:
+        """The keys ``keyid`` of ``namespace`` was rotated to, link by link up to a pinned key
+        (only verified rotations are ever recorded here): they may grant what it signed."""
+        entry = self._read()["namespaces"].get(namespace)
+        if entry is None:
+            return {}
+        links = entry.get("retired") or {}
+        retired, pinned = (
+            _retired_of(entry, self.path, namespace),
+            _keys_of(entry, self.path, namespace),
+        )
+        out: dict[str, VerifyKey] = {}
+        current = keyid
+        while isinstance(links.get(current), dict) and current not in out:
+            nxt = links[current].get("successor")
+            key = pinned.get(nxt) or (retired[nxt][0] if nxt in retired else None)
+            if key is None:
+                break
+            out[nxt] = key
+            current = nxt
+        return out
+
     def pin(self, namespace: str, keys: Mapping[str, VerifyKey], *, source: str = "config") -> None:
         """Pin exactly ``keys`` for ``namespace`` (replacing any earlier pin)."""
         if not keys:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 
 import pyarrow as pa
@@ -24,6 +24,7 @@ from ostraca.protocol_spec import (
     ScopeError,
     VerificationError,
     Verified,
+    VerifyKey,
     verify_grant,
 )
 from ostraca.protocol_spec.crypto import MissingKeyError, ShardCipher
@@ -229,6 +230,7 @@ def find_grant(
     grantee: str,
     now: datetime,
     columns: Sequence[str] | None,
+    successors: Mapping[str, VerifyKey] | None = None,
 ) -> tuple[Verified[AccessGrant], Envelope]:
     """The caller's best grant for ``manifest`` among ``items``, verified locally.
 
@@ -247,7 +249,13 @@ def find_grant(
         try:
             env = Envelope.from_dict(item.envelope)
             v = verify_grant(
-                env, manifest=manifest, grantee=grantee, now=now, revoked=revoked, columns=columns
+                env,
+                manifest=manifest,
+                grantee=grantee,
+                now=now,
+                revoked=revoked,
+                columns=columns,
+                successors=successors,
             )
         except OstracaError as exc:
             failures.append(exc)

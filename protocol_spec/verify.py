@@ -285,15 +285,19 @@ def verify_grant(
     now: datetime,
     revoked: Collection[str] = (),
     columns: Collection[str] | None = None,
+    successors: Mapping[str, VerifyKey] | None = None,
 ) -> Verified[AccessGrant]:
     """Verify that ``envelope`` grants ``grantee`` access to ``manifest``'s version (SPEC.md 5.2).
 
-    The grant must be signed by the key that signed the manifest. ``revoked`` holds grant ids
-    the caller knows to be revoked; ``columns`` the columns about to be read (``None``: the
-    columns the grant covers, :func:`granted_columns`).
+    The grant must be signed by the key that signed the manifest, or by a key that key was
+    rotated to (``successors``: the keys reached from the manifest's signer by verified key
+    rotations, 5.5), so a publisher who rotated can still grant its older versions.
+    ``revoked`` holds grant ids the caller knows to be revoked; ``columns`` the columns about to
+    be read (``None``: the columns the grant covers, :func:`granted_columns`).
     """
     publisher = manifest.signer
-    v = open_grant(envelope, publisher_keys={publisher.keyid: publisher})  # G1–G5
+    trusted = {publisher.keyid: publisher, **(successors or {})}
+    v = open_grant(envelope, publisher_keys=trusted)  # G1–G5
     g, m = v.statement, manifest.statement
     # G6: it is a grant for this dataset.
     if g.dataset != m.dataset:

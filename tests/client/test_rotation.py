@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import stat
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,10 @@ from ostraca.client.api import RegistryClient
 from ostraca.client.config import load_config
 from ostraca.client.keystore import load_signing_key, public_path, save_signing_key
 from ostraca.client.publish import PublishResult, publish
+from ostraca.client.stream import open_dataset
 from ostraca.client.trust import OfferedKeys, TrustStore, resolve_manifest
 from ostraca.protocol_spec import (
+    AccessGrant,
     AuthenticationError,
     Envelope,
     KeyRotation,
@@ -26,6 +29,7 @@ from ostraca.protocol_spec import (
     UntrustedKeyError,
     sign_statement,
     utc_now,
+    verify_grant,
     verify_key_rotation,
 )
 
@@ -271,3 +275,58 @@ def test_rotated_identity_cannot_log_in(publisher: Identity, tmp_path: Path) -> 
             stale.login()
     finally:
         stale.close()
+
+
+def test_a_grant_by_the_new_key_covers_versions_the_old_key_signed(
+    publisher: Identity, researcher: Identity
+) -> None:
+    """After ``rotate-key`` the publisher grants its older versions with its new key: the grant
+    verifies along the rotation chain (SPEC.md 5.2), so the researcher reads version 1.
+    (Unencrypted: what rotation does to encrypted versions' key escrow is ENCRYPTION.md's.)"""
+    v1 = publish(
+        publisher.client,
+        sample_table(200),
+        dataset=DATASET,
+        license="CC-BY-4.0",
+        terms=TERMS,
+        encrypt=False,
+        progress=False,
+    )
+    # The researcher pins the old key before the rotation.
+    store = TrustStore(researcher.home)
+    store.keys_for(NAMESPACE, offered=researcher.client.namespace_keys(NAMESPACE), now=utc_now())
+    old, new = publisher.key, SigningKey.generate()
+    publisher.client.rotate_key(new, reason="laptop lost")
+    request = researcher.client.request_access(DATASET, purpose="after the rotation")
+    grant = publisher.client.approve(request.request_id, expires=utc_now() + timedelta(days=1))
+    assert grant.publisher == new.keyid
+    with open_dataset(DATASET, version=1, client=researcher.client) as ds:
+        assert ds.manifest.signer.keyid == old.keyid
+        assert ds.grant.signer.keyid == new.keyid
+        assert sum(b.num_rows for b in ds) == 200
+    assert ds.provenance.manifest_digest == v1.digest
+    # Only keys the manifest's signer was rotated to count: a stranger's key grants nothing.
+    stranger = SigningKey.generate()
+    forged = sign_statement(
+        AccessGrant(
+            dataset=DATASET,
+            publisher=stranger.keyid,
+            grantee=researcher.keyid,
+            request=request.request_id,
+            min_version=1,
+            max_version=None,
+            not_before=utc_now(),
+            expires=utc_now() + timedelta(days=1),
+            created=utc_now(),
+        ),
+        [stranger],
+    )
+    with pytest.raises(UntrustedKeyError):
+        verify_grant(
+            forged,
+            manifest=ds.manifest,
+            grantee=researcher.keyid,
+            now=utc_now(),
+            successors=store.successors(NAMESPACE, old.keyid),
+        )
+    assert set(store.successors(NAMESPACE, old.keyid)) == {new.keyid}
