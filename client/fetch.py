@@ -52,6 +52,7 @@ from ostraca.protocol_spec.errors import UnavailableError
 from .config import DEFAULT_LIMITS, ReadLimits
 from .problems import error_from_problem
 from .receive import BodyReader, StalledError, deadline_alarm
+from .redirects import presigned
 
 BUFFER_BYTES = 1024 * 1024
 MAX_PROBLEM_BYTES = 64 * 1024
@@ -423,6 +424,10 @@ class BlobFetcher:
         with deadline_alarm(conn, deadline):
             conn.request("GET", self.path(digest), headers=headers)
             resp = conn.getresponse()
+            if resp.status == 307:  # a pre-signed URL: the object store sends the bytes
+                with presigned(resp, pos, size - 1, self.limits, self.timeout, deadline) as got:
+                    self._receive(*got, progress, size, sink)
+                return
             if resp.status >= 400:
                 body = resp.read(MAX_PROBLEM_BYTES)
                 if resp.length:  # more than we care to read: do not reuse the connection

@@ -40,6 +40,7 @@ from ostraca.protocol_spec.wire import (
 from .access import Decision, ReadFacts, decide_read, grant_still_valid, lookup_read, not_listed
 from .audit import audit_writer
 from .db import Blob, Namespace, NamespaceBlob, UploadSession
+from .delivery import offloaded_read
 from .deps import (
     AppContext,
     Caller,
@@ -51,8 +52,9 @@ from .deps import (
     _bearer,
 )
 from .parsing import ascii_uint, require_uint
-from .problems import RangeError, UploadOffsetError
+from .problems import UploadOffsetError
 from .quotas import check_upload_quota, upload_expiry
+from .ranges import ByteRange, parse_range
 from .repo import (
     advance_upload,
     dataset_name,
@@ -67,7 +69,6 @@ router = APIRouter(prefix="/v1", tags=["blobs"])
 
 _DIGEST_RE = re.compile(r"^sha256:([0-9a-f]{64})$")
 _UPLOAD_RE = re.compile(r"^[0-9a-f]{32}$")
-_RANGE_RE = re.compile(r"^bytes=([0-9]{0,18})-([0-9]{0,18})$")
 WRITE_BUFFER = 1024 * 1024
 RECHECK_BYTES = 8 * 1024 * 1024
 """While streaming on a grant, re-check revocation and expiry every this many bytes."""
@@ -305,35 +306,6 @@ def cancel_upload(
 # --- reading ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Range:
-    start: int
-    end: int
-    partial: bool
-
-
-def parse_range(header: str | None, size: int) -> _Range:
-    """One ``bytes=a-b`` / ``bytes=a-`` / ``bytes=-n`` range (RFC 9110 14.1.2)."""
-    if header is None:
-        return _Range(0, size - 1, partial=False)
-    m = _RANGE_RE.match(header.strip())
-    if m is None or (not m.group(1) and not m.group(2)):
-        raise RangeError(f"unsupported Range {header[:100]!r}: use one bytes=a-b", size=size)
-    first, last = m.group(1), m.group(2)
-    if not first:
-        suffix = int(last)
-        if suffix == 0:
-            raise RangeError("an empty suffix range selects nothing", size=size)
-        return _Range(max(0, size - suffix), size - 1, partial=True)
-    start = int(first)
-    end = size - 1 if not last else min(int(last), size - 1)
-    if last and int(last) < start:
-        raise RangeError(f"range end {last} is before its start {start}", size=size)
-    if start >= size:
-        raise RangeError(f"range starts at {start}, the blob has {size} bytes", size=size)
-    return _Range(start, end, partial=True)
-
-
 def _blob_headers(hexdigest: str) -> dict[str, str]:
     return {
         "ETag": f'"sha256:{hexdigest}"',
@@ -420,7 +392,9 @@ def head_namespace_blob(
     return _size_response(hexdigest, sizes[hexdigest])
 
 
-def _stream(ctx: AppContext, hexdigest: str, rng: _Range, grant_id: str | None) -> Iterator[bytes]:
+def _stream(
+    ctx: AppContext, hexdigest: str, rng: ByteRange, grant_id: str | None
+) -> Iterator[bytes]:
     """The body of a large read; runs on worker threads, one block per hop."""
     since_check = 0
     for block in ctx.storage.read_range(hexdigest, rng.start, rng.end):
@@ -438,7 +412,7 @@ def _stream(ctx: AppContext, hexdigest: str, rng: _Range, grant_id: str | None) 
 class _Plan:
     headers: dict[str, str]
     status: int
-    rng: _Range
+    rng: ByteRange
     decision: Decision
     audited: bool
     """The read's audit event is committed (``False``: 304, nothing is served)."""
@@ -446,12 +420,23 @@ class _Plan:
     """The whole body when the range is small (read in the same worker-thread call)."""
 
 
-def _plan_get(ctx: AppContext, request: Request, dataset: str, hexdigest: str) -> _Plan:
+def _plan_get(ctx: AppContext, request: Request, dataset: str, hexdigest: str) -> _Plan | Response:
     caller, decision, size = _authorize(ctx, request, dataset, hexdigest)
     headers = _blob_headers(hexdigest)
     if request.headers.get("if-none-match") == headers["ETag"]:
-        return _Plan(headers, 304, _Range(0, -1, False), decision, False, None)
-    rng = parse_range(request.headers.get("range"), size) if size else _Range(0, -1, False)
+        return _Plan(headers, 304, ByteRange(0, -1, False), decision, False, None)
+    rng = parse_range(request.headers.get("range"), size) if size else ByteRange(0, -1, False)
+    if size and ctx.settings.blob_delivery != "stream":  # the bytes bypass the registry
+        return offloaded_read(
+            ctx,
+            principal=caller.keyid,
+            decision=decision,
+            hexdigest=hexdigest,
+            start=rng.start,
+            end=rng.end,
+            size=size,
+            headers=headers,
+        )
     # Committed before any byte is sent (raises, so nothing is sent, if it cannot be).
     audit_writer(ctx.db.engine).record(
         now=ctx.clock(),
@@ -486,6 +471,8 @@ async def get_blob(ns: str, name: str, digest: str, request: Request, ctx: Conte
     one streamed with the grant re-checked every ``RECHECK_BYTES``."""
     dataset, hexdigest = dataset_name(ns, name), parse_digest(digest)
     plan = await run_in_threadpool(_plan_get, ctx, request, dataset, hexdigest)
+    if isinstance(plan, Response):
+        return plan
     if not plan.audited:
         return Response(status_code=304, headers=plan.headers)
     if plan.body is not None:

@@ -11,8 +11,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,8 @@ from moto.server import ThreadedMotoServer
 
 from ostraca.server.storage import BlobStorage, LocalStorage
 from ostraca.server.storage_s3 import MIN_PART_SIZE, S3Storage
+
+from .delivery_helpers import wait_until_up
 
 STORE_BACKENDS = ["local", "s3"]
 S3_KEYS = {"aws_access_key_id": "ostraca-test", "aws_secret_access_key": "ostraca-test-secret"}
@@ -44,6 +49,27 @@ def moto_endpoint() -> Iterator[str]:
     server.start()
     yield f"http://127.0.0.1:{port}"
     server.stop()
+
+
+@contextmanager
+def moto_process(log: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """moto's server in a process of its own (with ``env`` added to ours) on a free port:
+    its URL and process, until the block ends."""
+    port = free_port()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_up(f"{url}/moto-api/", proc, "moto", log)
+            yield url, proc
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
 def s3_admin(endpoint: str) -> Any:

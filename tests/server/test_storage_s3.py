@@ -8,7 +8,6 @@ import itertools
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from .storage_fixtures import (
     free_port,
     local_store,
     moto_endpoint,
+    moto_process,
     open_s3,
     s3_store,
     s3_url,
@@ -253,28 +253,8 @@ def test_missing_credentials_are_unavailable(
 @pytest.fixture
 def strict_moto(tmp_path: Path) -> Iterator[str]:
     """A moto server (its own process) that checks every request's credentials."""
-    port = free_port()
-    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
-    log = (tmp_path / "moto.log").open("wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/moto-api/", timeout=1)
-            break
-        except httpx.TransportError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError("moto did not start") from None
-            time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    server.terminate()
-    server.wait(timeout=10)
-    log.close()
+    with moto_process(tmp_path / "moto.log", INITIAL_NO_AUTH_ACTION_COUNT="0") as (url, _):
+        yield url
 
 
 def test_refused_credentials_are_unavailable(strict_moto: str) -> None:
