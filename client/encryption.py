@@ -75,6 +75,7 @@ class SealingSink:
         self._cipher = cipher
         self._piece = plaintext_piece_bytes(cipher.chunk_bytes)
         self._buffer = bytearray(self._piece)
+        self._out = memoryview(bytearray(cipher.chunk_bytes))
         self._fill = 0
         self._index = 0
         self.size = 0
@@ -96,8 +97,9 @@ class SealingSink:
         return n
 
     def _emit(self, piece: memoryview, *, final: bool) -> None:
-        sealed = self._cipher.seal_chunk(self._index, piece, final=final)
-        self._inner.write(sealed)
+        sealed = self._out[: len(piece) + TAG_BYTES]
+        self._cipher.seal_chunk_into(self._index, piece, sealed, final=final)
+        self._inner.write(sealed)  # written (and hashed) before the buffer is reused
         self._index += 1
         self.sealed += len(sealed)
 

@@ -197,6 +197,14 @@ class ShardCipher:
         aad = chunk_aad(self.context, self.shard, chunk, final=final)
         return self._aead.encrypt(chunk_nonce(self.shard, chunk), piece, aad)
 
+    def seal_chunk_into(
+        self, chunk: int, piece: bytes | memoryview, out: memoryview, *, final: bool
+    ) -> int:
+        """:meth:`seal_chunk` into ``out`` (exactly ``len(piece) + 16`` bytes): a writer that
+        reuses one buffer spares an allocation, and its page faults, per chunk."""
+        aad = chunk_aad(self.context, self.shard, chunk, final=final)
+        return self._aead.encrypt_into(chunk_nonce(self.shard, chunk), piece, aad, out)
+
     def open_chunk_into(
         self, chunk: int, sealed: bytes | memoryview, out: memoryview, *, final: bool
     ) -> int:
