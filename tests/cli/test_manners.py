@@ -63,8 +63,15 @@ def _complete(words: str) -> list[str]:
 def test_shell_completion() -> None:
     assert "publish" in _complete("ostraca pub")
     assert "--shard-size" in _complete("ostraca publish --sh")
+    # The script `--install-completion` installs (asked for by name: `--show-completion` detects
+    # the shell from the parent processes, which a test run may not have).
     script = subprocess.run(
-        [OSTRACA, "--show-completion", "bash"], capture_output=True, text=True, check=False
+        [OSTRACA],
+        env={**os.environ, "_OSTRACA_COMPLETE": "source_bash"},
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert script.returncode == 0, script.stderr
     assert "_ostraca_completion" in script.stdout
+    assert "complete -o default -F _ostraca_completion ostraca" in script.stdout
