@@ -153,6 +153,7 @@ def publish_corpus(
             shard_bytes=shard_bytes,
             compression="none",
             progress=False,
+            encrypt=False,  # the peers store plaintext: like for like
         )
         publish_s = time.perf_counter() - t0
         request = res.request_access(dataset, purpose="benchmark")
