@@ -3,7 +3,7 @@
 One method per endpoint, typed responses, and a few conveniences that build and sign a statement
 locally before sending it (:meth:`RegistryClient.request_access`, :meth:`~RegistryClient.approve`,
 :meth:`~RegistryClient.revoke`). Private keys never leave this process; the registry only ever
-sees signatures.
+sees signatures and wrapped data keys (:mod:`.keyflow`, ENCRYPTION.md).
 
 Requests and answers are the wire models of ``protocol_spec/wire.py``. Every foreign exception —
 httpx transport errors, problem+json answers, bodies that do not parse — is translated to an
@@ -385,9 +385,8 @@ class RegistryClient:
         ``terms_sha256`` pins the terms the user was shown (if the publisher changed them since,
         the registry refuses the request); by default the current terms are fetched now.
         """
-        if terms_sha256 is None:
-            terms_sha256 = self.get_dataset(dataset).terms_sha256
-        ensure_encryption_key(self)  # so that the publisher can wrap data keys to it
+        ensure_encryption_key(self)  # the publisher wraps data keys to it when approving
+        terms_sha256 = terms_sha256 or self.get_dataset(dataset).terms_sha256
         statement = AccessRequest(
             dataset=dataset,
             requester=self.keyid,
@@ -418,8 +417,8 @@ class RegistryClient:
 
     # grants and revocations
 
-    def submit_grant(self, envelope: Envelope) -> wire.GrantItem:
-        return self._post_envelope("/v1/grants", envelope, wire.GrantItem)
+    def submit_grant(self, envelope: Envelope) -> wire.GrantItem:  # then wraps its data keys
+        return approve_keys(self, self._post_envelope("/v1/grants", envelope, wire.GrantItem))
 
     def approve(
         self,
@@ -431,11 +430,9 @@ class RegistryClient:
         max_version: int | None = None,
         columns: Iterable[str] | None = None,
     ) -> wire.GrantItem:
-        """Sign an :class:`AccessGrant` answering a pending request, submit it, and wrap the
-        data keys of the encrypted versions and groups it covers to the grantee (ENCRYPTION.md
-        6). On a dataset with column groups, ``columns`` must be whole groups
-        (:class:`MalformedError` naming them otherwise): the grant then names those groups,
-        which the registry enforces."""
+        """Sign an :class:`AccessGrant` answering a pending request and submit it. On a dataset
+        with column groups, ``columns`` must be whole groups (:class:`MalformedError` naming
+        them otherwise): the grant then names those groups, which the registry enforces."""
         request = self.get_request(request_id)
         now = utc_now()
         groups = None
@@ -458,9 +455,7 @@ class RegistryClient:
             expires=expires.astimezone(UTC).replace(microsecond=0),
             created=now,
         )
-        item = self.submit_grant(sign_statement(statement, [self.key]))
-        approve_keys(self, item)
-        return item
+        return self.submit_grant(sign_statement(statement, [self.key]))
 
     def list_grants(self, *, dataset: str | None = None) -> list[wire.GrantItem]:
         params: dict[str, str | int] = {"dataset": dataset} if dataset else {}

@@ -21,6 +21,7 @@ from ostraca.protocol_spec import (
     Envelope,
     Verified,
     VerifyKey,
+    split_dataset,
     utc_now,
 )
 from ostraca.protocol_spec.crypto import DataKey, MissingKeyError
@@ -155,15 +156,14 @@ def grant_keys(
     return True
 
 
-def approve_keys(client: RegistryClient, grant: GrantItem) -> None:
-    """Wrap the escrowed keys of every version ``grant`` covers to its grantee (ENCRYPTION.md 6,
-    *Approve*); nothing for a dataset without encrypted versions. Raises
-    :class:`MissingKeyError` when there are keys to wrap and the grantee registered no
-    encryption key."""
+def approve_keys(client: RegistryClient, grant: GrantItem) -> GrantItem:
+    """Wrap the escrowed keys of every version and group ``grant`` covers to its grantee
+    (ENCRYPTION.md 6, *Approve*; nothing for a dataset without encrypted versions) and return
+    ``grant``. Raises :class:`MissingKeyError` when there are keys to wrap and the grantee
+    registered no encryption key."""
     now = utc_now()
-    ring = escrow_ring(
-        client, grant.dataset, publisher_keys={client.keyid: client.key.public}, now=now
-    )
+    publisher_keys = client.namespace_keys(split_dataset(grant.dataset)[0])  # rotated ones too
+    ring = escrow_ring(client, grant.dataset, publisher_keys=publisher_keys, now=now)
     keys = ring.keys()
     if _covered(grant, keys, now) and not grant_keys(client, grant, keys, now=now):
         raise MissingKeyError(
@@ -171,6 +171,7 @@ def approve_keys(client: RegistryClient, grant: GrantItem) -> None:
             f"stored, but it opens no encrypted version of {grant.dataset} yet",
             hint="the researcher runs `ostraca register` (or requests again), then approve anew",
         )
+    return grant
 
 
 def publish_keys(
