@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 import uvicorn
+from fastapi import FastAPI
 
 from ostraca.client.publish import PublishResult, publish
 from ostraca.server.app import create_app
@@ -52,14 +53,9 @@ def _free_socket() -> socket.socket:
 
 
 @contextmanager
-def running_registry(data_dir: Path) -> Iterator[Registry]:
-    """A registry serving ``data_dir`` (created) until the block ends."""
-    data_dir.mkdir(parents=True)
-    settings = Settings(data_dir=data_dir)
-    upgrade_to_head(settings.database_url)
-    app = create_app(settings)
+def serve_app(app: FastAPI) -> Iterator[str]:
+    """``app`` under uvicorn on a free loopback port until the block ends; yields its base URL."""
     sock = _free_socket()
-    port = sock.getsockname()[1]
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, ws="none", lifespan="on", timeout_keep_alive=30
     )
@@ -72,11 +68,21 @@ def running_registry(data_dir: Path) -> Iterator[Registry]:
             raise RuntimeError("the registry did not start")
         time.sleep(0.01)
     try:
-        yield Registry(url=f"http://127.0.0.1:{port}", data_dir=data_dir, settings=settings)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+@contextmanager
+def running_registry(data_dir: Path) -> Iterator[Registry]:
+    """A registry serving ``data_dir`` (created) until the block ends."""
+    data_dir.mkdir(parents=True)
+    settings = Settings(data_dir=data_dir)
+    upgrade_to_head(settings.database_url)
+    with serve_app(create_app(settings)) as url:
+        yield Registry(url=url, data_dir=data_dir, settings=settings)
 
 
 def publish_as(

@@ -9,42 +9,18 @@ its own audit entry.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-from fastapi import FastAPI
 from sqlalchemy import MetaData, create_engine, func, select
 
 from ostraca.server.app import create_app
 from ostraca.server.settings import Settings
 
-from ..registry_helpers import Registry, _free_socket, _ServerThread
-
-
-@contextmanager
-def serve_app(app: FastAPI) -> Iterator[str]:
-    """``app`` under uvicorn on a free loopback port; yields its base URL."""
-    sock = _free_socket()
-    config = uvicorn.Config(app, log_level="warning", access_log=False, ws="none", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = _ServerThread(server, sock)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the registry did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+from ..registry_helpers import Registry, serve_app
 
 
 @contextmanager

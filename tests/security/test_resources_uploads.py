@@ -12,8 +12,9 @@ import pytest
 from ostraca.server.app import create_app
 from ostraca.server.settings import Settings
 
+from ..registry_helpers import serve_app
 from ..server.server_helpers import Identity, MovableClock, assert_problem, new_identity
-from .security_helpers import serve_app, snapshot
+from .security_helpers import snapshot
 
 MIB = 1024 * 1024
 

@@ -13,7 +13,7 @@ from ostraca.server.app import create_app
 from ostraca.server.settings import Settings
 from ostraca.server.tlog import LogEntry, LogHead, LogNode, backfill
 
-from ..security.security_helpers import serve_app as serve
+from ..registry_helpers import serve_app as serve
 from .server_helpers import MovableClock
 from .tlog_helpers import make_world
 

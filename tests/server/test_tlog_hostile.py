@@ -35,7 +35,7 @@ from ostraca.server.app import create_app
 from ostraca.server.migrate import upgrade_to_head
 from ostraca.server.settings import Settings
 
-from ..security.security_helpers import serve_app as serve
+from ..registry_helpers import serve_app as serve
 from .server_helpers import MovableClock
 from .tlog_helpers import HostileProxy, World, make_world
 

@@ -27,7 +27,7 @@ from ostraca.server.settings import Settings
 from ostraca.server.tlog import load_log_key, log_vkey
 from ostraca.server.witness import Witness, create_witness_app
 
-from ..security.security_helpers import serve_app as serve
+from ..registry_helpers import serve_app as serve
 from .server_helpers import MovableClock
 from .tlog_helpers import World, make_world
 
