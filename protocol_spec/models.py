@@ -145,8 +145,13 @@ class Statement(_Model):
         return self
 
     def to_payload(self) -> bytes:
-        """The canonical bytes that are signed. The verifier checks the same form."""
-        return canonical_bytes(self.model_dump(mode="json"))
+        """The canonical bytes that are signed. The verifier checks the same form. A version-2
+        field left unset is left out, so a version-1 statement is exactly one (section 7)."""
+        data = self.model_dump(mode="json")
+        for name in self.V2_FIELDS:
+            if data.get(name) is None:
+                data.pop(name, None)
+        return canonical_bytes(data)
 
     @property
     def digest(self) -> str:

@@ -99,7 +99,7 @@ def create_key_grant(
         audit(
             session,
             now=now,
-            action="grant",
+            action="key_grant",
             principal=caller.keyid,
             dataset=ds.name,
             grant_id=verified.statement.grant,
