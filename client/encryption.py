@@ -32,7 +32,6 @@ from ostraca.protocol_spec.chunks import chunk_count
 from ostraca.protocol_spec.crypto import (
     TAG_BYTES,
     DataKey,
-    DecryptionError,
     GroupContext,
     ShardCipher,
     plaintext_piece_bytes,
@@ -47,6 +46,7 @@ from ostraca.protocol_spec.enckeys import (
     open_key_grant,
     verify_key_grant,
 )
+from ostraca.protocol_spec.errors import DecryptionError
 from ostraca.protocol_spec.wire import GrantItem
 
 __all__ = [

@@ -24,12 +24,13 @@ from ostraca.protocol_spec import (
     split_dataset,
     utc_now,
 )
-from ostraca.protocol_spec.crypto import DataKey, MissingKeyError
+from ostraca.protocol_spec.crypto import DataKey
 from ostraca.protocol_spec.enckeys import (
     EncryptionPrivateKey,
     EncryptionPublicKey,
     verify_encryption_key,
 )
+from ostraca.protocol_spec.errors import MissingKeyError
 from ostraca.protocol_spec.wire import (
     EncryptionKeyItem,
     EncryptionKeyList,

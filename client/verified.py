@@ -27,7 +27,8 @@ from ostraca.protocol_spec import (
     VerifyKey,
     verify_grant,
 )
-from ostraca.protocol_spec.crypto import MissingKeyError, ShardCipher
+from ostraca.protocol_spec.crypto import ShardCipher
+from ostraca.protocol_spec.errors import MissingKeyError
 from ostraca.protocol_spec.models import GroupBlob
 from ostraca.protocol_spec.verify import granted_columns
 from ostraca.protocol_spec.wire import GrantItem

@@ -29,13 +29,16 @@ import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .chunks import chunk_count
-from .errors import MalformedError, VerificationError
+from .errors import (
+    DecryptionError,
+    MalformedError,
+    WrongKeyError,
+)
 
 SCHEME = "aes-256-gcm-chunked-v1"
 """The manifest's name for this encryption of a group's shards (``"none"``: plaintext)."""
@@ -46,26 +49,6 @@ MAX_SHARD_INDEX = 2**32 - 1
 MAX_CHUNK_INDEX = 2**64 - 1
 AAD_LABEL = b"ostraca-chunk-v1\x00"
 COMMITMENT_LABEL = b"ostraca-data-key-commitment-v1\x00"
-
-
-class DecryptionError(VerificationError):
-    code: ClassVar[str] = "decryption_failed"
-    title: ClassVar[str] = "Encrypted content does not open"
-
-
-class WrongKeyError(DecryptionError):
-    code: ClassVar[str] = "wrong_key"
-    title: ClassVar[str] = "Wrong decryption key"
-
-
-class WrongRecipientError(DecryptionError):
-    code: ClassVar[str] = "wrong_recipient"
-    title: ClassVar[str] = "Wrapped key meant for another recipient"
-
-
-class MissingKeyError(DecryptionError):
-    code: ClassVar[str] = "missing_key"
-    title: ClassVar[str] = "No data key for an encrypted column group"
 
 
 def _short(name: str, what: str) -> bytes:

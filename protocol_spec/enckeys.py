@@ -29,15 +29,9 @@ from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import Field, StringConstraints, model_validator
 
-from .crypto import (
-    DataKey,
-    GroupContext,
-    MissingKeyError,
-    WrongKeyError,
-    WrongRecipientError,
-)
+from .crypto import DataKey, GroupContext
 from .envelope import Envelope
-from .errors import MalformedError
+from .errors import MalformedError, MissingKeyError, WrongKeyError, WrongRecipientError
 from .keys import SigningKey, VerifyKey
 from .models import (
     DatasetName,

@@ -35,7 +35,9 @@ The transparency log's (LOG.md section 9): ``MalformedNoteError`` (malformed_not
 (bad_proof) with ``InclusionProofError`` (bad_inclusion_proof) and ``ConsistencyProofError``
 (bad_consistency_proof), ``StaleCheckpointError`` (stale_checkpoint) and ``EquivocationError``
 (equivocation, 409) under VerificationError; ``WitnessQuorumError`` (witness_quorum) under
-UntrustedKeyError.
+UntrustedKeyError. Encryption's (ENCRYPTION.md), under VerificationError:
+``DecryptionError`` (decryption_failed) with ``WrongKeyError`` (wrong_key),
+``WrongRecipientError`` (wrong_recipient) and ``MissingKeyError`` (missing_key).
 """
 
 from __future__ import annotations
@@ -255,6 +257,29 @@ class EquivocationError(VerificationError):
             f"checkpoint presented now:\n{self.presented.decode('utf-8', 'replace')}\n"
             f"consistency proof offered:\n{lines}"
         )
+
+
+# End-to-end encryption's errors (ENCRYPTION.md).
+
+
+class DecryptionError(VerificationError):
+    code = "decryption_failed"
+    title = "Encrypted content does not open"
+
+
+class WrongKeyError(DecryptionError):
+    code = "wrong_key"
+    title = "Wrong decryption key"
+
+
+class WrongRecipientError(DecryptionError):
+    code = "wrong_recipient"
+    title = "Wrapped key meant for another recipient"
+
+
+class MissingKeyError(DecryptionError):
+    code = "missing_key"
+    title = "No data key for an encrypted column group"
 
 
 def _all_subclasses(cls: type[OstracaError]) -> list[type[OstracaError]]:

@@ -17,6 +17,7 @@ AuditAction = Literal[
     "publish",
     "request",
     "grant",
+    "key_grant",
     "deny",
     "revoke",
     "read",
@@ -24,7 +25,8 @@ AuditAction = Literal[
     "read_refused",
     "rotate_key",
 ]
-"""``read_url``: a pre-signed URL for a byte range was issued (its expiry in the detail)."""
+"""``read_url``: a pre-signed URL for a byte range was issued (its expiry in the detail);
+``key_grant``: data keys were wrapped to a grantee (or escrowed to the publisher)."""
 
 
 class AuditEntry(TypedDict):

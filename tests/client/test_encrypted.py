@@ -27,8 +27,8 @@ from ostraca.protocol_spec import (
     sign_statement,
     utc_now,
 )
-from ostraca.protocol_spec.crypto import MissingKeyError
 from ostraca.protocol_spec.enckeys import KeyGrant
+from ostraca.protocol_spec.errors import MissingKeyError
 
 from ..registry_helpers import Registry
 from .client_helpers import Identity, make_identity, read_back, sample_table

@@ -25,16 +25,9 @@ from ostraca.client.shards import HashingSink, write_options
 from ostraca.client.verified import decode_shard
 from ostraca.protocol_spec import AccessGrant, SigningKey, sign_statement
 from ostraca.protocol_spec.chunks import chunk_count
-from ostraca.protocol_spec.crypto import (
-    DataKey,
-    DecryptionError,
-    GroupContext,
-    MissingKeyError,
-    ShardCipher,
-    WrongKeyError,
-    ciphertext_size,
-)
+from ostraca.protocol_spec.crypto import DataKey, GroupContext, ShardCipher, ciphertext_size
 from ostraca.protocol_spec.enckeys import verify_encryption_key
+from ostraca.protocol_spec.errors import DecryptionError, MissingKeyError, WrongKeyError
 
 CHUNK = 65536
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

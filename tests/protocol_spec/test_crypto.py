@@ -22,12 +22,8 @@ from ostraca.protocol_spec.chunks import chunk_count
 from ostraca.protocol_spec.crypto import (
     TAG_BYTES,
     DataKey,
-    DecryptionError,
     GroupContext,
-    MissingKeyError,
     ShardCipher,
-    WrongKeyError,
-    WrongRecipientError,
     chunk_aad,
     chunk_nonce,
     ciphertext_size,
@@ -44,6 +40,12 @@ from ostraca.protocol_spec.enckeys import (
     verify_encryption_key,
     verify_key_grant,
     wrap_data_key,
+)
+from ostraca.protocol_spec.errors import (
+    DecryptionError,
+    MissingKeyError,
+    WrongKeyError,
+    WrongRecipientError,
 )
 
 CHUNK = 256

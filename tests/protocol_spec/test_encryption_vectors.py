@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 
 from ostraca.protocol_spec import Envelope, SigningKey, VerifyKey
-from ostraca.protocol_spec.crypto import DataKey, DecryptionError, GroupContext, ShardCipher
+from ostraca.protocol_spec.crypto import DataKey, GroupContext, ShardCipher
 from ostraca.protocol_spec.enckeys import (
     EncryptionPrivateKey,
     open_key_grant,
     verify_encryption_key,
     verify_key_grant,
 )
+from ostraca.protocol_spec.errors import DecryptionError
 
 ROOT = Path(__file__).parents[2]
 COMMITTED = json.loads((ROOT / "protocol_spec" / "vectors" / "encryption.json").read_text())
