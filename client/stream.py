@@ -43,14 +43,11 @@ revocation takes effect at the next shard even when its bytes were prefetched or
 from __future__ import annotations
 
 import hashlib
-import io
-import mmap
 import sys
 import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
@@ -76,6 +73,7 @@ from .config import ClientConfig, load_config
 from .encryption import KeyRing
 from .fetch import BlobFetcher, ChunkVerifier
 from .keyflow import reader_keys
+from .sinks import BytesSink, CancellableSink, ConsumerGoneError, Opened, VerifiedReader, map_view
 from .tlog import check_statements
 from .trust import TrustStore, resolve_manifest
 from .verified import VerifiedVersion, decode_shard, find_grant, zip_groups
@@ -92,82 +90,8 @@ __all__ = [
 VerifyUnit = Literal["chunk", "shard", "paranoid"]
 
 
-_Part = tuple[GroupBlob, "Future[_Opened]", "Future[None]"]
+_Part = tuple[GroupBlob, "Future[Opened]", "Future[None]"]
 """One column group's blob of a shard being read: the blob, its readiness, its fetch job."""
-
-
-class _CancelledError(Exception):
-    """The consumer went away; a prefetch stops (its partial file is kept for resume)."""
-
-
-@dataclass(slots=True)
-class _Opened:
-    """A shard ready to decode: its bytes mapped, and (while downloading) their verifier."""
-
-    view: memoryview
-    verifier: ChunkVerifier | None
-
-
-class _VerifiedReader(io.RawIOBase):
-    """File-like view of a shard that hands the Arrow decoder only verified bytes (zero-copy
-    slices of the mapped temp file), blocking until the next chunk verified."""
-
-    def __init__(self, opened: _Opened) -> None:
-        super().__init__()
-        self._view = opened.view
-        self._verifier = opened.verifier
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def read(self, size: int = -1) -> memoryview:
-        end = len(self._view) if size < 0 else min(self._pos + size, len(self._view))
-        if self._verifier is not None and end > self._pos:
-            self._verifier.wait_for(end)
-        out = self._view[self._pos : end]
-        self._pos = end
-        return out
-
-
-class _Sink:
-    """The verifier as a :class:`~.fetch.DirectSink` that stops when the consumer went away."""
-
-    def __init__(self, verifier: ChunkVerifier, cancel: threading.Event) -> None:
-        self._verifier = verifier
-        self._cancel = cancel
-
-    def window(self, limit: int) -> memoryview:
-        if self._cancel.is_set():
-            raise _CancelledError
-        return self._verifier.window(limit)
-
-    def advance(self, n: int) -> None:
-        self._verifier.advance(n)
-
-    def write(self, data: memoryview) -> None:
-        if self._cancel.is_set():
-            raise _CancelledError
-        self._verifier.write(data)
-
-
-class _BytesSink:
-    def __init__(self, limit: int) -> None:
-        self.data = bytearray()
-        self._limit = limit
-
-    def write(self, data: memoryview) -> None:
-        if len(self.data) + len(data) > self._limit:
-            raise DigestMismatchError("blob is longer than the manifest says")
-        self.data += data
-
-
-def _map(fd: int, size: int) -> memoryview:
-    mm = mmap.mmap(fd, size, prot=mmap.PROT_READ)
-    return memoryview(mm)
 
 
 class VerifiedDataset(VerifiedVersion):
@@ -239,7 +163,7 @@ class VerifiedDataset(VerifiedVersion):
                 index = order[position]
                 parts: list[_Part] = []
                 for blob in blobs(index):  # only the column groups read
-                    ready: Future[_Opened] = Future()
+                    ready: Future[Opened] = Future()
                     done = pool.submit(self._fetch_shard, index, blob, ready, cancel)
                     parts.append((blob, ready, done))
                 pending.append((index, parts))
@@ -274,13 +198,13 @@ class VerifiedDataset(VerifiedVersion):
         return f"shard {index}{part} ({m.shards[index].sha256[:12]}…) of {m.dataset}@{m.version}"
 
     def _decode(
-        self, index: int, opened: list[tuple[GroupBlob, _Opened]], cols: list[str] | None
+        self, index: int, opened: list[tuple[GroupBlob, Opened]], cols: list[str] | None
     ) -> Iterator[pa.RecordBatch]:
         """Decode the shard's blobs read and zip their batches (the same row ranges in every
         group, SPEC 2.6) into record batches of ``cols``."""
         streams = [
             decode_shard(
-                self.plaintext(index, blob, o.view if o.verifier is None else _VerifiedReader(o)),
+                self.plaintext(index, blob, o.view if o.verifier is None else VerifiedReader(o)),
                 full_schema=self.group_schema(blob.group),
                 columns=self.group_part(blob.group, cols),
                 rows=self.manifest.statement.shards[index].rows,
@@ -301,7 +225,7 @@ class VerifiedDataset(VerifiedVersion):
         cached = self.cache.read(entry.chunks, length)
         if cached is not None:
             return cached
-        sink = _BytesSink(length)
+        sink = BytesSink(length)
         self.fetcher.fetch(
             entry.chunks, size=length, sink=sink, what=f"chunk list of {self._what(index)}"
         )
@@ -314,7 +238,7 @@ class VerifiedDataset(VerifiedVersion):
         return data
 
     def _fetch_shard(
-        self, index: int, entry: GroupBlob, ready: Future[_Opened], cancel: threading.Event
+        self, index: int, entry: GroupBlob, ready: Future[Opened], cancel: threading.Event
     ) -> None:
         """Runs on a prefetch thread: make shard ``index``'s blob ``entry`` (of one column
         group) readable, verifying as it arrives."""
@@ -345,18 +269,18 @@ class VerifiedDataset(VerifiedVersion):
                 whole=self.verify == "paranoid",
             )
             offset = 0 if partial.fresh else verifier.resume_existing()
-            ready.set_result(_Opened(_map(partial.fd, entry.bytes), verifier))
+            ready.set_result(Opened(map_view(partial.fd, entry.bytes), verifier))
             try:
                 self.fetcher.fetch(
                     entry.sha256,
                     size=entry.bytes,
-                    sink=_Sink(verifier, cancel),
+                    sink=CancellableSink(verifier, cancel),
                     what=what,
                     offset=offset,
                 )
                 verifier.finish()
             except BaseException as exc:
-                keep = isinstance(exc, UnavailableError | _CancelledError)
+                keep = isinstance(exc, UnavailableError | ConsumerGoneError)
                 verifier.fail(exc)
                 raise
             partial.commit()
@@ -364,19 +288,19 @@ class VerifiedDataset(VerifiedVersion):
             partial.abort(keep=keep)
             if not ready.done():
                 ready.set_exception(exc)
-            if isinstance(exc, _CancelledError):
+            if isinstance(exc, ConsumerGoneError):
                 return
             raise
         # Shards already mapped by this reader stay readable even if evicted (POSIX unlink).
         self.cache.evict(protect=frozenset({entry.sha256}))
 
-    def _ready_from_cache(self, entry: GroupBlob, ready: Future[_Opened]) -> bool:
+    def _ready_from_cache(self, entry: GroupBlob, ready: Future[Opened]) -> bool:
         fh = self.cache.open(entry.sha256, entry.bytes)
         if fh is None:
             return False
         with fh:
-            view = _map(fh.fileno(), entry.bytes)
-        ready.set_result(_Opened(view, None))
+            view = map_view(fh.fileno(), entry.bytes)
+        ready.set_result(Opened(view, None))
         return True
 
     # conveniences
@@ -407,7 +331,7 @@ class VerifiedDataset(VerifiedVersion):
         self.close()
 
 
-def _wait_ready(ready: Future[_Opened], done: Future[None]) -> _Opened:
+def _wait_ready(ready: Future[Opened], done: Future[None]) -> Opened:
     del done  # the job sets ``ready`` (result or error) before anything else can fail
     return ready.result()
 
