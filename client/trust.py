@@ -158,14 +158,10 @@ class TrustStore:
     def successors(self, namespace: str, keyid: str) -> dict[str, VerifyKey]:
         """The keys ``keyid`` of ``namespace`` was rotated to, link by link up to a pinned key
         (only verified rotations are ever recorded here): they may grant what it signed."""
-        entry = self._read()["namespaces"].get(namespace)
-        if entry is None:
-            return {}
+        entry = self._read()["namespaces"].get(namespace) or {}
         links = entry.get("retired") or {}
-        retired, pinned = (
-            _retired_of(entry, self.path, namespace),
-            _keys_of(entry, self.path, namespace),
-        )
+        retired = _retired_of(entry, self.path, namespace) if entry else {}
+        pinned = _keys_of(entry, self.path, namespace) if entry else {}
         out: dict[str, VerifyKey] = {}
         current = keyid
         while isinstance(links.get(current), dict) and current not in out:
