@@ -78,6 +78,7 @@ COMMANDS: tuple[LazyCommand, ...] = (
         ("deny", "Deny a pending request."),
         ("revoke", "Revoke a grant"),
         ("audit", "The registry's log of every decision about a dataset (publisher only)."),
+        ("rekey", "Re-encrypt a dataset's latest rows under fresh data keys"),
     ),
     *_panel(
         "Researcher",

@@ -16,6 +16,7 @@ from rich.table import Table
 from ostraca.client.api import RegistryClient
 from ostraca.client.config import parse_size
 from ostraca.client.publish import publish as publish_dataset
+from ostraca.client.rekey import rekey as rekey_dataset
 from ostraca.client.shards import DEFAULT_CHUNK_BYTES
 from ostraca.protocol_spec import MalformedError, NotFoundError, utc_now
 
@@ -328,3 +329,22 @@ def audit(
 
 
 # ── configuration ────────────────────────────────────────────────────────────────────────────
+
+
+@app.command()
+def rekey(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Argument(help="namespace/name")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-encrypt a dataset's latest rows under fresh data keys, as its next version (after a
+    revocation, for forward secrecy); grants still in force get the new keys."""
+    result = rekey_dataset(client(ctx), dataset, progress=not as_json)
+    if as_json:
+        print_json(result.to_json())
+        return
+    console.print(
+        f"re-encrypted {result.dataset} as version {result.version} under fresh data keys "
+        f"({len(result.shards)} shards, {size(result.total_bytes)}); manifest {result.digest}",
+        highlight=False,
+    )
