@@ -34,6 +34,7 @@ from .server_helpers import (
     publish_dataset,
     request_access,
 )
+from .storage_fixtures import moto_endpoint, open_s3, s3_url  # noqa: F401 - fixtures
 
 BACKENDS = ["sqlite", "postgresql"]
 PG_ENV = "OSTRACA_TEST_DATABASE_URL"
@@ -124,8 +125,21 @@ def clock() -> MovableClock:
 
 
 @pytest.fixture
-def app(settings: Settings, clock: MovableClock) -> FastAPI:
-    return create_app(settings, clock=clock)
+def app(
+    settings: Settings, clock: MovableClock, store: str, request: pytest.FixtureRequest
+) -> FastAPI:
+    """The registry under test, on local files or on a real S3 API server (moto's, over HTTP)."""
+    storage = None
+    if store == "s3":
+        endpoint = request.getfixturevalue("moto_endpoint")
+        storage = open_s3(endpoint, request.getfixturevalue("s3_url"))
+    return create_app(settings, clock=clock, storage=storage)
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest) -> str:
+    """Which blob store the ``app`` fixture uses: every registry test runs on both."""
+    return str(request.param)
 
 
 @pytest.fixture

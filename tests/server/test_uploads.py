@@ -48,6 +48,12 @@ def _blob_files(settings: Settings) -> list[str]:
     return sorted(os.listdir(settings.storage_path / "sha256"))
 
 
+@pytest.fixture
+def store() -> str:
+    """These tests look into the local blob folder: the local store only."""
+    return "local"
+
+
 def test_resumable_upload(client: TestClient, institution: Identity, settings: Settings) -> None:
     data = os.urandom(300_000)
     digest = hashlib.sha256(data).hexdigest()
