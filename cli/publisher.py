@@ -18,6 +18,7 @@ from ostraca.client.config import parse_size
 from ostraca.client.publish import publish as publish_dataset
 from ostraca.client.rekey import rekey as rekey_dataset
 from ostraca.client.shards import DEFAULT_CHUNK_BYTES
+from ostraca.client.verified import check_grantable
 from ostraca.protocol_spec import MalformedError, NotFoundError, utc_now
 
 from .common import JsonOpt, UserInterruptError, client, console, print_json, short, size, when
@@ -248,6 +249,8 @@ def approve(
     expires_at = parse_expiry(expires, now=now)
     registry = client(ctx)
     request_id = _pending_request_id(registry, request_id)
+    dataset = registry.get_request(request_id).dataset
+    check_grantable(registry, dataset, min_version=low, max_version=high)  # refuse up front
     grant = registry.approve(
         request_id,
         expires=expires_at,

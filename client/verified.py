@@ -9,8 +9,10 @@ from __future__ import annotations
 import base64
 import io
 import itertools
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -25,6 +27,7 @@ from ostraca.protocol_spec import (
     VerificationError,
     Verified,
     VerifyKey,
+    split_dataset,
     verify_grant,
 )
 from ostraca.protocol_spec.crypto import ShardCipher
@@ -36,6 +39,9 @@ from ostraca.protocol_spec.wire import GrantItem
 from .encryption import KeyRing, opened
 from .problems import request_hint
 from .source import Provenance
+
+if TYPE_CHECKING:
+    from .api import RegistryClient
 
 __all__ = ["VerifiedVersion", "decode_shard", "find_grant", "zip_groups"]
 
@@ -274,3 +280,28 @@ def find_grant(
             hint=request_hint(dataset),
         )
     return max(usable, key=lambda ve: ve[0].statement.expires)
+
+
+def check_grantable(
+    client: RegistryClient, dataset: str, *, min_version: int, max_version: int | None
+) -> None:
+    """Refuse, before anything is signed, a grant by ``client``'s key that a researcher could
+    not verify (SPEC.md 5.2, G2): every version it covers must be signed by this key or by a key
+    this key succeeded through key rotations. Reads the registry's listing: a convenience for
+    the publisher, not a security check (the researcher's client verifies for real)."""
+    ns, _ = split_dataset(dataset)
+    listed = {k.keyid: k for k in client.get_namespace(ns).keys}
+    lineage = {client.keyid}
+    while changed := {k for k, info in listed.items() if info.successor in lineage} - lineage:
+        lineage |= changed
+    detail = client.get_dataset(dataset)
+    last = detail.latest_version if max_version is None else min(max_version, detail.latest_version)
+    for version in range(min_version, last + 1):
+        payload = json.loads(client.get_manifest_envelope(dataset, version).payload)
+        signer = str(payload.get("publisher", ""))
+        if signer not in lineage:
+            raise MalformedError(
+                f"a grant by key {client.keyid[:16]}… could not verify for {dataset} version "
+                f"{version}, which key {signer[:16]}… signed (not this key, nor one it succeeded)",
+                hint="approve with the key that signed that version, or limit --versions",
+            )

@@ -19,11 +19,13 @@ from ostraca.client.keystore import load_signing_key, public_path, save_signing_
 from ostraca.client.publish import PublishResult, publish
 from ostraca.client.stream import open_dataset
 from ostraca.client.trust import OfferedKeys, TrustStore, resolve_manifest
+from ostraca.client.verified import check_grantable
 from ostraca.protocol_spec import (
     AccessGrant,
     AuthenticationError,
     Envelope,
     KeyRotation,
+    MalformedError,
     PublicKey,
     SigningKey,
     UntrustedKeyError,
@@ -298,6 +300,14 @@ def test_a_grant_by_the_new_key_covers_versions_the_old_key_signed(
     old, new = publisher.key, SigningKey.generate()
     publisher.client.rotate_key(new, reason="laptop lost")
     request = researcher.client.request_access(DATASET, purpose="after the rotation")
+    # approve's up-front check follows the chain too (the new key succeeded the signer of v1)...
+    check_grantable(publisher.client, DATASET, min_version=1, max_version=None)
+    # ...and refuses a key outside it, before anything is signed.
+    with (
+        RegistryClient(publisher.config, key=SigningKey.generate()) as stranger_client,
+        pytest.raises(MalformedError, match="could not verify for acme/books version 1"),
+    ):
+        check_grantable(stranger_client, DATASET, min_version=1, max_version=None)
     grant = publisher.client.approve(request.request_id, expires=utc_now() + timedelta(days=1))
     assert grant.publisher == new.keyid
     with open_dataset(DATASET, version=1, client=researcher.client) as ds:
