@@ -347,9 +347,11 @@ def _page(wire: Wire, start: int, end: int) -> list[bytes]:
 def entries(wire: Wire, start: int, end: int) -> Iterator[bytes]:
     """Entries ``[start, end)``, page by page (the next page is fetched while this one is
     used); a page that is empty, truncated or oversized is refused."""
-    if end - start <= PAGE:
-        if start < end:
-            yield from _page(wire, start, end)
+    if end - start <= PAGE:  # one page asked, maybe served in several (pages are byte-capped)
+        while start < end:
+            page = _page(wire, start, end)
+            start += len(page)
+            yield from page
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-entries") as pool:
         pending: Future[list[bytes]] | None = pool.submit(_page, wire, start, end)

@@ -41,7 +41,11 @@ DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 
 M = TypeVar("M", bound=BaseModel)
 
-_MANIFEST = re.compile(r"/v1/datasets/[^/]+/[^/]+/versions/[^/]+/manifest$")
+_MANIFEST = re.compile(
+    r"/v1/datasets/[^/]+/[^/]+/versions/[^/]+/manifest$|/v1/log/(entries|statements/[^/]+|proofs)$"
+)
+"""Answers that may hold a whole manifest envelope (the manifest itself, or log entries, which
+are envelopes byte for byte): capped at ``max_manifest_bytes``, not ``max_response_bytes``."""
 
 
 class _Deadline:

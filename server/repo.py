@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Literal, TypeVar, cast
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -245,10 +245,13 @@ def store_version(
     )
     session.add(version)
     session.flush()
-    session.add_all(
-        VersionBlob(version_id=version.id, digest=d, kind=kind, size=size, group=group)
+    # One executemany, not an ORM object per blob: a 10^5-shard manifest names 2·10^5 blobs.
+    rows = [
+        {"version_id": version.id, "digest": d, "kind": kind, "size": size, "group": group}
         for d, (kind, size, group) in blobs.items()
-    )
+    ]
+    if rows:
+        session.execute(insert(VersionBlob), rows)
 
 
 def audit_events(session: Session, dataset: str, *, after: int, limit: int) -> list[AuditEvent]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from ostraca.client.config import ReadLimits
 from ostraca.client.stream import open_dataset
 from ostraca.client.tlog import (
     CheckpointStore,
@@ -26,6 +28,7 @@ from ostraca.client.tlog import (
     entries,
     parse_bundle,
 )
+from ostraca.client.wire import Wire
 from ostraca.protocol_spec import Envelope, RevokedError
 from ostraca.protocol_spec.checkpoint import Checkpoint, sign_checkpoint
 from ostraca.protocol_spec.errors import OstracaError
@@ -301,9 +304,15 @@ def test_truncated_and_oversized_entry_bundles_are_refused(scene: Scene) -> None
     _refused(scene, "bad_inclusion_proof")  # more than asked for
     _cut_entries(scene, lambda body: body + bytes(64 * 1024 * 1024))
     client = scene.world.researcher.client
-    with pytest.raises(OstracaError) as info:
-        list(entries(client._wire, 0, 6))
+    # An entry may be a whole manifest, so a page is capped at max_manifest_bytes: over it, the
+    # page is refused while it is read; under it, a page with bytes past its entries is refused.
+    tight = ReadLimits(max_manifest_bytes=32 * 1024 * 1024)
+    with closing(Wire(client.base_url, limits=tight)) as wire, pytest.raises(OstracaError) as info:
+        list(entries(wire, 0, 6))
     assert info.value.code == "malformed"  # oversized: refused while it is read
+    with pytest.raises(OstracaError) as info:
+        list(entries(client.transport, 0, 6))
+    assert info.value.code == "bad_inclusion_proof"
 
 
 def _cut_entries(scene: Scene, cut: Callable[[bytes], bytes]) -> None:
