@@ -24,9 +24,12 @@ AuditAction = Literal[
     "read_url",
     "read_refused",
     "rotate_key",
+    "card",
+    "deprecate",
 ]
 """``read_url``: a pre-signed URL for a byte range was issued (its expiry in the detail);
-``key_grant``: data keys were wrapped to a grantee (or escrowed to the publisher)."""
+``key_grant``: data keys were wrapped to a grantee (or escrowed to the publisher); ``card``: a
+new dataset card was accepted; ``deprecate``: a version was deprecated."""
 
 
 class AuditEntry(TypedDict):
