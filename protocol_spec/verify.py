@@ -153,6 +153,35 @@ RetiredKeys = Mapping[str, tuple[VerifyKey, datetime]]
 """Keys rotated away from a namespace, each with the time of its rotation (SPEC.md 5.5)."""
 
 
+def _namespace_trust(
+    publisher_keys: Mapping[str, VerifyKey], retired: RetiredKeys | None
+) -> dict[str, VerifyKey]:
+    """The keys check 2 trusts for a namespace: its current keys and its retired ones."""
+    trusted = {k: key for k, (key, _until) in (retired or {}).items()}
+    trusted.update(publisher_keys)
+    return trusted
+
+
+def _not_after_rotation(
+    v: Verified[S],
+    created: datetime,
+    publisher_keys: Mapping[str, VerifyKey],
+    retired: RetiredKeys | None,
+    *,
+    what: str,
+) -> None:
+    """A statement signed by a retired key of the namespace was created no later than that
+    key's rotation (M4, C4, D4)."""
+    signer = v.signer.keyid
+    if retired and signer not in publisher_keys and created > retired[signer][1]:
+        raise UntrustedKeyError(
+            f"{what} is signed by key {signer[:16]}…, created after that key was rotated away "
+            f"({retired[signer][1]:%Y-%m-%dT%H:%M:%SZ})",
+            hint="a rotated key signs nothing new: this statement may be forged with an old "
+            "(perhaps stolen) key; report it to the publisher",
+        )
+
+
 def verify_manifest(
     envelope: Envelope,
     *,
@@ -172,19 +201,12 @@ def verify_manifest(
     place in the chain is known (a registry's latest version). ``retired`` keys of the
     namespace verify only manifests created no later than their rotation.
     """
-    trusted = {k: key for k, (key, _until) in (retired or {}).items()}
-    trusted.update(publisher_keys)
-    v = _open(envelope, DatasetManifest, trusted)  # M1–M4
+    v = _open(envelope, DatasetManifest, _namespace_trust(publisher_keys, retired))  # M1–M4
     m = v.statement
-    signer = v.signer.keyid
-    if retired and signer not in publisher_keys and m.created > retired[signer][1]:
-        # M4: a rotated key signs nothing new.
-        raise UntrustedKeyError(
-            f"{m.dataset} version {m.version} is signed by key {signer[:16]}…, created after "
-            f"that key was rotated away ({retired[signer][1]:%Y-%m-%dT%H:%M:%SZ})",
-            hint="a rotated key signs nothing new: this manifest may be forged with an old "
-            "(perhaps stolen) key; report it to the publisher",
-        )
+    # M4: a rotated key signs nothing new.
+    _not_after_rotation(
+        v, m.created, publisher_keys, retired, what=f"{m.dataset} version {m.version}"
+    )
     # M5: the manifest names the key that signed it.
     _names_signer(v.signer, m.publisher, "manifest names a publisher key other than its signer")
     # M6: it is the dataset the caller asked for.

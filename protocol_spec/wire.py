@@ -189,6 +189,49 @@ class PublishOut(_Out):
     digest: str
 
 
+# --- dataset cards and deprecations (SPEC 3.7, 3.8) ----------------------------------------
+
+
+class CardOut(_Out):
+    """A dataset's current card. The fields repeat the signed statement for display; a client
+    verifies ``envelope`` and reads the description and README from it."""
+
+    dataset: str
+    card_id: Hex256
+    sequence: int
+    publisher: Hex256
+    description: str
+    readme: str
+    created: Timestamp
+    """The statement's own ``created`` time."""
+    accepted: Timestamp
+    """When the registry accepted it."""
+    envelope: EnvelopeJSON
+
+
+class DeprecationItem(_Out):
+    deprecation_id: Hex256
+    dataset: str
+    version: int
+    manifest: Hex256
+    publisher: Hex256
+    reason: str
+    created: Timestamp
+    accepted: Timestamp
+    envelope: EnvelopeJSON
+
+
+class DeprecationList(_Out):
+    dataset: str
+    latest_version: int
+    """The newest version (the head of the manifest chain), deprecated or not."""
+    current_version: int | None
+    """The newest version not deprecated: what ``latest`` resolves to (``null``: every version
+    is deprecated)."""
+    items: list[DeprecationItem]
+    """By version."""
+
+
 # --- uploads and blobs ------------------------------------------------------------------------
 
 
