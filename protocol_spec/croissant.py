@@ -2,10 +2,13 @@
 
 Pure: a verified manifest and a few names in, a JSON object out. The registry embeds it in the
 dataset card (``<script type="application/ld+json">``) so that search engines and ML tools can
-read the dataset's metadata. Each shard is a ``cr:FileObject`` with its sha256 and size; the
-record set's fields come from the manifest's Arrow columns, each read from the shards'
-column of the same name. The terms are schema.org ``conditionsOfAccess``: reading the shards
-needs a signed grant, so the dataset is not ``isAccessibleForFree``.
+read the dataset's metadata, and serves it for every version at
+``GET /v1/datasets/{ns}/{name}/versions/{version}/croissant``; ``ostraca croissant`` builds the
+same document from the manifest it verified. Each blob of each shard is a ``cr:FileObject``
+with its sha256 and size, and each column group's blobs a ``cr:FileSet``; the record set's
+fields come from the manifest's Arrow columns, each read from its group's column of the same
+name. The terms are schema.org ``conditionsOfAccess``: reading the shards needs a signed
+grant, so the dataset is not ``isAccessibleForFree``.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .models import DatasetManifest
+from .models import DEFAULT_GROUP, DatasetManifest
 
 CONFORMS_TO = "http://mlcommons.org/croissant/1.0"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
+SEALED = "application/octet-stream"
+"""The encoding of a sealed (encrypted) blob: chunks sealed with AES-256-GCM (ENCRYPTION.md 2)."""
+MEDIA_TYPE = "application/ld+json"
 RECORD_SET = "records"
 SHARDS = "shards"
 
@@ -60,6 +66,47 @@ CONTEXT: dict[str, Any] = {
 }
 """The Croissant 1.0 context, as the specification's examples write it."""
 
+CROISSANT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Croissant 1.0 JSON-LD (https://mlcommons.org/croissant/1.0) of a version: "
+    "its shards (cr:FileObject, with sha256) and column groups (cr:FileSet), the record set "
+    "of its Arrow columns, licence, terms (conditionsOfAccess), citation and publisher.",
+    "required": [
+        "@context",
+        "@type",
+        "conformsTo",
+        "name",
+        "version",
+        "license",
+        "conditionsOfAccess",
+        "citeAs",
+        "publisher",
+        "identifier",
+        "distribution",
+        "recordSet",
+    ],
+    "properties": {
+        "@context": {"type": "object"},
+        "@type": {"const": "sc:Dataset"},
+        "conformsTo": {"const": CONFORMS_TO},
+        "name": {"type": "string"},
+        "description": {"type": "string"},
+        "url": {"type": "string"},
+        "version": {"type": "string"},
+        "datePublished": {"type": "string"},
+        "license": {"type": "string"},
+        "conditionsOfAccess": {"type": "string"},
+        "isAccessibleForFree": {"type": "boolean"},
+        "publisher": {"type": "object"},
+        "creator": {"type": "object"},
+        "identifier": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"},
+        "citeAs": {"type": "string"},
+        "distribution": {"type": "array", "items": {"type": "object"}},
+        "recordSet": {"type": "array", "items": {"type": "object"}},
+    },
+}
+"""The JSON Schema of :func:`croissant`'s document (the registry's OpenAPI response type)."""
+
 _DATA_TYPES: tuple[tuple[str, str], ...] = (
     (r"bool", "sc:Boolean"),
     (r"u?int(8|16|32|64)", "sc:Integer"),
@@ -88,6 +135,44 @@ def spdx_url(license_id: str) -> str:
     return f"https://spdx.org/licenses/{license_id}.html"
 
 
+def _file_objects(manifest: DatasetManifest, blobs_url: str) -> dict[str, list[dict[str, Any]]]:
+    """A ``cr:FileObject`` per blob of every shard (a shard has one blob per column group),
+    by column group, in manifest order, each with its sha256 and size."""
+    sealed = manifest.encryption or {}
+    files: dict[str, list[dict[str, Any]]] = {group: [] for group in manifest.group_columns()}
+    for i, shard in enumerate(manifest.shards):
+        for blob in shard.blobs():
+            name = f"shard-{i}" if blob.group == DEFAULT_GROUP else f"shard-{i}-{blob.group}"
+            encryption = sealed.get(blob.group)
+            kind = "Arrow IPC stream" if encryption is None else f"sealed ({encryption.scheme})"
+            files[blob.group].append(
+                {
+                    "@type": "cr:FileObject",
+                    "@id": name,
+                    "name": name,
+                    "description": f"{kind} of column group {blob.group!r}, {shard.rows} rows",
+                    "contentUrl": f"{blobs_url}/sha256:{blob.sha256}",
+                    "contentSize": f"{blob.bytes} B",
+                    "encodingFormat": ARROW_STREAM if encryption is None else SEALED,
+                    "sha256": blob.sha256,
+                }
+            )
+    return files
+
+
+def _file_set(group: str, files: list[dict[str, Any]], version: int) -> dict[str, Any]:
+    name = SHARDS if group == DEFAULT_GROUP else f"{SHARDS}-{group}"
+    return {
+        "@type": "cr:FileSet",
+        "@id": name,
+        "name": name,
+        "description": f"the {len(files)} shards of version {version}, column group {group!r}",
+        "containedIn": [{"@id": f["@id"]} for f in files],
+        "encodingFormat": files[0]["encodingFormat"],
+        "includes": "*",
+    }
+
+
 def croissant(
     manifest: DatasetManifest,
     *,
@@ -100,22 +185,13 @@ def croissant(
 
     ``registry_url`` (no trailing slash) is where the shards are fetched
     (``/v1/datasets/<ns>/<name>/blobs/sha256:…``, with a grant); ``publisher_name`` names the
-    namespace's owner.
+    namespace's owner. Each column group's blobs form a ``cr:FileSet`` (``shards`` for the
+    ``default`` group, ``shards-<group>`` for the others), and each field of the record set is
+    read from its group's file set.
     """
-    blobs_url = f"{registry_url}/v1/datasets/{manifest.dataset}/blobs"
-    shards = [
-        {
-            "@type": "cr:FileObject",
-            "@id": f"shard-{i}",
-            "name": f"shard-{i}",
-            "description": f"Arrow IPC stream, {shard.rows} rows",
-            "contentUrl": f"{blobs_url}/sha256:{shard.sha256}",
-            "contentSize": f"{shard.bytes} B",
-            "encodingFormat": ARROW_STREAM,
-            "sha256": shard.sha256,
-        }
-        for i, shard in enumerate(manifest.shards)
-    ]
+    files = _file_objects(manifest, f"{registry_url}/v1/datasets/{manifest.dataset}/blobs")
+    file_sets = {g: _file_set(g, group, manifest.version) for g, group in files.items()}
+    group_of = {c: g for g, columns in manifest.group_columns().items() for c in columns}
     fields = [
         {
             "@type": "cr:Field",
@@ -123,7 +199,10 @@ def croissant(
             "name": column.name,
             "description": f"Arrow type {column.type}",
             "dataType": croissant_data_type(column.type),
-            "source": {"fileSet": {"@id": SHARDS}, "extract": {"column": column.name}},
+            "source": {
+                "fileSet": {"@id": file_sets[group_of[column.name]]["@id"]},
+                "extract": {"column": column.name},
+            },
         }
         for column in manifest.columns
     ]
@@ -145,18 +224,7 @@ def croissant(
         "identifier": f"sha256:{digest}",
         "citeAs": f"{publisher_name}. {manifest.dataset}, version {manifest.version} "
         f"(manifest sha256:{digest}). {card_url}",
-        "distribution": [
-            *shards,
-            {
-                "@type": "cr:FileSet",
-                "@id": SHARDS,
-                "name": SHARDS,
-                "description": f"the {len(shards)} shards of version {manifest.version}",
-                "containedIn": [{"@id": s["@id"]} for s in shards],
-                "encodingFormat": ARROW_STREAM,
-                "includes": "*",
-            },
-        ],
+        "distribution": [*(f for group in files.values() for f in group), *file_sets.values()],
         "recordSet": [
             {
                 "@type": "cr:RecordSet",

@@ -15,6 +15,7 @@ from . import (
     routes_access,
     routes_auth,
     routes_blobs,
+    routes_croissant,
     routes_datasets,
     routes_keys,
     routes_log,
@@ -76,6 +77,7 @@ def create_app(
         routes_ops,
     ):
         app.include_router(module.router, responses=problems.PROBLEM_RESPONSES)
+    app.include_router(routes_croissant.router, responses=problems.PROBLEM_RESPONSES)
     routes_log.install(app)
     web.install(app)
     openapi.install(app)
