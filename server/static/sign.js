@@ -31,7 +31,7 @@ export function canonical(value) {
   throw new Error("value cannot be canonicalized: " + typeof value);
 }
 
-function concat(...parts) {
+export function concat(...parts) {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {
@@ -58,12 +58,19 @@ export function toBase64(bytes) {
   return btoa(text);
 }
 
-function fromBase64(text) {
+export function fromBase64(text) {
   return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
 }
 
-function hex(bytes) {
+export function hex(bytes) {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export function fromHex(text, nbytes) {
+  if (typeof text !== "string" || text.length !== 2 * nbytes || !/^[0-9a-f]*$/.test(text)) {
+    throw new Error(`not ${nbytes} bytes of lowercase hex`);
+  }
+  return Uint8Array.from(text.match(/../g) || [], (pair) => parseInt(pair, 16));
 }
 
 export function randomHex(nbytes) {
@@ -225,4 +232,41 @@ export const PAYLOAD_TYPES = {
   request: "application/vnd.ostraca.access-request+json",
   grant: "application/vnd.ostraca.access-grant+json",
   revocation: "application/vnd.ostraca.revocation+json",
+  encryptionKey: "application/vnd.ostraca.encryption-key+json",
+  keyGrant: "application/vnd.ostraca.key-grant+json",
 };
+
+export class StatementError extends Error {}
+
+// The Ed25519 public keys of `keys` (items {keyid, public: base64 of 32 bytes}) by key id, each
+// id checked to be the SHA-256 of its key (a listed id is never taken on trust).
+export async function trustedKeys(keys) {
+  const out = new Map();
+  for (const k of keys) {
+    const raw = fromBase64(k.public);
+    if (raw.length !== 32 || hex(new Uint8Array(await crypto.subtle.digest("SHA-256", raw))) !== k.keyid) {
+      throw new StatementError(`the registry lists key ${k.keyid.slice(0, 16)}… with another key's bytes`);
+    }
+    out.set(k.keyid, await crypto.subtle.importKey("raw", raw, { name: "Ed25519" }, false, ["verify"]));
+  }
+  return out;
+}
+
+// SPEC.md 5 checks 1-3 of an envelope (an object as the registry lists it): its payload type,
+// a signature by one of `trusted` (from trustedKeys) over PAE(payloadType, payload), and a
+// canonical JSON payload. Returns {statement, signer (key id)}; StatementError otherwise.
+export async function openEnvelope(envelope, payloadType, trusted, what) {
+  if (envelope?.payloadType !== payloadType) throw new StatementError(`${what} is not a ${payloadType} statement`);
+  const payload = fromBase64(envelope.payload);
+  const message = pae(payloadType, payload);
+  for (const s of envelope.signatures || []) {
+    const key = trusted.get(s.keyid);
+    if (key && (await crypto.subtle.verify({ name: "Ed25519" }, key, fromBase64(s.sig), message))) {
+      const text = new TextDecoder("utf-8", { fatal: true }).decode(payload);
+      const statement = JSON.parse(text);
+      if (canonical(statement) !== text) throw new StatementError(`${what} is not canonical JSON`);
+      return { statement, signer: s.keyid };
+    }
+  }
+  throw new StatementError(`${what} is not signed by a key it should be signed by`);
+}
