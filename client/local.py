@@ -61,6 +61,7 @@ from ostraca.protocol_spec import (
 
 from .config import load_config
 from .encryption import KeyRing, identity_encryption_key
+from .export import TableExports
 from .fetch import ChunkVerifier
 from .keystore import load_signing_key
 from .trust import TrustStore
@@ -195,7 +196,7 @@ def verify_shard_file(
 
 
 # ── the source ──────────────────────────────────────────────────────────────────────────────
-class PulledDataset(VerifiedVersion):
+class PulledDataset(VerifiedVersion, TableExports):
     """A pulled copy, verified (a :class:`~ostraca.client.source.ShardSource`); see the module
     doc. Picklable: a DataLoader worker or another process re-opens (and re-verifies) it."""
 

@@ -71,6 +71,7 @@ from .api import RegistryClient
 from .cache import BlobCache
 from .config import ClientConfig, load_config
 from .encryption import KeyRing
+from .export import TableExports
 from .fetch import BlobFetcher, ChunkVerifier
 from .keyflow import reader_keys
 from .sinks import BytesSink, CancellableSink, ConsumerGoneError, Opened, VerifiedReader, map_view
@@ -94,7 +95,7 @@ _Part = tuple[GroupBlob, "Future[Opened]", "Future[None]"]
 """One column group's blob of a shard being read: the blob, its readiness, its fetch job."""
 
 
-class VerifiedDataset(VerifiedVersion):
+class VerifiedDataset(VerifiedVersion, TableExports):
     """A verified dataset version (a :class:`~ostraca.client.source.ShardSource`).
 
     Iterate it for every batch in manifest order, or use :meth:`read_shards` for any order
