@@ -7,12 +7,13 @@ import json
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ostraca.client.config import ClientConfig, ostraca_home
 from ostraca.client.keystore import (
+    former_identities,
     load_signing_key,
     public_path,
     rotate_identity,
@@ -22,6 +23,9 @@ from ostraca.protocol_spec import MalformedError, OstracaError, SigningKey
 from ostraca.protocol_spec.wire import PrincipalOut
 
 from .common import JsonOpt, client, console, print_json, short, when
+
+if TYPE_CHECKING:
+    from ostraca.client.api import RegistryClient
 
 app = typer.Typer()
 
@@ -140,14 +144,37 @@ def rotate_key(
         ),
     ] = None,
     reason: Annotated[str, typer.Option(help="Why (recorded in the signed rotation).")] = "",
+    encryption: Annotated[
+        bool,
+        typer.Option(
+            "--encryption",
+            help="Rotate only the encryption key (the identity's next derived one); "
+            "data keys wrapped to the earlier ones stay readable.",
+        ),
+    ] = False,
+    rewrap: Annotated[
+        bool,
+        typer.Option(
+            "--rewrap-escrow",
+            help="Only wrap the escrow the former key files beside the identity open to the "
+            "current key (after a rotation whose re-wrap failed).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Replace this identity's key: sign a KeyRotation with the old and the new key, submit it,
     then move the identity file to the new key. The old key file is kept beside it as
     <identity>.rotated-<date> (mode 0600): it still verifies what it signed before, but the
     registry refuses it for anything new. Every token of the old key is revoked; this logs in
-    again with the new key."""
+    again with the new key. A publisher's escrow of data keys is then wrapped to the new key,
+    so any machine holding only the new identity approves requests for encrypted versions."""
     registry = client(ctx)
+    if encryption:
+        _rotate_encryption_key(registry, as_json=as_json)
+        return
+    if rewrap:
+        _rewrap(registry, as_json=as_json)
+        return
     config = registry.config
     path = config.identity_path
     old = registry.key  # loads (and checks) the current identity file first
@@ -163,6 +190,13 @@ def rotate_key(
         path, new, lambda: registry.rotate_key(new, reason=reason), passphrase=passphrase
     )
     token = registry.login()
+    try:  # the rotation stands: the old key file stays, so approve still opens the old escrow
+        rewrapped = _rewrapped(registry)
+    except OstracaError as exc:
+        raise OstracaError(
+            f"the key was rotated, but the escrow was not wrapped to the new key: {exc.message}",
+            hint="run `ostraca rotate-key --rewrap-escrow` on this machine (it holds the old key)",
+        ) from exc
     out = {
         "old_key": old.keyid,
         "new_key": new.keyid,
@@ -170,6 +204,7 @@ def rotate_key(
         "identity": str(path),
         "old_identity": str(backup),
         "principal": token.principal.keyid,
+        "escrow_rewrapped": rewrapped,
     }
     if as_json:
         print_json(out)
@@ -182,3 +217,32 @@ def rotate_key(
         highlight=False,
     )
     console.print(f"logged in again as {token.principal.name}", highlight=False)
+    if rewrapped:
+        console.print(f"escrow       wrapped to the new key for {', '.join(rewrapped)}")
+
+
+def _rewrapped(registry: RegistryClient) -> list[str]:
+    from ostraca.client.keyflow import rewrap_escrow  # noqa: PLC0415 - keeps --help fast
+
+    config = registry.config
+    return rewrap_escrow(
+        registry, former_identities(config.identity_path, passphrase=config.passphrase)
+    )
+
+
+def _rewrap(registry: RegistryClient, *, as_json: bool) -> None:
+    done = _rewrapped(registry)
+    if as_json:
+        print_json({"escrow_rewrapped": done})
+    else:
+        console.print(f"escrow wrapped to the current key for {len(done)} dataset(s)")
+
+
+def _rotate_encryption_key(registry: RegistryClient, *, as_json: bool) -> None:
+    from ostraca.client.keyflow import rotate_encryption_key  # noqa: PLC0415 - keeps --help fast
+
+    private = rotate_encryption_key(registry)
+    if as_json:
+        print_json({"encryption_key": private.public.keyid})
+    else:
+        console.print(f"encryption key {private.public.keyid} registered (the current one)")

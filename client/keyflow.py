@@ -10,8 +10,8 @@ trusted publisher keys.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from ostraca.protocol_spec import (
@@ -31,6 +31,7 @@ from ostraca.protocol_spec.enckeys import (
     verify_encryption_key,
 )
 from ostraca.protocol_spec.errors import MissingKeyError
+from ostraca.protocol_spec.keys import SigningKey
 from ostraca.protocol_spec.wire import (
     EncryptionKeyItem,
     EncryptionKeyList,
@@ -46,31 +47,112 @@ from .encryption import (
     identity_encryption_key,
     key_grant_envelope,
 )
+from .keystore import former_identities
 from .wire import dataset_path, parse
 
 if TYPE_CHECKING:  # the client calls this module; this module only calls the client back
     from .api import RegistryClient
 
 __all__ = [
+    "MAX_EPOCHS",
+    "DerivedKeys",
     "approve_keys",
     "current_encryption_key",
     "ensure_encryption_key",
+    "escrow_ring",
     "grant_keys",
+    "own_keys",
     "publish_keys",
     "reader_keys",
+    "rewrap_escrow",
+    "rotate_encryption_key",
 ]
 
+MAX_EPOCHS = 64
+"""Derived encryption keys per identity a client re-derives (epochs 0-63, ENCRYPTION.md 3.4)."""
 
-def ensure_encryption_key(client: RegistryClient) -> EncryptionPrivateKey:
-    """The caller's identity-derived encryption key, registered on the registry if it is not."""
-    private = identity_encryption_key(client.key)
+
+class DerivedKeys(Mapping[str, EncryptionPrivateKey]):
+    """The encryption keys derived from ``identities`` (ENCRYPTION.md 3.3-3.4), by key id: epoch
+    0 of each at once, later epochs (after ``rotate_encryption_key``) derived on a miss, up to
+    :data:`MAX_EPOCHS` per identity."""
+
+    def __init__(self, identities: Sequence[SigningKey]) -> None:
+        self.identities = list(identities)
+        self._next = [1] * len(self.identities)
+        self._keys = {
+            k.public.keyid: k for k in (identity_encryption_key(i) for i in self.identities)
+        }
+
+    def __getitem__(self, keyid: str) -> EncryptionPrivateKey:
+        for n, identity in enumerate(self.identities):
+            while keyid not in self._keys and self._next[n] < MAX_EPOCHS:
+                derived = identity_encryption_key(identity, self._next[n])
+                self._keys[derived.public.keyid] = derived
+                self._next[n] += 1
+        return self._keys[keyid]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    @property
+    def grantees(self) -> set[str]:
+        """The Ed25519 key ids the derived keys belong to."""
+        return {i.keyid for i in self.identities}
+
+
+def own_keys(client: RegistryClient) -> DerivedKeys:
+    """The caller's encryption keys: derived from its identity and from the former identities
+    ``rotate-key`` kept beside the identity file (ENCRYPTION.md 3.4)."""
+    former = former_identities(client.config.identity_path, passphrase=client.config.passphrase)
+    return DerivedKeys([client.key, *(k for k in former if k.keyid != client.keyid)])
+
+
+def _own_registered(client: RegistryClient) -> list[tuple[datetime, EncryptionPrivateKey]]:
+    """``(created, key)`` of each encryption key registered by the caller's current identity."""
     listed = parse(
         client._send("GET", f"/v1/principals/{client.keyid}/encryption-keys"), EncryptionKeyList
     )
-    if all(item.keyid != private.public.keyid for item in listed.items):
-        env = encryption_key_envelope(client.key, private, created=utc_now())
-        with contextlib.suppress(ConflictError):  # registered meanwhile by another run
-            client._post_envelope("/v1/encryption-keys", env, EncryptionKeyItem)
+    mine = DerivedKeys([client.key])
+    return [
+        (item.created, mine[item.keyid])
+        for item in listed.items
+        if item.owner == client.keyid and item.keyid in mine  # `in` derives later epochs
+    ]
+
+
+def _register(client: RegistryClient, private: EncryptionPrivateKey, created: datetime) -> None:
+    env = encryption_key_envelope(client.key, private, created=created)
+    with contextlib.suppress(ConflictError):  # registered meanwhile by another run
+        client._post_envelope("/v1/encryption-keys", env, EncryptionKeyItem)
+
+
+def ensure_encryption_key(client: RegistryClient) -> EncryptionPrivateKey:
+    """The caller's current encryption key (its newest registered one derived from the identity;
+    epoch 0, registered now, when there is none)."""
+    registered = _own_registered(client)
+    if registered:
+        return max(registered, key=lambda r: r[0])[1]
+    private = identity_encryption_key(client.key)
+    _register(client, private, utc_now())
+    return private
+
+
+def rotate_encryption_key(client: RegistryClient) -> EncryptionPrivateKey:
+    """Register the identity's next derived encryption key (ENCRYPTION.md 3.4), created after
+    every earlier one so it is the current key; key grants wrapped to the earlier keys stay
+    readable (the client re-derives them, :class:`DerivedKeys`)."""
+    registered = _own_registered(client)
+    if len(registered) + 1 >= MAX_EPOCHS:
+        raise ConflictError(f"this identity has registered {MAX_EPOCHS - 1} encryption keys")
+    newest = max((created for created, _ in registered), default=None)
+    now = utc_now().replace(microsecond=0)
+    created = now if newest is None or newest < now else newest + timedelta(seconds=1)
+    private = identity_encryption_key(client.key, len(registered))
+    _register(client, private, created)
     return private
 
 
@@ -102,21 +184,103 @@ def post_key_grant(client: RegistryClient, envelope: Envelope) -> None:
         client._post_envelope("/v1/key-grants", envelope, KeyGrantItem)
 
 
-def escrow_ring(
-    client: RegistryClient, dataset: str, *, publisher_keys: Mapping[str, VerifyKey], now: datetime
+def _escrows(client: RegistryClient, dataset: str) -> list[KeyGrantItem]:
+    return [i for i in key_grants(client, dataset) if i.grant_id is None]
+
+
+def _open_escrow(
+    escrows: Sequence[KeyGrantItem],
+    dataset: str,
+    privates: DerivedKeys,
+    *,
+    publisher_keys: Mapping[str, VerifyKey],
+    now: datetime,
 ) -> KeyRing:
-    """Every data key of ``dataset`` from the caller's own escrow (ENCRYPTION.md 4.5)."""
+    """The data keys of the escrows among ``escrows`` for the identities ``privates`` are
+    derived from, each verified against ``publisher_keys`` and those identities' keys. Only
+    escrows naming one of them as grantee are read, so only they (or ``publisher_keys``) can
+    have signed them (an escrow's grantee is its publisher, W5)."""
     ring = KeyRing(dataset)
-    private = identity_encryption_key(client.key)
-    ring.add(
-        [Envelope.from_dict(i.envelope) for i in key_grants(client, dataset) if i.grant_id is None],
-        publisher_keys=publisher_keys,
-        grantee=client.keyid,
-        privates={private.public.keyid: private},
-        grants={None: None},
-        now=now,
-    )
+    trusted = {**publisher_keys, **{i.keyid: i.public for i in privates.identities}}
+    for identity in privates.identities:
+        ring.add(
+            [Envelope.from_dict(i.envelope) for i in escrows if i.grantee == identity.keyid],
+            publisher_keys=trusted,
+            grantee=identity.keyid,
+            privates=privates,
+            grants={None: None},
+            now=now,
+        )
     return ring
+
+
+def escrow_ring(
+    client: RegistryClient,
+    dataset: str,
+    *,
+    publisher_keys: Mapping[str, VerifyKey],
+    now: datetime,
+    identities: Sequence[SigningKey] | None = None,
+) -> KeyRing:
+    """Every data key of ``dataset`` from the caller's own escrow (ENCRYPTION.md 4.5): the
+    escrows of ``identities`` (default: the caller's identity and the former ones kept beside
+    it, :func:`own_keys`), opened with their derived keys."""
+    privates = own_keys(client) if identities is None else DerivedKeys(identities)
+    escrows = _escrows(client, dataset)
+    return _open_escrow(escrows, dataset, privates, publisher_keys=publisher_keys, now=now)
+
+
+def _published(client: RegistryClient) -> list[str]:
+    """The datasets in the namespaces the caller owns (its principal's stable key id)."""
+    me = client.get_principal(client.keyid).keyid
+    owners: dict[str, bool] = {}
+    found: list[str] = []
+    offset = 0
+    while True:
+        page = client.list_datasets(limit=1000, offset=offset)
+        for item in page.items:
+            if item.namespace not in owners:
+                owners[item.namespace] = client.get_namespace(item.namespace).owner == me
+            if owners[item.namespace]:
+                found.append(item.dataset)
+        offset += len(page.items)
+        if not page.items or offset >= page.total:
+            return found
+
+
+def rewrap_escrow(client: RegistryClient, former: Sequence[SigningKey]) -> list[str]:
+    """After an identity rotation (ENCRYPTION.md 3.4): wrap the data keys of every escrow the
+    ``former`` identities open to the caller's current identity-derived key, signed by its
+    current key, so that any machine holding only the new identity can approve requests for
+    the old versions. Keys already escrowed to the current identity are left out (a re-run
+    adds nothing). Returns the datasets whose escrow it extended."""
+    current = ensure_encryption_key(client)
+    mine, old = DerivedKeys([client.key]), DerivedKeys(former)
+    now = utc_now()
+    done: list[str] = []
+    for dataset in _published(client):
+        escrows = _escrows(client, dataset)
+        have = _open_escrow(escrows, dataset, mine, publisher_keys={}, now=now).keys()
+        held = _open_escrow(escrows, dataset, old, publisher_keys={}, now=now).keys()
+        missing = {
+            v: {g: k for g, k in groups.items() if g not in have.get(v, {})}
+            for v, groups in held.items()
+        }
+        missing = {v: groups for v, groups in missing.items() if groups}
+        if not missing:
+            continue
+        env = key_grant_envelope(
+            client.key,
+            missing,
+            dataset=dataset,
+            grantee=client.keyid,
+            recipient=current.public,
+            grant=None,
+            created=now,
+        )
+        post_key_grant(client, env)
+        done.append(dataset)
+    return done
 
 
 def _covered(
@@ -206,12 +370,12 @@ def reader_keys(
     if not m.encryption:
         return None
     ring = KeyRing(m.dataset)
-    private = identity_encryption_key(client.key)
+    grantee = grant.statement.grantee
     ring.add(
         [Envelope.from_dict(i.envelope) for i in key_grants(client, m.dataset)],
         publisher_keys=publisher_keys,
-        grantee=client.keyid,
-        privates={private.public.keyid: private},
+        grantee=grantee,
+        privates=own_keys(client),  # every epoch, and the identities rotated away from
         grants={grant.digest: grant.statement},
         now=now,
     )

@@ -11,6 +11,7 @@ import json
 import os
 import stat
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
@@ -81,6 +82,22 @@ def rotated_name(path: Path, when: datetime) -> Path:
         n += 1
         candidate = base.with_name(f"{base.name}-{n}")
     return candidate
+
+
+def former_identities(path: Path, *, passphrase: str | None = None) -> list[SigningKey]:
+    """The keys :func:`rotate_identity` kept beside the identity file at ``path``
+    (``<path>.rotated-*``), newest file first; one that does not load is left out (it can only
+    have served to re-derive old encryption keys, ENCRYPTION.md 3.4)."""
+    found = [
+        p
+        for p in path.parent.glob(f"{path.name}.rotated-*")
+        if not p.name.endswith(".pub.json") and p.is_file()
+    ]
+    keys: list[SigningKey] = []
+    for file in sorted(found, key=lambda p: p.stat().st_mtime_ns, reverse=True):
+        with suppress(KeyFileError):
+            keys.append(load_signing_key(file, passphrase=passphrase))
+    return keys
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -15,6 +15,7 @@ import pytest
 from ostraca.cli import run
 from ostraca.client.api import RegistryClient
 from ostraca.client.config import load_config
+from ostraca.client.keyflow import rewrap_escrow
 from ostraca.client.keystore import load_signing_key, public_path, save_signing_key
 from ostraca.client.publish import PublishResult, publish
 from ostraca.client.stream import open_dataset
@@ -282,16 +283,15 @@ def test_rotated_identity_cannot_log_in(publisher: Identity, tmp_path: Path) -> 
 def test_a_grant_by_the_new_key_covers_versions_the_old_key_signed(
     publisher: Identity, researcher: Identity
 ) -> None:
-    """After ``rotate-key`` the publisher grants its older versions with its new key: the grant
-    verifies along the rotation chain (SPEC.md 5.2), so the researcher reads version 1.
-    (Unencrypted: what rotation does to encrypted versions' key escrow is ENCRYPTION.md's.)"""
+    """After a rotation the publisher grants its older (encrypted) versions with its new key:
+    the grant verifies along the rotation chain (SPEC.md 5.2), the escrow re-wrapped to the new
+    key opens their data keys (ENCRYPTION.md 3.4), so the researcher reads version 1."""
     v1 = publish(
         publisher.client,
         sample_table(200),
         dataset=DATASET,
         license="CC-BY-4.0",
         terms=TERMS,
-        encrypt=False,
         progress=False,
     )
     # The researcher pins the old key before the rotation.
@@ -299,6 +299,8 @@ def test_a_grant_by_the_new_key_covers_versions_the_old_key_signed(
     store.keys_for(NAMESPACE, offered=researcher.client.namespace_keys(NAMESPACE), now=utc_now())
     old, new = publisher.key, SigningKey.generate()
     publisher.client.rotate_key(new, reason="laptop lost")
+    assert rewrap_escrow(publisher.client, [old]) == [DATASET]
+    assert rewrap_escrow(publisher.client, [old]) == []  # nothing left to wrap
     request = researcher.client.request_access(DATASET, purpose="after the rotation")
     # approve's up-front check follows the chain too (the new key succeeded the signer of v1)...
     check_grantable(publisher.client, DATASET, min_version=1, max_version=None)
