@@ -98,6 +98,12 @@ COMMANDS: tuple[LazyCommand, ...] = (
         ("cache", "The local shard cache."),
     ),
     *_panel(
+        "Data",
+        "ostraca.cli.data:app",
+        ("croissant", "Croissant JSON-LD metadata of a dataset version"),
+        ("export", "Write a dataset version as Parquet or Arrow IPC files"),
+    ),
+    *_panel(
         "Training",
         "ostraca.trainer.cli:register_trainer_commands",
         ("train", "Train a Transformer on a verified dataset you hold a grant for"),

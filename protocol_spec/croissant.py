@@ -13,6 +13,7 @@ grant, so the dataset is not ``isAccessibleForFree``.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -235,3 +236,9 @@ def croissant(
             }
         ],
     }
+
+
+def croissant_json(document: dict[str, Any]) -> bytes:
+    """The bytes the registry serves for ``document`` (UTF-8, indented), and ``ostraca
+    croissant`` prints: the same document gives the same bytes."""
+    return json.dumps(document, ensure_ascii=False, indent=1).encode("utf-8")

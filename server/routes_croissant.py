@@ -8,12 +8,10 @@ when it was published), with the shards' URLs on this registry and the card's UR
 
 from __future__ import annotations
 
-import json
-
 from fastapi import APIRouter, Request, Response
 
 from ostraca.protocol_spec.canonical import parse_canonical
-from ostraca.protocol_spec.croissant import CROISSANT_SCHEMA, MEDIA_TYPE, croissant
+from ostraca.protocol_spec.croissant import CROISSANT_SCHEMA, MEDIA_TYPE, croissant, croissant_json
 from ostraca.protocol_spec.envelope import Envelope
 from ostraca.protocol_spec.errors import MalformedError, NotFoundError
 from ostraca.protocol_spec.models import DatasetManifest
@@ -57,5 +55,4 @@ def version_croissant(
         registry_url=base,
         publisher_name=owner.name,
     )
-    body = json.dumps(document, ensure_ascii=False, indent=1).encode("utf-8")
-    return Response(content=body, media_type=MEDIA_TYPE)
+    return Response(content=croissant_json(document), media_type=MEDIA_TYPE)

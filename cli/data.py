@@ -1,0 +1,148 @@
+"""CLI commands that take data out: ``croissant`` (metadata) and ``export`` (files).
+
+``croissant`` verifies the version's manifest through the trust store (the pinned key, the
+hash chain) and builds from it the Croissant JSON-LD the registry serves at
+``/v1/datasets/{ns}/{name}/versions/{version}/croissant``, so the document describes exactly
+what the publisher signed. ``export`` reads a version, verified (streamed over a grant, or from
+a pulled copy with ``--from-dir``), into one Parquet or Arrow IPC file per shard in manifest
+order, plus ``export.json`` (``client/export.py``).
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+from ostraca.client.local import open_pulled
+from ostraca.client.stream import open_dataset, parse_ref
+from ostraca.client.trust import TrustStore, resolve_manifest
+from ostraca.protocol_spec import MalformedError, split_dataset, utc_now
+from ostraca.protocol_spec.croissant import croissant, croissant_json
+
+from .common import JsonOpt, client, config, console, err_console, print_json, size
+
+if TYPE_CHECKING:
+    from ostraca.client.export import ExportedFile
+    from ostraca.client.local import PulledDataset
+    from ostraca.client.stream import VerifiedDataset
+
+app = typer.Typer()
+
+
+class Format(StrEnum):
+    parquet = "parquet"
+    arrow = "arrow"
+
+
+@app.command("croissant")
+def croissant_command(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="ns/name or ns/name@version")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file [default: stdout]")
+    ] = None,
+) -> None:
+    """Croissant JSON-LD metadata of a dataset version, from its verified manifest: shards with
+    their sha256, the record set of its Arrow columns, licence, terms, citation, publisher."""
+    dataset, version = parse_ref(ref)
+    registry = client(ctx)
+    ns, _ = split_dataset(dataset)
+    now = utc_now()
+    store = TrustStore(
+        registry.config.home, announce=lambda text: err_console.print(text, markup=False)
+    )
+    keys = store.keys_for(ns, offered=registry.namespace_keys(ns), now=now)
+    verified, _ = resolve_manifest(registry, store, dataset, keys=keys, now=now, version=version)
+    owner = registry.get_principal(registry.get_namespace(ns).owner)
+    base = registry.base_url.rstrip("/")
+    body = croissant_json(
+        croissant(
+            verified.statement,
+            digest=verified.digest,
+            card_url=f"{base}/datasets/{dataset}",
+            registry_url=base,
+            publisher_name=owner.name,
+        )
+    )
+    if output is None:
+        sys.stdout.buffer.write(body + b"\n")
+        return
+    output.write_bytes(body + b"\n")
+    err_console.print(
+        f"wrote {output}: Croissant of {dataset}@{verified.statement.version} "
+        f"(manifest {verified.digest[:16]}…, signature checked)",
+        highlight=False,
+    )
+
+
+def _open(
+    ctx: typer.Context, ref: str, columns: list[str] | None, from_dir: Path | None
+) -> VerifiedDataset | PulledDataset:
+    """``ref`` verified: streamed over the caller's grant, or the pulled copy in ``from_dir``
+    (which must hold that dataset, and that version when ``ref`` names one)."""
+    dataset, version = parse_ref(ref)
+    settings = config(ctx)
+    if from_dir is None:
+        return open_dataset(dataset, version=version, columns=columns, config=settings)
+    copy = open_pulled(from_dir, home=settings.home, columns=columns)
+    held = copy.provenance
+    if held.dataset != dataset or version not in (None, held.version):
+        raise MalformedError(
+            f"{from_dir} holds {held.dataset}@{held.version}, not {ref}",
+            hint=f"ostraca export {held.dataset}@{held.version} … --from-dir {from_dir}",
+        )
+    return copy
+
+
+@app.command("export")
+def export_command(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="ns/name or ns/name@version")],
+    directory: Annotated[Path, typer.Argument(help="A new or empty directory to write into")],
+    file_format: Annotated[
+        Format, typer.Option("--format", help="parquet (zstd) or arrow (IPC file format).")
+    ] = Format.parquet,
+    columns: Annotated[str | None, typer.Option(help="Comma-separated columns.")] = None,
+    from_dir: Annotated[
+        Path | None,
+        typer.Option("--from-dir", help="Read a copy written by `ostraca pull` (offline)."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a dataset version as Parquet or Arrow IPC files, verified on the way: one
+    part-NNNNN file per shard in manifest order, and export.json (provenance, each file's
+    sha256). DuckDB, polars and pyarrow read them directly."""
+    cols = [c.strip() for c in (columns or "").split(",") if c.strip()] or None
+    with _open(ctx, ref, cols, from_dir) as ds:
+        prov = ds.provenance
+        progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            disable=quiet or as_json,
+        )
+        task = progress.add_task(f"{prov.dataset}@{prov.version}", total=len(ds.shard_rows))
+
+        def on_file(_written: ExportedFile) -> None:
+            progress.advance(task)
+
+        with progress:
+            result = ds.export(directory, format=file_format.value, on_file=on_file)
+    if as_json:
+        print_json(result.to_json_obj())
+        return
+    files = len(result.files)
+    console.print(
+        f"exported {prov.dataset}@{prov.version}: {files} {file_format.value} "
+        f"file{'s' if files != 1 else ''}, {result.rows:,} rows, {size(result.bytes)} → "
+        f"{result.directory}\nmanifest {prov.manifest_digest}\ngrant    {prov.grant_id}",
+        highlight=False,
+    )
