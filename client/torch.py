@@ -15,15 +15,18 @@ How a dataset version is split, shuffled and resumed
 * **Block shuffle.** A stream's rows (its shards concatenated in order) are cut into blocks of
   ``block_rows`` rows; each block is held in memory, its rows permuted by a generator seeded
   from ``(seed, epoch, stream, block)`` with one vectorised Arrow ``take``, and then cut into
-  items of at most ``batch_rows`` rows. Memory is bounded by one block plus the batch being
-  read.
+  items of at most ``batch_rows`` rows. Unshuffled, items are cut at the same boundaries.
 * **Items.** An item is a ``pyarrow.RecordBatch`` (``output="arrow"``) or a ``dict`` of tensors
   built from whole columns (``output="torch"``); nothing is done per row in Python.
 * **State.** ``state_dict()`` records the epoch and how many items each stream of this rank has
-  handed out. Block boundaries follow from the manifest's per-shard row counts alone, so
-  :meth:`load_state_dict` resumes by starting at the shard that holds the current block,
-  rebuilding that block, and skipping the items already handed out: the resumed iteration yields
-  exactly the remaining items, in the same order.
+  handed out. Block and item boundaries follow from the manifest's per-shard row counts alone,
+  so :meth:`load_state_dict` resumes without reading what was handed out: unshuffled, it turns
+  the count into (shard, row within the shard), opens only that shard and the ones after it and
+  slices off the rows before; shuffled, it starts at the shard that holds the current block's
+  first row, rebuilds that block and gathers only the rows of the items not yet handed out.
+  Either way the resumed iteration yields exactly the remaining items, in the same order.
+* **Memory.** Unshuffled, items are slices of the source's batches (copied only where an item
+  spans two batches): nothing is held beyond the source's own read-ahead. Shuffled, one block.
 
 In-process iteration (``for item in dataset``) tracks its own state. With DataLoader worker
 processes the main process cannot see inside the workers, so use :class:`ShardDataLoader`, which
@@ -42,6 +45,7 @@ from __future__ import annotations
 import bisect
 import copy
 import itertools
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal, TypeAlias, cast
 
@@ -153,6 +157,21 @@ class ShardDataset(IterableDataset[Item]):
         if self._factory is not None:
             state["_source"] = None  # each worker opens its own
         return state
+
+    def close(self) -> None:
+        """Close the source this dataset opened itself (from a factory); one passed in opened
+        is the caller's to close. Iterating again opens a fresh one."""
+        if self._factory is not None and self._source is not None:
+            close = getattr(self._source, "close", None)
+            self._source = None
+            if close is not None:
+                close()
+
+    def __enter__(self) -> ShardDataset:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def provenance(self) -> Provenance:
@@ -289,54 +308,36 @@ class ShardDataset(IterableDataset[Item]):
         k0, i0 = self._locate(blocks, skip)
         if k0 >= len(blocks):
             return
+        # Resume position: the first row still needed (unshuffled: the next item's first row;
+        # shuffled: the first row of the block it lies in), as shard + row within the shard.
+        first_row = blocks[k0][0] + (0 if self.shuffle else i0 * self.batch_rows)
         starts = list(itertools.accumulate((self._shard_rows[s] for s in shards), initial=0))
-        first_row = blocks[k0][0]
         p = bisect.bisect_right(starts, first_row) - 1
-        drop = first_row - starts[p]  # rows of shard p before the block we resume in
-        batches = source.read_shards(shards[p:], columns=self._columns)
+        rows = _Rows(source.read_shards(shards[p:], columns=self._columns), first_row - starts[p])
         try:
-            yield from self._blocks_from(batches, blocks, k0, i0, drop, epoch, stream)
+            for k in range(k0, len(blocks)):
+                first = i0 if k == k0 else 0
+                if self.shuffle:
+                    yield from self._shuffled_block(rows, blocks[k], first, (epoch, stream, k))
+                else:
+                    lo, hi = blocks[k]
+                    for off in range(lo + first * self.batch_rows, hi, self.batch_rows):
+                        yield rows.take(min(self.batch_rows, hi - off))
         finally:
-            close = getattr(batches, "close", None)
-            if close is not None:
-                close()
+            rows.close()
 
-    def _blocks_from(
-        self,
-        batches: Iterator[tuple[int, pa.RecordBatch]],
-        blocks: Sequence[tuple[int, int]],
-        k0: int,
-        i0: int,
-        drop: int,
-        epoch: int,
-        stream: int,
+    def _shuffled_block(
+        self, rows: _Rows, block: tuple[int, int], first: int, where: tuple[int, int, int]
     ) -> Iterator[pa.RecordBatch]:
-        pending: list[pa.RecordBatch] = []
-        pending_rows = 0
-        for k in range(k0, len(blocks)):
-            lo, hi = blocks[k]
-            need = hi - lo
-            while pending_rows < need:
-                got = next(batches, None)
-                if got is None:
-                    raise RuntimeError("the source yielded fewer rows than its shard_rows promise")
-                batch = got[1]
-                if drop:
-                    cut = min(drop, batch.num_rows)
-                    batch, drop = batch.slice(cut), drop - cut
-                if batch.num_rows:
-                    pending.append(batch)
-                    pending_rows += batch.num_rows
-            table = pa.Table.from_batches(pending)
-            block, rest = table.slice(0, need), table.slice(need)
-            pending, pending_rows = rest.to_batches(), rest.num_rows
-            if self.shuffle:
-                rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, stream, k]))
-                block = block.take(pa.array(rng.permutation(need)))
-            merged = block.combine_chunks().to_batches()[0]
-            first = i0 if k == k0 else 0
-            for off in range(first * self.batch_rows, need, self.batch_rows):
-                yield merged.slice(off, self.batch_rows)
+        """The items of one block, from item ``first`` on: the block's rows permuted by its own
+        generator; only the rows of the items still to come are gathered."""
+        need = block[1] - block[0]
+        table = pa.Table.from_batches(rows.pieces(need))
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, *where]))
+        order = rng.permutation(need)[first * self.batch_rows :]
+        out = table.take(pa.array(order)).combine_chunks().to_batches()[0]
+        for off in range(0, len(order), self.batch_rows):
+            yield out.slice(off, self.batch_rows)
 
     def _convert(self, batch: pa.RecordBatch) -> Item:
         return batch_to_tensors(batch) if self.output == "torch" else batch
@@ -368,6 +369,56 @@ class ShardDataset(IterableDataset[Item]):
             self._prepare(info.num_workers)  # a plain DataLoader: split (resume: ShardDataLoader)
         for _, item in self._iterate():
             yield item
+
+
+class _Rows:
+    """The rows of a stream of ``(shard, batch)``, taken in pieces of any length: ``drop`` rows
+    are skipped first (a resume inside a shard); slices of the source's batches are handed
+    out as they are (zero-copy) and copied only where an item spans two batches."""
+
+    def __init__(self, batches: Iterator[tuple[int, pa.RecordBatch]], drop: int) -> None:
+        self._batches = batches
+        self._drop = drop
+        self._pending: deque[pa.RecordBatch] = deque()
+        self._rows = 0
+
+    def _fill(self, need: int) -> None:
+        while self._rows < need:
+            got = next(self._batches, None)
+            if got is None:
+                raise RuntimeError("the source yielded fewer rows than its shard_rows promise")
+            batch = got[1]
+            if self._drop:
+                cut = min(self._drop, batch.num_rows)
+                batch, self._drop = batch.slice(cut), self._drop - cut
+            if batch.num_rows:
+                self._pending.append(batch)
+                self._rows += batch.num_rows
+
+    def pieces(self, need: int) -> list[pa.RecordBatch]:
+        """The next ``need`` rows, as slices of the source's batches."""
+        self._fill(need)
+        out: list[pa.RecordBatch] = []
+        while need:
+            head = self._pending[0]
+            if head.num_rows <= need:
+                out.append(self._pending.popleft())
+            else:
+                out.append(head.slice(0, need))
+                self._pending[0] = head.slice(need)
+            need -= out[-1].num_rows
+            self._rows -= out[-1].num_rows
+        return out
+
+    def take(self, need: int) -> pa.RecordBatch:
+        """The next ``need`` rows as one record batch."""
+        parts = self.pieces(need)
+        return parts[0] if len(parts) == 1 else pa.concat_batches(parts)
+
+    def close(self) -> None:
+        close = getattr(self._batches, "close", None)
+        if close is not None:
+            close()
 
 
 class _Tagged(IterableDataset[tuple[int, Item]]):
