@@ -15,6 +15,7 @@ from . import (
     routes_access,
     routes_auth,
     routes_blobs,
+    routes_cards,
     routes_croissant,
     routes_datasets,
     routes_keys,
@@ -75,6 +76,7 @@ def create_app(
         routes_access,
         routes_keys,
         routes_ops,
+        routes_cards,
     ):
         app.include_router(module.router, responses=problems.PROBLEM_RESPONSES)
     app.include_router(routes_croissant.router, responses=problems.PROBLEM_RESPONSES)

@@ -326,6 +326,42 @@ class KeyGrantRow(Base):
     envelope: Mapped[bytes]
 
 
+class CardRow(Base):
+    """A dataset's signed DatasetCard (SPEC 3.7), stored as received; the highest sequence is
+    current."""
+
+    __tablename__ = "dataset_cards"
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "sequence", name="uq_dataset_cards_dataset_sequence"),
+    )
+
+    card_id: Mapped[str] = mapped_column(String(HEX), primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"))
+    sequence: Mapped[int]
+    publisher: Mapped[str] = mapped_column(String(HEX))
+    created: Mapped[datetime]
+    """The statement's own ``created`` time."""
+    accepted: Mapped[datetime]
+    envelope: Mapped[bytes]
+
+
+class DeprecationRow(Base):
+    """A signed Deprecation of one version (SPEC 3.8), stored as received; at most one each."""
+
+    __tablename__ = "deprecations"
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "version", name="uq_deprecations_dataset_version"),
+    )
+
+    deprecation_id: Mapped[str] = mapped_column(String(HEX), primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"))
+    version: Mapped[int]
+    publisher: Mapped[str] = mapped_column(String(HEX))
+    created: Mapped[datetime]
+    accepted: Mapped[datetime]
+    envelope: Mapped[bytes]
+
+
 # --- engines -------------------------------------------------------------------------------
 
 

@@ -32,6 +32,7 @@ from ostraca.protocol_spec.wire import (
 )
 
 from .audit import audit
+from .cards import current_version
 from .db import Dataset, Namespace, Principal
 from .deps import (
     ContextDep,
@@ -250,8 +251,8 @@ def publish(
 )
 def manifest(ns: str, name: str, version: str, session: ReadSessionDep) -> Response:
     ds = get_dataset(session, dataset_name(ns, name))
-    if version == "latest":
-        number = ds.latest_version
+    if version == "latest":  # the newest version not deprecated
+        number = current_version(session, ds)
     elif (parsed := ascii_uint(version, max_digits=15)) is not None:
         number = parsed
     else:

@@ -2,10 +2,11 @@
 
 Every statement the registry accepts becomes a log entry **in the transaction that accepts it**:
 an ``after_flush`` listener on SQLAlchemy's :class:`Session` notices the new rows of the
-statement tables (manifest versions, access requests, grants, revocations, key rotations and
-principal registrations) and appends their envelope bytes, exactly as stored, as leaves. It
-stores the Merkle nodes :func:`~ostraca.protocol_spec.merkle.new_nodes` returns, so a root or a
-proof is a few indexed reads, and keeps the right edge of the tree (the *frontier*) in the one
+statement tables (manifest versions, access requests, grants, revocations, key rotations,
+principal registrations, dataset cards and deprecations) and appends their envelope bytes,
+exactly as stored, as leaves. It stores the Merkle nodes
+:func:`~ostraca.protocol_spec.merkle.new_nodes` returns, so a root or a proof is a few indexed
+reads, and keeps the right edge of the tree (the *frontier*) in the one
 ``log_head`` row, so appending reads nothing but that row. Locking that row (``FOR UPDATE`` on
 PostgreSQL; SQLite's writers are serialized by ``BEGIN IMMEDIATE``) orders concurrent appends.
 
@@ -56,7 +57,17 @@ from ostraca.protocol_spec.merkle import (
 )
 from ostraca.protocol_spec.note import COSIGNATURE_V1, NoteVerifier
 
-from .db import AccessRequestRow, Base, GrantRow, Principal, PrincipalKey, RevocationRow, Version
+from .db import (
+    AccessRequestRow,
+    Base,
+    CardRow,
+    DeprecationRow,
+    GrantRow,
+    Principal,
+    PrincipalKey,
+    RevocationRow,
+    Version,
+)
 
 __all__ = [
     "LogCheckpoint",
@@ -202,6 +213,10 @@ def _leaf_of(session: Session, obj: object) -> tuple[int, str, bytes] | None:
         return (2, obj.grant_id, obj.envelope)
     if isinstance(obj, RevocationRow):
         return (3, obj.revocation_id, obj.envelope)
+    if isinstance(obj, CardRow):
+        return (6, obj.card_id, obj.envelope)
+    if isinstance(obj, DeprecationRow):
+        return (7, obj.deprecation_id, obj.envelope)
     if isinstance(obj, PrincipalKey):
         if obj.rotation is not None and obj.rotation_id is not None:
             return (4, obj.rotation_id, obj.rotation)

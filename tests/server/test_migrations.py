@@ -41,6 +41,8 @@ TABLES = {
     "log_checkpoints",
     "encryption_keys",
     "key_grants",
+    "dataset_cards",
+    "deprecations",
 }
 
 
