@@ -59,7 +59,7 @@ from ostraca.protocol_spec import (
     verify_manifest,
 )
 
-from .config import load_config
+from .config import load_config, ostraca_home
 from .encryption import KeyRing, identity_encryption_key
 from .export import TableExports
 from .fetch import ChunkVerifier
@@ -134,14 +134,25 @@ def verify_copy_grant(
     now: datetime,
     grantee: str | None = None,
     columns: Sequence[str] | None = None,
+    home: Path | None = None,
 ) -> tuple[Verified[AccessGrant], Envelope]:
     """Check ``grant.json`` for ``manifest`` (``grantee``: the key it must name; default the
-    one it names)."""
+    one it names). The grant may be signed by a key the manifest's signer was rotated to, as
+    the trust store of ``home`` (default ``$OSTRACA_HOME``) has verified (SPEC 5.2 G2)."""
     envelope = Envelope.from_json((directory / GRANT_FILE).read_bytes())
     if grantee is None:
         payload = json.loads(envelope.payload)
         grantee = str(payload.get("grantee", "")) if isinstance(payload, dict) else ""
-    grant = verify_grant(envelope, manifest=manifest, grantee=grantee, now=now, columns=columns)
+    ns, _ = split_dataset(manifest.statement.dataset)
+    successors = TrustStore(home or ostraca_home()).successors(ns, manifest.signer.keyid)
+    grant = verify_grant(
+        envelope,
+        manifest=manifest,
+        grantee=grantee,
+        now=now,
+        columns=columns,
+        successors=successors,
+    )
     return grant, envelope
 
 
