@@ -1,20 +1,20 @@
-"""Bulk blob download: ``http.client`` ``readinto`` straight into the cache's temp file, each
-chunk hashed once, as soon as it is complete.
+"""Bulk blob download: ``http.client`` ``readinto`` into one small reused buffer per thread,
+each piece hashed while it is hot in the CPU cache and ``pwrite``-n to the cache's temp file.
 
 This is the hot path of a verified client (see PERFORMANCE.md): httpx's pure-Python receive path
 costs ~3 CPU-seconds per GB and every extra copy or hash pass of a shard costs CPU the decoder
-needs, so each thread owns one keep-alive ``http.client`` connection and receives into a
-:class:`DirectSink` where it has one: :class:`ChunkVerifier` hands out a writable memory map of
-the pre-sized temp file, one chunk at a time, so ``readinto`` (which loops ``recv_into`` in C)
-fills the page cache directly — no bounce buffer, no ``pwrite`` copy — and the completed chunk
-is hashed once (hashlib releases the GIL, so prefetch threads hash on both cores while the
-caller decodes) and checked against the signed chunk list. (Receiving each chunk into a reused
-buffer, hashing it there and ``pwrite``-ing it was measured too: 2–3× the system CPU of this on
-the 2-core VM.) Other sinks get
-the bytes through one reused buffer (:class:`BlobSink`). The length the signed manifest promised
-is a hard cap: more bytes are never read. A dropped connection is resumed with ``Range`` from
-the last byte received, a bounded number of times. problem+json answers become our typed errors
-through :func:`.problems.error_from_problem`, as the API client's do.
+needs, so each thread owns one keep-alive ``http.client`` connection and one
+:data:`BUFFER_BYTES` buffer (small enough to stay in L2): ``readinto`` (one ``recv_into``) fills
+it, :class:`ChunkVerifier` hashes the piece (hashlib releases the GIL, so prefetch threads hash
+on both cores while the caller decodes), ``pwrite``-s it (a whole-page write: the kernel fills
+page-cache pages without zeroing them first) and checks each completed chunk against the signed
+chunk list. (Receiving straight into a writable memory map of the sparse temp file was measured
+too: every first touch of a page faults and zero-fills it, ~2–3× the system CPU of this on the
+2-core VM — 0.9–2.7 against 0.4–0.6 s/GB; a 2 MiB buffer, out of L2, was as bad.) The length
+the signed manifest promised is a hard cap: more bytes are never read. A dropped connection is
+resumed with ``Range`` from the last byte received, a bounded number of times. problem+json
+answers become our typed errors through :func:`.problems.error_from_problem`, as the API
+client's do.
 
 Deadlines (:class:`~ostraca.client.config.ReadLimits`): a blob must arrive within
 ``fetch_deadline_s`` (resumes included; a timer shuts the socket when it passes, so a trickle of
@@ -31,12 +31,11 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import mmap
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from ostraca.protocol_spec import (
@@ -54,7 +53,8 @@ from .problems import error_from_problem
 from .receive import BodyReader, StalledError, deadline_alarm
 from .redirects import presigned
 
-BUFFER_BYTES = 1024 * 1024
+BUFFER_BYTES = 256 * 1024
+"""The receive buffer of each thread: small enough to stay in L2 while it is hashed and written."""
 MAX_PROBLEM_BYTES = 64 * 1024
 
 
@@ -64,24 +64,12 @@ class BlobSink(Protocol):
     def write(self, data: memoryview) -> None: ...
 
 
-@runtime_checkable
-class DirectSink(Protocol):
-    """A sink the fetcher receives into without a copy: :meth:`window` is a writable view at the
-    current position (at most ``limit`` bytes, never empty), :meth:`advance` says how many bytes
-    of it were filled."""
-
-    def window(self, limit: int) -> memoryview: ...
-
-    def advance(self, n: int) -> None: ...
-
-
 class ChunkVerifier:
     """Checks a blob chunk by chunk against its signed chunk list (SPEC 2.5).
 
-    Bytes arrive in order, either through :meth:`window`/:meth:`advance` (received straight into
-    a writable memory map of ``fd``, which must be open read-write and already ``size`` bytes
-    long) or through :meth:`write` (``pwrite`` to ``fd``). Each chunk is hashed once, when it is
-    complete; ``verified`` only ever advances past a chunk whose digest matched. Readers call
+    Bytes arrive in order through :meth:`write`: each piece is hashed (into its chunk's digest)
+    and ``pwrite``-n to ``fd`` (open read-write); ``verified`` only ever advances past a chunk
+    whose digest matched. Readers call
     :meth:`wait_for` to block until a byte range is verified (or the download failed), so a
     decoder fed through it never sees an unverified byte.
 
@@ -118,7 +106,6 @@ class ChunkVerifier:
         self._whole = hashlib.sha256() if whole else None
         self._chunk = hashlib.sha256()
         self._pos = 0
-        self._map: memoryview | None = None
         self.verified = 0
         self._error: BaseException | None = None
         self._done = False
@@ -159,39 +146,6 @@ class ChunkVerifier:
     def _chunk_end(self, pos: int) -> int:
         return min(self.size, (pos // self.chunk_bytes + 1) * self.chunk_bytes)
 
-    # DirectSink: receive straight into the mapped file
-
-    def window(self, limit: int) -> memoryview:
-        """Writable view of the file from the current position to the end of its chunk (at
-        most ``limit`` bytes): a receive fills at most one chunk, then :meth:`advance` checks
-        it."""
-        if self._pos >= self.size:
-            raise DigestMismatchError(f"{self.name}: more bytes than the manifest's {self.size}")
-        if self._map is None:
-            self._map = memoryview(mmap.mmap(self._fd, self.size))
-        return self._map[self._pos : min(self._chunk_end(self._pos), self._pos + limit)]
-
-    def advance(self, n: int) -> None:
-        """``n`` bytes were received into the last :meth:`window`; check a completed chunk."""
-        view = self._map
-        end = self._chunk_end(self._pos)
-        if view is None or n < 0 or self._pos + n > end:
-            raise RuntimeError("advance() past the window")
-        self._pos += n
-        if self._pos != end:
-            return
-        start = (end - 1) // self.chunk_bytes * self.chunk_bytes
-        with view[start:end] as piece:
-            self._check(start // self.chunk_bytes, hashlib.sha256(piece).digest())
-            if self._whole is not None:
-                self._whole.update(piece)
-        # The bytes stay in the page cache (and in the file); only this process's page table
-        # entries go, so peak RSS does not grow with the shard size.
-        mapping = view.obj
-        if isinstance(mapping, mmap.mmap):
-            page = start - start % mmap.PAGESIZE
-            mapping.madvise(mmap.MADV_DONTNEED, page, end - page)
-
     # BlobSink: bytes from a buffer
 
     def write(self, data: memoryview) -> None:
@@ -231,7 +185,6 @@ class ChunkVerifier:
     def finish(self) -> None:
         """The end of the blob: every chunk verified and the length is the manifest's (and, with
         ``whole``, the whole-blob sha256 matches)."""
-        self._map = None  # the mapping is unmapped once the last received view is dropped
         if self.size == 0 and self._error is None:  # no chunk was ever complete: check the one
             self._check(0, hashlib.sha256(b"").digest())
         if self._pos != self.size or self.verified != self.size:
@@ -250,7 +203,6 @@ class ChunkVerifier:
 
     def fail(self, error: BaseException) -> None:
         """Wake readers with ``error`` (download or verification failed)."""
-        self._map = None
         with self._cond:
             if self._error is None:
                 self._error = error
@@ -469,21 +421,12 @@ class BlobFetcher:
                 buf = self._buffer()
                 while skip > 0:
                     skip -= body.readinto(buf[: min(len(buf), skip)])
-            if isinstance(sink, DirectSink):
-                while pos < size:
-                    # One receive into the window (at most to the end of a chunk), straight
-                    # into the mapped file.
-                    n = body.readinto(sink.window(size - pos))
-                    sink.advance(n)
-                    pos += n
-                    progress[0] = pos
-            else:
-                buf = self._buffer()
-                while pos < size:
-                    n = body.readinto(buf[: min(len(buf), size - pos)])
-                    sink.write(buf[:n])
-                    pos += n
-                    progress[0] = pos
+            buf = self._buffer()
+            while pos < size:
+                n = body.readinto(buf[: min(len(buf), size - pos)])
+                sink.write(buf[:n])
+                pos += n
+                progress[0] = pos
         finally:
             # Never read past what the manifest promised: an answer with bytes left over (or of
             # unknown length) ends the connection instead of being drained.

@@ -52,19 +52,11 @@ class VerifiedReader(io.RawIOBase):
 
 
 class CancellableSink:
-    """The verifier as a :class:`~.fetch.DirectSink` that stops when the consumer went away."""
+    """The verifier as a :class:`~.fetch.BlobSink` that stops when the consumer went away."""
 
     def __init__(self, verifier: ChunkVerifier, cancel: threading.Event) -> None:
         self._verifier = verifier
         self._cancel = cancel
-
-    def window(self, limit: int) -> memoryview:
-        if self._cancel.is_set():
-            raise ConsumerGoneError
-        return self._verifier.window(limit)
-
-    def advance(self, n: int) -> None:
-        self._verifier.advance(n)
 
     def write(self, data: memoryview) -> None:
         if self._cancel.is_set():
