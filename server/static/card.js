@@ -1,5 +1,6 @@
 // The dataset card: sign an AccessRequest for the terms shown and file it.
 import { api, explain, getSession, show } from "./ostraca.js";
+import { ensureEncryptionKey } from "./keygrants.js";
 import { PAYLOAD_TYPES, randomHex, signEnvelope, timestamp } from "./sign.js";
 
 const form = document.getElementById("request-form");
@@ -19,6 +20,7 @@ form.addEventListener("submit", async (event) => {
     nonce: randomHex(16),
   };
   try {
+    await ensureEncryptionKey(session); // the publisher wraps the data keys to it when approving
     const envelope = await signEnvelope(session.key, session.keyid, PAYLOAD_TYPES.request, statement);
     const item = await api("POST", "/v1/requests", { body: envelope });
     form.reset();

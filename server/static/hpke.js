@@ -68,7 +68,12 @@ export function keyFromSignature(signature) {
 
 export function keyPair(secret) {
   const publicKey = kem.getPublicKey(secret);
-  return { secret, publicKey, keyid: hex(sha256(publicKey)) };
+  return { secret, publicKey, keyid: keyId(publicKey) };
+}
+
+// The encryption key id: hex SHA-256 of the 1216 public key bytes.
+export function keyId(publicKey) {
+  return hex(sha256(publicKey));
 }
 
 function short(text) {

@@ -3,6 +3,7 @@
 import {
   api, cell, explain, getSession, grantStatus, grantVersions, short, show,
 } from "./ostraca.js";
+import { approvalKeys, KeyFlowError, postKeyGrant } from "./keygrants.js";
 import { PAYLOAD_TYPES, signEnvelope, timestamp } from "./sign.js";
 
 const GONE = "The dataset is no longer on the registry: nothing was changed.";
@@ -19,6 +20,7 @@ async function datasetColumns(name) {
 }
 
 function failure(error) {
+  if (error instanceof KeyFlowError) return error.message;
   if (error.status === 409) return WITHDRAWN;
   return explain(error, GONE);
 }
@@ -47,9 +49,18 @@ async function approve(session, item, form) {
   if (Date.parse(grant.expires) <= now.getTime()) {
     return show("The expiry date must be in the future.", "problem");
   }
+  // The data keys first: an encrypted dataset is not granted without them (ENCRYPTION.md 6).
+  const keys = await approvalKeys(session, grant);
   const envelope = await signEnvelope(session.key, session.keyid, PAYLOAD_TYPES.grant, grant);
   const out = await api("POST", "/v1/grants", { body: envelope });
-  show(`Approved: grant ${short(out.grant_id)} for ${item.dataset} to ${item.requester.name}.`);
+  const approved = `Approved: grant ${short(out.grant_id)} for ${item.dataset} to ${item.requester.name}`;
+  if (!keys) return show(`${approved}.`);
+  try {
+    const n = await postKeyGrant(session, grant, out.grant_id, keys);
+    show(`${approved}, with ${n} data key${n === 1 ? "" : "s"} wrapped to their encryption key.`);
+  } catch (error) {
+    show(`${approved}, but its data keys were not stored (${failure(error)}): approve again to send them.`, "problem");
+  }
 }
 
 async function requestCard(session, item) {

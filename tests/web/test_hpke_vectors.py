@@ -56,7 +56,8 @@ SEAL = """async ({public_b64, dataset, version, group, grantee, key}) => {
   const sign = await import("/static/sign.js");
   const hpke = await import("/static/hpke.js");
   const publicKey = sign.fromBase64(public_b64);
-  const info = hpke.wrapInfo(hpke.groupContext(dataset, version, group), grantee, hpke.keyId(publicKey));
+  const context = hpke.groupContext(dataset, version, group);
+  const info = hpke.wrapInfo(context, grantee, hpke.keyId(publicKey));
   return sign.toBase64(await hpke.seal(publicKey, info, sign.fromHex(key, 32)));
 }"""
 
@@ -151,12 +152,16 @@ def test_wrapped_keys_go_both_ways_between_the_page_and_python(page: Page) -> No
             "wrapped": base64.b64encode(wrapped).decode(),
         },
     )
-    assert opened["info"] == wrap_info(context, grantee=grantee, recipient=private.public.keyid).hex()
+    assert (
+        opened["info"] == wrap_info(context, grantee=grantee, recipient=private.public.keyid).hex()
+    )
     assert opened["key"] == key.raw.hex()
     assert opened["commitment"] == key.commitment(context)
     # The page seals, Python opens; randomized, so two seals differ.
     sealed = [
-        base64.b64decode(page.evaluate(SEAL, where | {"public_b64": private.public.b64, "key": key.raw.hex()}))
+        base64.b64decode(
+            page.evaluate(SEAL, where | {"public_b64": private.public.b64, "key": key.raw.hex()})
+        )
         for _ in range(2)
     ]
     assert sealed[0] != sealed[1]

@@ -95,8 +95,9 @@ def _publisher_revokes_and_audits(lab: Visitor, screens: Path, researcher: Ident
     expect(lab.page.get_by_label("Dataset", exact=True)).to_have_value("acme/books")
     lab.page.get_by_role("button", name="Show events").click()
     kinds = lab.page.locator("#audit tbody tr td:nth-child(2)")
-    # key_grant: the data keys of the encrypted version, escrowed to the publisher at publish.
-    expect(kinds).to_have_text(["publish", "key_grant", "request", "grant", "revoke"])
+    # key_grant: the data keys of the encrypted version, escrowed to the publisher at publish,
+    # then wrapped to the researcher by the page that approved.
+    expect(kinds).to_have_text(["publish", "key_grant", "request", "grant", "key_grant", "revoke"])
     lab.screenshot(screens, "audit")
     lab.page.get_by_label("Kind", exact=True).select_option("revoke")
     lab.page.get_by_role("button", name="Show events").click()
