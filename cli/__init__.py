@@ -81,6 +81,12 @@ COMMANDS: tuple[LazyCommand, ...] = (
         ("rekey", "Re-encrypt a dataset's latest rows under fresh data keys"),
     ),
     *_panel(
+        "Publisher",
+        "ostraca.cli.cards:app",
+        ("card", "A dataset's card (description and README), signed"),
+        ("deprecate", "Deprecate a version"),
+    ),
+    *_panel(
         "Researcher",
         "ostraca.cli.researcher:app",
         ("datasets", "List datasets on the registry (metadata is public)."),
