@@ -164,10 +164,10 @@ class TrustStore:
         pinned = _keys_of(entry, self.path, namespace) if entry else {}
         out: dict[str, VerifyKey] = {}
         current = keyid
-        while isinstance(links.get(current), dict) and current not in out:
+        while isinstance(links.get(current), dict):
             nxt = links[current].get("successor")
             key = pinned.get(nxt) or (retired[nxt][0] if nxt in retired else None)
-            if key is None:
+            if key is None or nxt in out or nxt == keyid:  # the end, or a loop
                 break
             out[nxt] = key
             current = nxt
