@@ -174,6 +174,31 @@ def _file_set(group: str, files: list[dict[str, Any]], version: int) -> dict[str
     }
 
 
+def _record_set(
+    group: str, columns: list[str], types: dict[str, str], file_set: str, rows: int
+) -> dict[str, Any]:
+    """The record set of a column group's columns, each read from the group's file set (the
+    groups' record sets hold the same rows in the same order, SPEC 2.6)."""
+    name = RECORD_SET if group == DEFAULT_GROUP else f"{RECORD_SET}-{group}"
+    return {
+        "@type": "cr:RecordSet",
+        "@id": name,
+        "name": name,
+        "description": f"{rows} rows, the columns of group {group!r}",
+        "field": [
+            {
+                "@type": "cr:Field",
+                "@id": f"{name}/{column}",
+                "name": column,
+                "description": f"Arrow type {types[column]}",
+                "dataType": croissant_data_type(types[column]),
+                "source": {"fileSet": {"@id": file_set}, "extract": {"column": column}},
+            }
+            for column in columns
+        ],
+    }
+
+
 def croissant(
     manifest: DatasetManifest,
     *,
@@ -187,25 +212,17 @@ def croissant(
     ``registry_url`` (no trailing slash) is where the shards are fetched
     (``/v1/datasets/<ns>/<name>/blobs/sha256:…``, with a grant); ``publisher_name`` names the
     namespace's owner. Each column group's blobs form a ``cr:FileSet`` (``shards`` for the
-    ``default`` group, ``shards-<group>`` for the others), and each field of the record set is
-    read from its group's file set.
+    ``default`` group, ``shards-<group>`` for the others) and its columns a ``cr:RecordSet``
+    (``records``, ``records-<group>``) read from that file set: Croissant joins record sets
+    by key, and the groups share none (their blobs hold the same rows in the same order).
     """
     files = _file_objects(manifest, f"{registry_url}/v1/datasets/{manifest.dataset}/blobs")
     file_sets = {g: _file_set(g, group, manifest.version) for g, group in files.items()}
-    group_of = {c: g for g, columns in manifest.group_columns().items() for c in columns}
-    fields = [
-        {
-            "@type": "cr:Field",
-            "@id": f"{RECORD_SET}/{column.name}",
-            "name": column.name,
-            "description": f"Arrow type {column.type}",
-            "dataType": croissant_data_type(column.type),
-            "source": {
-                "fileSet": {"@id": file_sets[group_of[column.name]]["@id"]},
-                "extract": {"column": column.name},
-            },
-        }
-        for column in manifest.columns
+    types = {c.name: c.type for c in manifest.columns}
+    record_sets = [
+        _record_set(group, columns, types, file_sets[group]["@id"], manifest.total_rows)
+        for group, columns in manifest.group_columns().items()
+        if columns
     ]
     publisher = {"@type": "sc:Organization", "name": publisher_name}
     return {
@@ -226,15 +243,7 @@ def croissant(
         "citeAs": f"{publisher_name}. {manifest.dataset}, version {manifest.version} "
         f"(manifest sha256:{digest}). {card_url}",
         "distribution": [*(f for group in files.values() for f in group), *file_sets.values()],
-        "recordSet": [
-            {
-                "@type": "cr:RecordSet",
-                "@id": RECORD_SET,
-                "name": RECORD_SET,
-                "description": f"{manifest.total_rows} rows",
-                "field": fields,
-            }
-        ],
+        "recordSet": record_sets,
     }
 
 
