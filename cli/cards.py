@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from ostraca.client.cards import (
     NamespaceTrust,
+    card_json,
     deprecate_version,
     fetch_card,
     publish_card,
@@ -56,17 +57,8 @@ def card(
                 hint=f"its publisher adds one with `ostraca card {dataset} --readme README.md`",
             )
         c = verified.statement
-        out: dict[str, Any] = {
-            "dataset": dataset,
-            "sequence": c.sequence,
-            "card_id": verified.digest,
-            "signed_by": verified.signer.keyid,
-            "description": c.description,
-            "readme": c.readme,
-            "created": c.created.isoformat(),
-        }
         if as_json:
-            print_json(out)
+            print_json(card_json(verified))
             return
         console.print(
             f"card {c.sequence} of {dataset}, {when(c.created)}, signed by "

@@ -154,7 +154,11 @@ def publish(
         return
     if result.already_published:
         console.print(
-            f"{result.dataset} version {result.version} already holds these inputs; nothing to do"
+            f"{result.dataset} version {result.version} already holds these inputs; nothing to "
+            f"do (to change the description or README without a new version: `ostraca card "
+            f"{result.dataset} --description TEXT --readme FILE`)",
+            markup=False,
+            highlight=False,
         )
         return
     console.print(

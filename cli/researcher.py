@@ -6,13 +6,18 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
+from ostraca.client.cards import (
+    NamespaceTrust,
+    card_json,
+    fetch_card,
+    readme_summary,
+    resolve_current,
+)
 from ostraca.client.stream import parse_ref
-from ostraca.client.trust import TrustStore, resolve_manifest
-from ostraca.protocol_spec import DatasetManifest, OstracaError, split_dataset, utc_now
+from ostraca.protocol_spec import DatasetManifest, OstracaError, split_dataset
 
-from .common import JsonOpt, client, console, err_console, print_json, short, size, when
+from .common import JsonOpt, client, console, err_console, print_json, short, size, table, when
 
 app = typer.Typer()
 
@@ -37,17 +42,17 @@ def datasets(
     if not page.items:
         console.print("no datasets")
         return
-    table = Table("dataset", "version", "rows", "size", "licence", "description")
+    shown = table("dataset", "version", "rows", "size", "licence", "description")
     for d in page.items:
-        table.add_row(
+        shown.add_row(
             d.dataset,
             str(d.latest_version),
             f"{d.total_rows:,}",
             size(d.total_bytes),
             d.license,
-            d.description[:60],
+            d.description,
         )
-    console.print(table)
+    console.print(shown)
     if page.total > len(page.items):
         console.print(f"({page.total - len(page.items)} more; use --search or --limit)")
 
@@ -65,15 +70,23 @@ def show(
     ns, _ = split_dataset(dataset)
     # Through the trust store, as every read is: the pinned key (or its rotation chain), never
     # whatever key the registry offers today; a rollback below what was verified is refused.
-    now = utc_now()
-    store = TrustStore(
-        registry.config.home, announce=lambda text: err_console.print(text, markup=False)
+    # Without @N: the newest version not deprecated (a deprecated @N is shown, with a warning).
+    trust = NamespaceTrust.of(
+        registry, dataset, announce=lambda text: err_console.print(text, markup=False)
     )
-    keys = store.keys_for(ns, offered=registry.namespace_keys(ns), now=now)
-    verified, _ = resolve_manifest(registry, store, dataset, keys=keys, now=now, version=version)
+    current = resolve_current(
+        registry,
+        dataset,
+        version=version,
+        trust=trust,
+        warn=lambda text: err_console.print(f"warning: {text}", markup=False, highlight=False),
+    )
+    verified, card = current.manifest, fetch_card(registry, dataset, trust)
     m: DatasetManifest = verified.statement
     if as_json:
         out = detail.model_dump(mode="json")
+        out["card"] = None if card is None else card_json(card)
+        out["deprecated"] = current.deprecation_reason
         out["manifest"] = {
             "version": m.version,
             "digest": verified.digest,
@@ -89,11 +102,20 @@ def show(
         }
         print_json(out)
         return
+    gone = "" if current.deprecation is None else f" (deprecated: {current.deprecation_reason})"
     console.print(
-        f"[bold]{dataset}[/] version {m.version} of {detail.latest_version}", highlight=False
+        f"[bold]{dataset}[/] version {m.version} of {detail.latest_version}",
+        end="",
+        highlight=False,
     )
-    if m.description:
-        console.print(m.description, markup=False, highlight=False)
+    console.print(gone, markup=False, highlight=False)
+    about = m.description if card is None else card.statement.description
+    if about:
+        console.print(about, markup=False, highlight=False)
+    if card is not None and card.statement.readme:
+        summary = readme_summary(card.statement.readme)
+        console.print(f"readme     {summary}", markup=False, highlight=False)
+        console.print(f"           (all of it: `ostraca card {dataset}`)", highlight=False)
     console.print(f"licence    {m.license}", highlight=False)
     console.print(
         f"size       {m.total_rows:,} rows, {len(m.shards)} shards, {size(m.total_bytes)}",
@@ -171,17 +193,17 @@ def requests(
     if not items:
         console.print("no requests")
         return
-    table = Table("request", "dataset", "requester", "status", "filed", "purpose")
+    shown = table("request", "dataset", "requester", "status", "filed", "purpose")
     for r in items:
-        table.add_row(
+        shown.add_row(
             r.request_id[:16] + "…",
             r.dataset,
             f"{r.requester.name} ({short(r.requester.keyid)})",
             r.status,
             when(r.created),
-            r.purpose[:60],
+            r.purpose,
         )
-    console.print(table)
+    console.print(shown)
     console.print("full ids: --json", style="dim")
 
 
@@ -199,10 +221,10 @@ def grants(
     if not items:
         console.print("no grants")
         return
-    table = Table("grant", "dataset", "grantee", "versions", "columns", "expires", "state")
+    shown = table("grant", "dataset", "grantee", "versions", "columns", "expires", "state")
     for g in items:
         vs = f"{g.min_version}..{g.max_version if g.max_version is not None else ''}"
-        table.add_row(
+        shown.add_row(
             g.grant_id[:16] + "…",
             g.dataset,
             short(g.grantee),
@@ -211,4 +233,4 @@ def grants(
             when(g.expires),
             "revoked" if g.revoked else "active",
         )
-    console.print(table)
+    console.print(shown)

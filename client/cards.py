@@ -50,10 +50,12 @@ __all__ = [
     "CardMemory",
     "Current",
     "NamespaceTrust",
+    "card_json",
     "deprecate_version",
     "fetch_card",
     "fetch_deprecations",
     "publish_card",
+    "readme_summary",
     "resolve_current",
 ]
 
@@ -69,11 +71,16 @@ class NamespaceTrust:
 
     @classmethod
     def of(
-        cls, client: RegistryClient, dataset: str, *, now: datetime | None = None
+        cls,
+        client: RegistryClient,
+        dataset: str,
+        *,
+        now: datetime | None = None,
+        announce: Callable[[str], None] | None = None,
     ) -> NamespaceTrust:
         now = now or utc_now()
         ns, _ = split_dataset(dataset)
-        store = TrustStore(client.config.home)
+        store = TrustStore(client.config.home, announce=announce)
         keys = store.keys_for(ns, offered=client.namespace_keys(ns), now=now)
         return cls(keys=dict(keys), retired=store.retired(ns), store=store, now=now)
 
@@ -135,6 +142,28 @@ def fetch_card(
     return verified
 
 
+def card_json(verified: Verified[DatasetCard]) -> dict[str, Any]:
+    """A verified card as the CLI's ``--json`` prints it."""
+    c = verified.statement
+    return {
+        "dataset": c.dataset,
+        "sequence": c.sequence,
+        "card_id": verified.digest,
+        "signed_by": verified.signer.keyid,
+        "description": c.description,
+        "readme": c.readme,
+        "created": c.created.isoformat(),
+    }
+
+
+def readme_summary(readme: str, *, limit: int = 200) -> str:
+    """The README's first paragraph that is not a heading, on one line, cut at ``limit``."""
+    paragraphs = [" ".join(p.split()) for p in readme.split("\n\n")]
+    text = next((p for p in paragraphs if p and not p.startswith("#")), "")
+    text = text or next((p.lstrip("# ") for p in paragraphs if p), "")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def fetch_deprecations(
     client: RegistryClient, dataset: str, trust: NamespaceTrust
 ) -> dict[int, Verified[Deprecation]]:
@@ -163,6 +192,10 @@ class Current:
     manifest: Verified[DatasetManifest]
     envelope: Envelope
     deprecation: Verified[Deprecation] | None
+
+    @property
+    def deprecation_reason(self) -> str | None:
+        return None if self.deprecation is None else self.deprecation.statement.reason
 
 
 def _verified_head(
