@@ -105,9 +105,7 @@ async function openEscrow(item, dataset, trusted, mine, publisher) {
 }
 
 // Every data key this publisher escrowed for `dataset`, by "version/group".
-async function escrowKeys(session, dataset) {
-  const namespace = await api("GET", `/v1/namespaces/${dataset.split("/")[0]}`, { auth: false });
-  const trusted = await trustedKeys(namespace.keys); // active and rotated ones, as the SDK
+async function escrowKeys(session, dataset, trusted) {
   const mine = await ownEncryptionKey(session);
   const keys = new Map();
   for (const item of (await api("GET", `/v1/datasets/${dataset}/key-grants`)).items) {
@@ -119,27 +117,63 @@ async function escrowKeys(session, dataset) {
   return keys;
 }
 
+function inRange(grant, version) {
+  return version >= grant.min_version && (grant.max_version === null || version <= grant.max_version);
+}
+
 function covers(grant, version, group) {
-  return (
-    version >= grant.min_version &&
-    (grant.max_version === null || version <= grant.max_version) &&
-    (!grant.groups || grant.groups.includes(group))
-  );
+  return inRange(grant, version) && (!grant.groups || grant.groups.includes(group));
+}
+
+// The encrypted groups of the versions `grant` covers, read from their signed manifests:
+// [{version, group, commitment}].
+async function encryptedGroups(grant, trusted) {
+  const dataset = await api("GET", `/v1/datasets/${grant.dataset}`, { auth: false });
+  const out = [];
+  for (const { version } of dataset.versions.filter((v) => inRange(grant, v.version))) {
+    const path = `/v1/datasets/${grant.dataset}/versions/${version}/manifest`;
+    const what = `the manifest of ${grant.dataset} version ${version}`;
+    const { statement: m } = await openEnvelope(await api("GET", path, { auth: false }), PAYLOAD_TYPES.manifest, trusted, what);
+    if (m.dataset !== grant.dataset || m.version !== version) throw new StatementError(`${what} is another version's`);
+    for (const [group, record] of Object.entries(m.encryption || {})) {
+      if (covers(grant, version, group)) out.push({ version, group, commitment: record.key_commitment });
+    }
+  }
+  return out;
+}
+
+// The data keys `grant` needs, from the escrow, each the one its signed manifest commits to.
+async function grantedKeys(session, grant) {
+  const namespace = await api("GET", `/v1/namespaces/${grant.dataset.split("/")[0]}`, { auth: false });
+  const trusted = await trustedKeys(namespace.keys); // active and rotated ones, as the SDK
+  const needed = await encryptedGroups(grant, trusted);
+  if (!needed.length) return [];
+  const escrow = await escrowKeys(session, grant.dataset, trusted);
+  return needed.map(({ version, group, commitment }) => {
+    const k = escrow.get(`${version}/${group}`);
+    if (!k || hpke.commitment(k.key, hpke.groupContext(grant.dataset, version, group)) !== commitment) {
+      throw new KeyFlowError(
+        `Not approved: no escrowed data key of ${grant.dataset} version ${version} group ` +
+          `${group} opens with this identity's encryption key, so the grant could not be read. ` +
+          "Nothing was granted: approve with the identity that published it (or its successor, " +
+          "once the escrow is re-wrapped)."
+      );
+    }
+    return k;
+  });
 }
 
 // Before `grant` (the unsigned AccessGrant) is signed: {recipient, keys} to wrap, or null when
 // it covers no encrypted version. KeyFlowError when it cannot be granted with keys.
 export async function approvalKeys(session, grant) {
-  let covered;
+  let keys;
   try {
-    covered = [...(await escrowKeys(session, grant.dataset)).values()].filter((k) =>
-      covers(grant, k.version, k.group)
-    );
+    keys = await grantedKeys(session, grant);
   } catch (error) {
     if (!(error instanceof StatementError || error instanceof hpke.WrongKeyError)) throw error;
-    throw new KeyFlowError(`Refused: ${error.message}. Nothing was granted: the escrow may have been tampered with.`);
+    throw new KeyFlowError(`Refused: ${error.message}. Nothing was granted: the registry's answer may have been tampered with.`);
   }
-  if (!covered.length) return null;
+  if (!keys.length) return null;
   let recipient;
   try {
     recipient = await granteeEncryptionKey(grant.grantee);
@@ -154,7 +188,7 @@ export async function approvalKeys(session, grant) {
         "again from this site (or run `ostraca register`), then approve."
     );
   }
-  return { recipient, keys: covered };
+  return { recipient, keys };
 }
 
 // After the grant `grantId` is stored: the KeyGrant of `prepared` (from approvalKeys) signed

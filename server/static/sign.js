@@ -234,6 +234,7 @@ export const PAYLOAD_TYPES = {
   revocation: "application/vnd.ostraca.revocation+json",
   encryptionKey: "application/vnd.ostraca.encryption-key+json",
   keyGrant: "application/vnd.ostraca.key-grant+json",
+  manifest: "application/vnd.ostraca.manifest+json",
 };
 
 export class StatementError extends Error {}
