@@ -1,6 +1,9 @@
 """What every command module shares: the consoles, the ``--json`` option, the client built
-from the global options (kept in the root context's ``obj``, never in the environment), and
-the small formatters for sizes, times and key ids."""
+from the global options (kept in the root context's ``obj``, never in the environment), tables
+that wrap, and the small formatters for sizes, counts, times and key ids.
+
+One unit convention: sizes are printed in binary units (KiB, MiB, GiB: powers of 1024), in
+summaries and progress bars alike; sizes given as options accept both (``64MiB``, ``64MB``)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from ostraca.client.api import RegistryClient
     from ostraca.client.config import ClientConfig
 
@@ -71,5 +76,21 @@ def size(n: int) -> str:
     return f"{value:.1f} TiB"
 
 
+def count(n: int, noun: str) -> str:
+    """``1 shard``, ``3 shards``, ``1,000 rows``."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def short(keyid: str | None) -> str:
     return "-" if not keyid else keyid[:16] + "…"
+
+
+def table(*headers: str, title: str | None = None) -> Table:
+    """A table whose cells wrap at the terminal's width (a long name folds onto the next
+    line) instead of being cut."""
+    from rich.table import Table  # noqa: PLC0415 - keeps --help fast
+
+    out = Table(title=title)
+    for header in headers:
+        out.add_column(header, overflow="fold")
+    return out
