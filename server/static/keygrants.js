@@ -4,10 +4,11 @@
 //   (a WebCrypto Ed25519 signature over the derivation message, then HKDF). It exists only in
 //   this page's memory: never stored, never sent.
 // - ensureEncryptionKey(): registers its public half (a signed EncryptionKey) if it is not yet.
-// - approvalKeys() before a grant is signed: the publisher's escrow fetched, verified against
-//   the namespace's keys and opened, the data keys the grant will cover picked, and the
-//   grantee's current EncryptionKey verified against the grantee's own Ed25519 key; it refuses
-//   (KeyFlowError) rather than let an encrypted dataset be granted without keys.
+// - approvalKeys() before a grant is signed: the encrypted groups of the versions the grant
+//   covers read from their signed manifests, the publisher's escrow fetched, verified against
+//   the namespace's keys and opened, each key checked against its manifest's commitment, and
+//   the grantee's current EncryptionKey verified against the grantee's own Ed25519 key; it
+//   refuses (KeyFlowError) rather than let an encrypted dataset be granted without keys.
 // - postKeyGrant() after the grant is stored: those keys HPKE-sealed to the grantee's key in a
 //   KeyGrant signed here and posted.
 import { api } from "./ostraca.js";
