@@ -330,8 +330,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.NoArgsIsHelpError as exc:
         exc.show()
         return 0
-    except click.ClickException as exc:
-        return _fail("usage", f"{exc.format_message()} (see `ostraca --help`)", EXIT_USAGE)
+    except click.ClickException as exc:  # a usage error: point at the help of its command
+        where = getattr(exc, "ctx", None)
+        command = "ostraca" if where is None else where.command_path
+        return _fail("usage", f"{exc.format_message()} (see `{command} --help`)", EXIT_USAGE)
     except typer.Exit as exc:
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
