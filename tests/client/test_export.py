@@ -56,7 +56,6 @@ def published(
         shard_bytes=2 * CHUNK,
         chunk_bytes=CHUNK,
         compression="none",
-        encrypt=False,
     )
     assert len(result.shards) >= 3
     grant_access(publisher.client, researcher.client, DATASET)
@@ -146,11 +145,12 @@ def test_pulled_copy_to_every_tool(
 
 _BLOCKED = """
 import sys
+from pathlib import Path
 for name in sys.argv[3:]:
     sys.modules[name] = None  # what `import name` meets when it is not installed
 from ostraca.client.export import MissingDependencyError
 from ostraca.client.local import open_pulled
-copy = open_pulled(sys.argv[1], home=sys.argv[2])
+copy = open_pulled(sys.argv[1], home=Path(sys.argv[2]))
 for call in (copy.to_pandas, copy.to_polars, copy.to_hf):
     try:
         call()
