@@ -26,10 +26,12 @@ from ostraca.protocol_spec.envelope import Envelope
 from ostraca.protocol_spec.errors import MalformedError, NotFoundError
 from ostraca.protocol_spec.models import DatasetManifest
 
+from .cards import card_out, current_card, current_version, deprecation_item, deprecations
 from .db import Dataset, Namespace, Principal, Version
 from .deps import ReadSessionDep
 from .grants import latest_manifest
 from .principals import key_outs
+from .readme import render_readme
 from .repo import dataset_name, get_dataset, manifest_envelope, owner_of, versions_of
 
 _HERE = Path(__file__).resolve().parent
@@ -171,16 +173,23 @@ class VersionRow:
     version: Version
     signers: list[str]
     key_status: str
+    deprecated: str | None
+    """The reason of the version's deprecation, if it is deprecated."""
 
 
 def _version_rows(session: Session, ds: Dataset, statuses: Mapping[str, str]) -> list[VersionRow]:
+    gone = {r.version: deprecation_item(ds, r).reason for r in deprecations(session, ds)}
     rows = []
     for v in versions_of(session, ds):
         stored = manifest_envelope(session, ds, v.version)
         assert stored is not None
         signers = [s.keyid for s in Envelope.from_json(stored).signatures]
         status = next((statuses[k] for k in signers if k in statuses), "unknown key")
-        rows.append(VersionRow(version=v, signers=signers, key_status=status))
+        rows.append(
+            VersionRow(
+                version=v, signers=signers, key_status=status, deprecated=gone.get(v.version)
+            )
+        )
     return rows
 
 
@@ -205,10 +214,15 @@ def _card_context(request: Request, session: Session, ds: Dataset) -> dict[str, 
         publisher_name=owner.name,
     )
     sizes = [s.bytes for s in manifest.shards]
+    card_row = current_card(session, ds)
+    card = None if card_row is None else card_out(ds, card_row)
     return {
         "title": ds.name,
         "script": "card.js",
         "ds": ds,
+        "card": card,
+        "readme": None if card is None or not card.readme else render_readme(card.readme),
+        "current_version": current_version(session, ds),
         "owner": owner,
         "registry": base,
         "versions": list(reversed(versions)),

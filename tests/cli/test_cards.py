@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from ostraca.client.cards import NamespaceTrust, publish_card
+from ostraca.client.cards import publish_card
 from ostraca.client.publish import PublishResult
 from ostraca.client.stream import open_dataset
 from ostraca.protocol_spec import SigningKey, sign_statement, utc_now
@@ -89,7 +89,8 @@ def test_card_edits_through_the_cli(
     assert "Books\n" in shown.stdout
     assert "readme     Paragraphs of old books." in shown.stdout
     card = _json(ostraca(researcher.env(), "show", DATASET, "--json"))["card"]
-    assert isinstance(card, dict) and card["sequence"] == 2
+    assert isinstance(card, dict)
+    assert card["sequence"] == 2
     # A researcher cannot sign the publisher's card; a missing README file is one line.
     refused = ostraca(researcher.env(), "card", DATASET, "--description", "mine now")
     assert refused.returncode == 1

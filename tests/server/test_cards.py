@@ -183,9 +183,7 @@ def test_only_the_publisher_deprecates(http: httpx.Client, cast: Cast) -> None:
     assert_problem(post_envelope(http, DEPRECATIONS, cast.other, by_other), 403, "access_denied")
     assert_problem(post_envelope(http, DEPRECATIONS, cast.owner, by_other), 422, "untrusted_key")
     own = deprecation(cast.owner.key, cast.v2)
-    assert_problem(
-        post_envelope(http, DEPRECATIONS, cast.researcher, own), 403, "access_denied"
-    )
+    assert_problem(post_envelope(http, DEPRECATIONS, cast.researcher, own), 403, "access_denied")
     by_researcher = deprecation(cast.researcher.key, cast.v2)
     assert_problem(
         post_envelope(http, DEPRECATIONS, cast.researcher, by_researcher), 403, "access_denied"
