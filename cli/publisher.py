@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from typer._click.exceptions import UsageError
 
 from ostraca.client.api import RegistryClient
 from ostraca.client.config import parse_size
@@ -21,7 +21,18 @@ from ostraca.client.shards import DEFAULT_CHUNK_BYTES
 from ostraca.client.verified import check_grantable
 from ostraca.protocol_spec import MalformedError, NotFoundError, utc_now
 
-from .common import JsonOpt, UserInterruptError, client, console, print_json, short, size, when
+from .common import (
+    JsonOpt,
+    UserInterruptError,
+    client,
+    console,
+    count,
+    print_json,
+    short,
+    size,
+    table,
+    when,
+)
 
 app = typer.Typer()
 namespace_app = typer.Typer(help="Namespaces: an institution publishes datasets under its own.")
@@ -83,15 +94,23 @@ def publish(
     dataset: Annotated[str, typer.Option("--dataset", help="namespace/name")],
     license: Annotated[str, typer.Option("--license", help="SPDX licence id, e.g. CC-BY-4.0.")],
     terms: Annotated[
-        str | None, typer.Option("--terms", help="Data-use terms users must accept.")
+        str | None,
+        typer.Option(
+            "--terms", help="Data-use terms users must accept. \\[required, or --terms-file]"
+        ),
     ] = None,
     terms_file: Annotated[
-        Path | None, typer.Option("--terms-file", help="Read the terms from this file.")
+        Path | None,
+        typer.Option("--terms-file", help="Read the terms from this file. \\[or --terms]"),
     ] = None,
     description: Annotated[str, typer.Option(help="One paragraph about the data.")] = "",
-    shard_size: Annotated[str, typer.Option(help="Target shard size, e.g. 64MiB.")] = "64MiB",
+    shard_size: Annotated[
+        str,
+        typer.Option(help="Target shard size, e.g. 64MiB (MiB = 1024², MB = 1000²)."),
+    ] = "64MiB",
     chunk_size: Annotated[
-        str, typer.Option(help="Verification chunk size (a power of two).")
+        str,
+        typer.Option(help="Verification chunk size: a power of two, at most the shard size."),
     ] = f"{DEFAULT_CHUNK_BYTES // 1024**2}MiB",
     compression: Annotated[
         CompressionOpt, typer.Option(help="Arrow IPC buffer compression.")
@@ -120,7 +139,9 @@ def publish(
     An interrupted publish resumes when run again with the same inputs.
     """
     if (terms is None) == (terms_file is None):
-        raise MalformedError("give exactly one of --terms TEXT or --terms-file FILE")
+        missing = "missing" if terms is None else "too many"
+        raise UsageError(f"{missing} terms: give exactly one of --terms TEXT or --terms-file FILE")
+    shard_bytes, chunk_bytes = _sizes(shard_size, chunk_size)
     if terms_file is not None:
         try:
             terms = terms_file.read_text(encoding="utf-8")
@@ -136,8 +157,8 @@ def publish(
             license=license,
             terms=terms,
             description=description,
-            shard_bytes=parse_size(shard_size),
-            chunk_bytes=parse_size(chunk_size),
+            shard_bytes=shard_bytes,
+            chunk_bytes=chunk_bytes,
             compression=compression.value,
             progress=not as_json,
             column_groups=_column_groups(column_group or []),
@@ -162,12 +183,27 @@ def publish(
         )
         return
     console.print(
-        f"published {result.dataset} version {result.version}: {result.total_rows:,} rows in "
-        f"{len(result.shards)} shards ({size(result.total_bytes)})\n"
+        f"published {result.dataset} version {result.version}: {count(result.total_rows, 'row')} "
+        f"in {count(len(result.shards), 'shard')} ({size(result.total_bytes)})\n"
         f"manifest {result.digest}\n"
-        f"uploaded {result.blobs_uploaded} blobs ({size(result.bytes_uploaded)}), "
-        f"{result.blobs_skipped} already on the registry"
+        f"uploaded {count(result.blobs_uploaded, 'blob')} ({size(result.bytes_uploaded)}), "
+        f"{result.blobs_skipped} already on the registry",
+        highlight=False,
     )
+
+
+def _sizes(shard_size: str, chunk_size: str) -> tuple[int, int]:
+    """``--shard-size`` and ``--chunk-size`` in bytes; a shard smaller than one chunk is a usage
+    error that names the chunk size that would do."""
+    shard_bytes, chunk_bytes = parse_size(shard_size), parse_size(chunk_size)
+    if 0 < shard_bytes < chunk_bytes:
+        fits = size(1 << (shard_bytes.bit_length() - 1)).replace(".0 ", "").replace(" ", "")
+        raise typer.BadParameter(
+            f"{shard_size} is smaller than the chunk size ({size(chunk_bytes)}); give a larger "
+            f"--shard-size, or a smaller --chunk-size too (e.g. --chunk-size {fits})",
+            param_hint="'--shard-size'",
+        )
+    return shard_bytes, chunk_bytes
 
 
 _DURATION_RE = re.compile(r"^(\d+)\s*([hdwy])$")
@@ -322,17 +358,17 @@ def audit(
     if not events:
         console.print("no events")
         return
-    table = Table("time", "action", "principal", "version", "grant", "detail")
+    shown = table("time", "action", "principal", "version", "grant", "detail")
     for e in events:
-        table.add_row(
+        shown.add_row(
             when(e.time),
             e.action,
             short(e.principal),
             "-" if e.version is None else str(e.version),
             short(e.grant_id),
-            "" if e.detail is None else str(e.detail)[:60],
+            "" if e.detail is None else str(e.detail),
         )
-    console.print(table)
+    console.print(shown)
 
 
 # ── configuration ────────────────────────────────────────────────────────────────────────────
@@ -352,6 +388,7 @@ def rekey(
         return
     console.print(
         f"re-encrypted {result.dataset} as version {result.version} under fresh data keys "
-        f"({len(result.shards)} shards, {size(result.total_bytes)}); manifest {result.digest}",
+        f"({count(len(result.shards), 'shard')}, {size(result.total_bytes)}); "
+        f"manifest {result.digest}",
         highlight=False,
     )

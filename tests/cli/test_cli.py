@@ -214,7 +214,8 @@ def test_failures_print_one_line_and_exit_non_zero(
     line = _one_error_line(*cli(researcher.env(), "whoami", "--no-such-flag"), status=2)
     assert line.startswith("error [usage]")
     line = _one_error_line(
-        *cli(researcher.env(), "publish", "x.csv", "--dataset", "acme/x", "--license", "MIT")
+        *cli(researcher.env(), "publish", "x.csv", "--dataset", "acme/x", "--license", "MIT"),
+        status=2,
     )
     assert "exactly one of --terms" in line
 
