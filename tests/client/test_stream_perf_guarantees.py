@@ -16,6 +16,7 @@ import pytest
 
 from ostraca.client import open_dataset
 from ostraca.client.cache import BlobCache
+from ostraca.client.encryption import PlaintextPool
 from ostraca.client.fetch import ChunkVerifier
 from ostraca.client.publish import PublishResult
 from ostraca.protocol_spec import DigestMismatchError, VerificationError
@@ -149,3 +150,20 @@ def test_paranoid_also_checks_the_whole_shard_digest(tmp_path: Path) -> None:
     _receive(tmp_path, data, size=len(data), chunks=chunks, digest=wrong)
     with pytest.raises(DigestMismatchError, match="sha256"):
         _receive(tmp_path, data, size=len(data), chunks=chunks, digest=wrong, whole=True)
+
+
+def test_plaintext_pool_reuses_a_buffer_only_once_no_view_of_it_is_left() -> None:
+    pool = PlaintextPool(keep=2)
+    first = pool.take(1000)
+    first_id = id(first.obj)
+    held = first[10:20]  # a record batch still alive
+    del first
+    second = pool.take(1000)
+    second_id = id(second.obj)
+    assert second_id != first_id
+    second[:] = b"\x01" * 1000
+    assert bytes(held) == bytes(10)  # the buffer in use was not handed out again
+    del held, second
+    again = pool.take(600)
+    assert id(again.obj) in {first_id, second_id}  # reused, not allocated
+    assert len(again) == 600
