@@ -34,7 +34,8 @@ def _json(proc: subprocess.CompletedProcess[str]) -> dict[str, object]:
 
 
 def _publish_cli(who: Identity, tmp_path: Path, description: str) -> str:
-    pq.write_table(sample_table(200), tmp_path / "books.parquet")
+    if not (tmp_path / "books.parquet").exists():
+        pq.write_table(sample_table(200), tmp_path / "books.parquet")
     proc = ostraca(
         who.env(),
         "publish",
