@@ -1164,6 +1164,58 @@ def auth_vectors() -> list[JSON]:
     ]
 
 
+ROTATION_2 = KeyRotation(
+    old_key=NEW.keyid,
+    new_key=PublicKey.from_verify_key(PUB2.public),
+    reason="Second rotation.",
+    created=_t("2024-05-27T00:00:00Z"),
+)
+STRANGER_ROTATION = KeyRotation(
+    old_key=STRANGER.keyid,
+    new_key=PublicKey.from_verify_key(NEW.public),
+    reason="A rotation of some other key.",
+    created=_t("2024-05-25T00:00:00Z"),
+)
+
+
+def rotation_vectors() -> list[JSON]:
+    """Grants through the rotation chain (SPEC.md 5.2 G2, 5.5): ``M2`` signed by the first
+    publisher key, grants signed by its successors, and by keys that are not."""
+    first = signed(ROTATION, PUB, NEW)
+    second = signed(ROTATION_2, NEW, PUB2)
+
+    def by(key: SigningKey) -> Envelope:
+        return signed(grant(publisher=key.keyid, created=_t("2024-05-28T00:00:00Z")), key)
+
+    def inp(*rotations: Envelope) -> JSON:
+        base = inputs("grant", manifest=M2, grantee=RES.keyid, trusted_keys=[PUB.keyid])
+        return {**base, "rotations": [r.to_json().decode() for r in rotations]}
+
+    good = [
+        ("grant-by-successor", "A grant by the key the manifest's signer was rotated to.",
+         by(NEW), inp(first), NEW),
+        ("grant-by-second-successor", "A grant by the key at the end of a two-link chain.",
+         by(PUB2), inp(first, second), PUB2),
+        ("grant-by-signer-after-rotation", "The manifest's own signer's grant, made before the "
+         "rotation, still verifies with the chain given.", GRANT, inp(first), PUB),
+    ]  # fmt: skip
+    out = []
+    for name, description, env, values, signer in good:
+        vector = positive(name, description, env, {**values, "_signer": signer.keyid})
+        del vector["inputs"]["_signer"]
+        out.append(vector)
+    bad = [
+        ("grant-by-key-outside-the-chain", "A grant by a key no rotation from the manifest's "
+         "signer reaches.", by(STRANGER), inp(first)),
+        ("grant-by-successor-without-rotation", "A grant by the new key, with no rotation to "
+         "link it to the manifest's signer.", by(NEW), inp()),
+        ("grant-through-another-keys-rotation", "A grant by a key some other key was rotated "
+         "to: the chain must start at the manifest's signer.", by(NEW),
+         inp(signed(STRANGER_ROTATION, STRANGER, NEW))),
+    ]  # fmt: skip
+    return [*out, *(negative(n, d, "untrusted_key", e, i) for n, d, e, i in bad)]
+
+
 def build() -> dict[str, JSON]:
     """Every vector file's content by file name."""
     common: JSON = {"spec": "SPEC.md section 10", "generator": "scripts/gen_vectors.py"}
@@ -1174,6 +1226,7 @@ def build() -> dict[str, JSON]:
         "canonical.json": {**common, "vectors": canonical_vectors()},
         "chunks.json": {**common, "vectors": chunk_vectors()},
         "auth.json": {**common, "vectors": auth_vectors()},
+        "rotation.json": {**common, "vectors": rotation_vectors()},
     }
 
 
