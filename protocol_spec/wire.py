@@ -225,9 +225,9 @@ class DeprecationList(_Out):
     dataset: str
     latest_version: int
     """The newest version (the head of the manifest chain), deprecated or not."""
-    current_version: int | None
-    """The newest version not deprecated: what ``latest`` resolves to (``null``: every version
-    is deprecated)."""
+    current_version: int
+    """What ``latest`` resolves to: the newest version not deprecated (the newest version when
+    every version is deprecated)."""
     items: list[DeprecationItem]
     """By version."""
 
