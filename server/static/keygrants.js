@@ -185,8 +185,8 @@ export async function approvalKeys(session, grant) {
   if (recipient === null) {
     throw new KeyFlowError(
       `Not approved: the requester has registered no encryption key, so a grant of the ` +
-        `encrypted ${grant.dataset} could not be read. Nothing was granted: ask them to request ` +
-        "again from this site (or run `ostraca register`), then approve."
+        `encrypted ${grant.dataset} could not be read. Nothing was granted: ask them to sign ` +
+        "in on this site once (that registers it) or to request with `ostraca request`, then approve."
     );
   }
   return { recipient, keys };

@@ -1,4 +1,5 @@
 // Sign in: import the identity file, sign the registry's one-time nonce, keep the session.
+import { ensureEncryptionKey } from "./keygrants.js";
 import { api, clearSession, explain, getSession, saveSession, show } from "./ostraca.js";
 import { importIdentity, KeyFileError, loginMessage, PassphraseNeeded, sign, toBase64 } from "./sign.js";
 
@@ -56,8 +57,14 @@ form.addEventListener("submit", async (event) => {
     );
   }
   passphrase.value = "";
-  const p = (await getSession()).principal;
-  show(`Signed in as ${p.name}.`);
+  const session = await getSession();
+  const p = session.principal;
+  try {
+    await ensureEncryptionKey(session); // publishers wrap data keys to it when they approve
+    show(`Signed in as ${p.name}.`);
+  } catch (error) {
+    show(`Signed in as ${p.name}, but your encryption key could not be registered: ${explain(error)}`, "problem");
+  }
   document.getElementById("who").textContent = `Signed in as ${p.name} (${p.kind})`;
   await showSession();
 });

@@ -1,10 +1,11 @@
 """Approving in the browser wraps the data keys (ENCRYPTION.md 6): Chromium, a real registry over
 HTTP, the SDK on the researcher's side.
 
-A grant approved in the page decrypts with the SDK; the page refuses, and grants nothing, when
-the escrow it opens was tampered with, when the grantee's encryption key is not bound by the
-grantee's own signature, or when the grantee registered none. The page's KeyGrant opens only
-with the grantee's key, and no private key leaves the page."""
+A grant approved in the page decrypts with the SDK. The page refuses, and grants nothing, when
+the escrow or a manifest it reads was tampered with or hidden, when the grantee's encryption key
+is not bound by the grantee's own signature, or when the grantee registered none (until they
+sign in on the site). The page's KeyGrant opens only with the grantee's key, and no private key
+leaves the page."""
 
 from __future__ import annotations
 
@@ -302,9 +303,15 @@ def test_a_grantee_without_an_encryption_key_is_refused(
         nonce="0" * 32,
     )
     silent.client.file_request(sign_statement(request, [silent.key]))
-    with Visitor(browser, registry) as lab:
+    with Visitor(browser, registry) as lab, Visitor(browser, registry) as them:
         lab.sign_in(publisher.home / "identity.pem")
         _refused(lab, publisher, "silent", "has registered no encryption key")
+        # Signing in on the site registers the derived key; the same request is approved then.
+        them.sign_in(silent.home / "identity.pem")
+        _approve_in_page(lab, "silent")
+        expect(lab.message).to_contain_text("with 1 data key wrapped to their encryption key")
+    with open_dataset(DATASET, client=silent.client) as ds:
+        assert ds.to_table().equals(sample_table())
     silent.client.close()
 
 
