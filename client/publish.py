@@ -30,7 +30,6 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
-    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TransferSpeedColumn,
@@ -42,7 +41,6 @@ from ostraca.protocol_spec import (
     DatasetManifest,
     Envelope,
     MalformedError,
-    NotFoundError,
     ShardEntry,
     SigningKey,
     sign_statement,
@@ -51,15 +49,20 @@ from ostraca.protocol_spec import (
 )
 from ostraca.protocol_spec.crypto import DataKey, GroupContext, ShardCipher
 from ostraca.protocol_spec.enckeys import KeyGrant, open_key_grant
-from ostraca.protocol_spec.errors import RangeNotSatisfiableError
 from ostraca.protocol_spec.models import DEFAULT_GROUP, SPDX_PATTERN, ColumnGroup, GroupEncryption
 
 from .api import RegistryClient
 from .encryption import by_version, identity_encryption_key, key_grant_envelope
 from .ingest import Input, Source, open_inputs, unify_schemas
 from .keyflow import publish_keys
-from .shards import COMPRESSIONS, DEFAULT_CHUNK_BYTES, DEFAULT_SHARD_BYTES, Compression
-from .staging import Plan, UploadSessions, encode, open_plan
+from .shards import (
+    COMPRESSIONS,
+    DEFAULT_CHUNK_BYTES,
+    DEFAULT_SHARD_BYTES,
+    Compression,
+    ShardFile,
+)
+from .staging import Plan, Uploader, UploadSessions, encode, open_plan
 
 __all__ = ["UPLOAD_PIECE_BYTES", "PublishResult", "publish"]
 
@@ -115,55 +118,6 @@ def _progress(enabled: bool) -> Progress:
         disable=not (enabled and sys.stderr.isatty()),
         transient=False,
     )
-
-
-def _upload_blob(
-    client: RegistryClient,
-    sessions: UploadSessions,
-    *,
-    namespace: str,
-    digest: str,
-    path: Path,
-    size: int,
-    piece_bytes: int,
-    on_bytes: Callable[[int], None],
-) -> int:
-    """Upload one blob, resuming a recorded session; returns the bytes sent by this call."""
-    upload_id = sessions.get(digest)
-    offset = 0
-    if upload_id is not None:
-        try:
-            status = client.upload_status(upload_id)
-            offset = status.offset
-            if status.size is not None and status.size != size:
-                raise NotFoundError("stale session")  # noqa: TRY301 — start a fresh session
-        except NotFoundError:
-            upload_id = None
-            offset = 0
-    if upload_id is None:
-        upload_id = client.start_upload(namespace, size).upload_id
-        sessions.set(digest, upload_id)
-    on_bytes(offset)
-    sent = 0
-    with open(path, "rb") as fh:
-        fh.seek(offset)
-        while offset < size:
-            data = fh.read(min(piece_bytes, size - offset))
-            if not data:
-                raise MalformedError(f"{path} is shorter than planned: the staging area changed")
-            try:
-                status = client.patch_upload(upload_id, offset, data)
-            except RangeNotSatisfiableError:
-                status = client.upload_status(upload_id)  # the registry has more (or less)
-            else:
-                sent += len(data)
-            on_bytes(status.offset - offset)
-            if status.offset != offset + len(data):
-                fh.seek(status.offset)
-            offset = status.offset
-    client.finish_upload(upload_id, f"sha256:{digest}")
-    sessions.set(digest, None)
-    return sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,14 +313,34 @@ def publish(
         encoded = not plan.encoded or (
             encrypt and (plan.escrow is None or _escrow(plan).keys[0].version != version)
         )
-        if encoded:
-            _encode(inputs, schema, plan, opts, key=key, version=version, progress=bar)
-        env = _build_manifest(plan, opts, key=key, latest=(latest_version, latest_digest))
-
-        sessions = UploadSessions(plan.directory.parent / "uploads.json")
-        uploaded, sent, skipped = _upload_missing(
-            client, sessions, plan, bar, namespace=ns, piece_bytes=upload_piece_bytes
+        task = bar.add_task("uploading", total=None)
+        uploader = Uploader(
+            client,
+            UploadSessions(plan.directory.parent / "uploads.json"),
+            namespace=ns,
+            piece_bytes=upload_piece_bytes,
+            on_bytes=lambda n: bar.advance(task, n),
         )
+        try:  # each shard is uploaded while the next is being encoded
+            if encoded:
+                _encode(
+                    inputs,
+                    schema,
+                    plan,
+                    opts,
+                    key=key,
+                    version=version,
+                    progress=bar,
+                    on_shard=uploader.add,
+                )
+            else:
+                for shard in plan.shards:
+                    uploader.add(shard)
+            env = _build_manifest(plan, opts, key=key, latest=(latest_version, latest_digest))
+            uploaded, sent, skipped = uploader.finish()
+        except BaseException:
+            uploader.cancel()
+            raise
         try:
             client.publish_version(env)
         except ConflictError:
@@ -392,9 +366,11 @@ def _encode(
     key: SigningKey,
     version: int,
     progress: Progress,
+    on_shard: Callable[[ShardFile], None],
 ) -> None:
-    """Encode the plan's shards; encrypted, under a fresh data key per column group whose escrow
-    (wrapped to the publisher's own identity-derived key) the plan keeps instead of the keys."""
+    """Encode the plan's shards, each handed to ``on_shard`` once written; encrypted, under a
+    fresh data key per column group whose escrow (wrapped to the publisher's own
+    identity-derived key) the plan keeps instead of the keys."""
     groups = [DEFAULT_GROUP, *opts.column_groups]
     keys = {g: DataKey.generate() for g in groups} if opts.encrypt else {}
 
@@ -412,6 +388,7 @@ def _encode(
         progress=progress,
         groups=opts.column_groups,
         seal=seal if keys else None,
+        on_shard=on_shard,
     )
     if keys:
         escrow = key_grant_envelope(
@@ -445,42 +422,6 @@ def _latest(client: RegistryClient, dataset: str) -> tuple[int, str | None]:
     return detail.latest_version, client.get_manifest_envelope(
         dataset, detail.latest_version
     ).digest
-
-
-def _upload_missing(
-    client: RegistryClient,
-    sessions: UploadSessions,
-    plan: Plan,
-    bar: Progress,
-    *,
-    namespace: str,
-    piece_bytes: int,
-) -> tuple[int, int, int]:
-    """Upload the plan's blobs ``namespace`` lacks (the same bytes elsewhere on the registry
-    are sent again: knowing a digest proves nothing): (blobs uploaded, bytes sent, blobs
-    skipped)."""
-    blobs: dict[str, tuple[Path, int]] = {}
-    for s in plan.shards:
-        for f in s.files():  # one stream per column group
-            blobs.setdefault(f.sha256, (f.path, f.bytes))
-            blobs.setdefault(f.chunks, (f.chunk_list_path, f.chunk_list_bytes))
-    missing = {d: v for d, v in blobs.items() if not client.blob_exists(namespace, d)}
-    task: TaskID = bar.add_task(
-        "uploading", total=sum(size for _, size in missing.values()) or None
-    )
-    sent = 0
-    for digest, (path, size) in missing.items():
-        sent += _upload_blob(
-            client,
-            sessions,
-            namespace=namespace,
-            digest=digest,
-            path=path,
-            size=size,
-            piece_bytes=piece_bytes,
-            on_bytes=lambda n: bar.advance(task, n),
-        )
-    return len(missing), sent, len(blobs) - len(missing)
 
 
 def _check_license(license: str) -> None:
