@@ -63,6 +63,9 @@ def test_croissant_is_the_registrys_and_valid(
     latest = httpx.get(f"{registry}/v1/datasets/acme/books/versions/latest/croissant").content
     assert target.read_bytes() == latest + b"\n"
     assert croissant_issues(target.read_text()) == {"errors": [], "warnings": []}
+    anyone = {"OSTRACA_HOME": str(tmp_path / "no-identity"), "OSTRACA_REGISTRY": registry}
+    code, out, err = cli(anyone, "croissant", "acme/books@1")  # metadata is public
+    assert (code, out.encode()) == (0, served + b"\n"), err
     code, out, err = cli(researcher.env(), "croissant", "acme/books@9")
     assert code == 1
     assert "error [not_found]" in err
@@ -79,8 +82,9 @@ def test_export_from_a_grant_and_from_a_pulled_copy(
     assert (summary["dataset"], summary["version"], summary["rows"]) == ("acme/books", 2, 2000)
     assert summary["manifest_digest"] == versions[1].digest
     glob = tmp_path / "pq" / "*.parquet"
-    rows = duckdb.sql(f"SELECT count(*), sum(id) FROM read_parquet('{glob}')").fetchall()
-    assert rows == [(2000, sum(table["id"].to_pylist()))]
+    relation = duckdb.sql(f"SELECT count(*), sum(id) FROM read_parquet('{glob}')")
+    assert relation is not None
+    assert relation.fetchall() == [(2000, sum(table["id"].to_pylist()))]
     assert pl.read_parquet(glob).to_arrow().cast(table.schema).equals(table)
 
     code, out, err = cli(env, "pull", "acme/books@2", str(tmp_path / "copy"), "-q")

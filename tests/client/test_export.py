@@ -82,8 +82,9 @@ def _check_export(result: ExportResult, published: PublishResult, table: pa.Tabl
         by_pyarrow = pa.concat_tables(pq.read_table(out / n) for n in names)
         by_polars = pl.scan_parquet(glob).collect()
         query = f"SELECT * FROM read_parquet('{glob}', filename = true) ORDER BY filename, id"
-        by_duckdb = duckdb.sql(query).to_arrow_table()
-        assert by_duckdb.drop_columns(["filename"]).equals(want)
+        relation = duckdb.sql(query)
+        assert relation is not None
+        assert relation.to_arrow_table().drop_columns(["filename"]).equals(want)
     else:
         by_pyarrow = pa.concat_tables(pa.ipc.open_file(out / n).read_all() for n in names)
         by_polars = pl.scan_ipc(str(out / "*.arrow")).collect()
