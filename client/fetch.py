@@ -140,6 +140,22 @@ class ChunkVerifier:
             self._cond.notify_all()
         return pos
 
+    def check_stored(self, view: memoryview) -> None:
+        """Verify a blob already stored whole (a cached copy, mapped as ``view``; ``fd`` is not
+        used), chunk by chunk, releasing each as it matches, then :meth:`finish`. Raises (and
+        fails readers with) :class:`DigestMismatchError` at the first chunk that differs."""
+        if len(view) != self.size:
+            err = DigestMismatchError(f"{self.name}: stored copy is not {self.size} bytes")
+            self.fail(err)
+            raise err
+        for start in range(0, self.size, self.chunk_bytes):
+            self._pos = min(self.size, start + self.chunk_bytes)
+            with view[start : self._pos] as piece:
+                self._check(start // self.chunk_bytes, hashlib.sha256(piece).digest())
+                if self._whole is not None:
+                    self._whole.update(piece)
+        self.finish()
+
     def _expected(self, index: int) -> bytes:
         return self._chunks[index * DIGEST_BYTES : (index + 1) * DIGEST_BYTES]
 

@@ -35,7 +35,8 @@ Column groups (SPEC 2.6): only the blobs of the groups holding the columns read 
 (each verified as above), and their batches, which cover the same rows, are zipped into one
 record batch per row range. Naming no columns reads the columns the grant covers.
 
-Shards already in the cache are memory-mapped and decoded zero-copy. Before each shard is handed
+Shards already in the cache are memory-mapped and decoded zero-copy, trusted by their size unless
+``recheck_cache=True`` (SPEC 5.8). Before each shard is handed
 out the registry is asked whether the grant still holds (a one-byte ``Range`` request), so a
 revocation takes effect at the next shard even when its bytes were prefetched or cached.
 """
@@ -59,6 +60,7 @@ from ostraca.protocol_spec import (
     DigestMismatchError,
     Envelope,
     MalformedError,
+    VerificationError,
     Verified,
     chunk_list_bytes,
     split_dataset,
@@ -117,6 +119,7 @@ class VerifiedDataset(VerifiedVersion, TableExports):
         prefetch: int = 2,
         verify: VerifyUnit = "chunk",
         recheck_access: bool = True,
+        recheck_cache: bool = False,
         owns_client: bool = False,
         data_keys: KeyRing | None = None,
     ) -> None:
@@ -134,6 +137,7 @@ class VerifiedDataset(VerifiedVersion, TableExports):
         self.fetcher = fetcher
         self.verify = verify
         self.recheck_access = recheck_access
+        self.recheck_cache = recheck_cache or verify == "paranoid"
         self._owns_client = owns_client
 
     # ShardSource (the rest is VerifiedVersion's)
@@ -224,8 +228,10 @@ class VerifiedDataset(VerifiedVersion, TableExports):
         entry = blob or m.shards[index].blobs()[0]
         length = chunk_list_bytes(entry.bytes, m.chunk_bytes)
         cached = self.cache.read(entry.chunks, length)
-        if cached is not None:
-            return cached
+        if cached is not None:  # a few KiB: re-checked at every use (SPEC 5.8)
+            if hashlib.sha256(cached).hexdigest() == entry.chunks:
+                return cached
+            self.cache.discard(entry.chunks)
         sink = BytesSink(length)
         self.fetcher.fetch(
             entry.chunks, size=length, sink=sink, what=f"chunk list of {self._what(index)}"
@@ -245,30 +251,23 @@ class VerifiedDataset(VerifiedVersion, TableExports):
         group) readable, verifying as it arrives."""
         what = self._what(index, entry.group)
         try:
-            if self._ready_from_cache(entry, ready):
+            if self._ready_from_cache(index, entry, ready):
                 return
             chunks = self.chunk_list(index, entry)
             while True:
                 partial = self.cache.acquire(entry.sha256, entry.bytes)
                 if partial is None:  # another process or thread finished it meanwhile
-                    if self._ready_from_cache(entry, ready):
+                    if self._ready_from_cache(index, entry, ready):
                         return
                     continue
                 break
         except BaseException as exc:
-            ready.set_exception(exc)
+            if not ready.done():  # a cached copy that failed its re-check was handed out
+                ready.set_exception(exc)
             raise
         keep = False
         try:
-            verifier = ChunkVerifier(
-                name=what,
-                digest=entry.sha256,
-                size=entry.bytes,
-                chunk_bytes=self.manifest.statement.chunk_bytes,
-                chunk_list=chunks,
-                fd=partial.fd,
-                whole=self.verify == "paranoid",
-            )
+            verifier = self._verifier(index, entry, chunks, partial.fd)
             offset = 0 if partial.fresh else verifier.resume_existing()
             ready.set_result(Opened(map_view(partial.fd, entry.bytes), verifier))
             try:
@@ -295,13 +294,36 @@ class VerifiedDataset(VerifiedVersion, TableExports):
         # Shards already mapped by this reader stay readable even if evicted (POSIX unlink).
         self.cache.evict(protect=frozenset({entry.sha256}))
 
-    def _ready_from_cache(self, entry: GroupBlob, ready: Future[Opened]) -> bool:
+    def _verifier(self, index: int, entry: GroupBlob, chunks: bytes, fd: int) -> ChunkVerifier:
+        return ChunkVerifier(
+            name=self._what(index, entry.group),
+            digest=entry.sha256,
+            size=entry.bytes,
+            chunk_bytes=self.manifest.statement.chunk_bytes,
+            chunk_list=chunks,
+            fd=fd,
+            whole=self.verify == "paranoid",
+        )
+
+    def _ready_from_cache(self, index: int, entry: GroupBlob, ready: Future[Opened]) -> bool:
+        """Hand out the cached copy of ``entry``, if there is one (SPEC 5.8): trusted by its
+        size, or with ``recheck_cache`` re-verified chunk by chunk as it is decoded (a copy that
+        fails is removed from the cache and the read fails)."""
         fh = self.cache.open(entry.sha256, entry.bytes)
         if fh is None:
             return False
         with fh:
             view = map_view(fh.fileno(), entry.bytes)
-        ready.set_result(Opened(view, None))
+        if not self.recheck_cache:
+            ready.set_result(Opened(view, None))
+            return True
+        verifier = self._verifier(index, entry, self.chunk_list(index, entry), -1)
+        ready.set_result(Opened(view, verifier))
+        try:
+            verifier.check_stored(view)
+        except VerificationError:
+            self.cache.discard(entry.sha256)
+            raise
         return True
 
     # conveniences
@@ -363,12 +385,17 @@ def open_dataset(
     now: datetime | None = None,
     verify: VerifyUnit = "chunk",
     recheck_access: bool = True,
+    recheck_cache: bool = False,
 ) -> VerifiedDataset:
     """Verify ``dataset`` (``"ns/name"``; ``version`` or the latest) and the caller's grant.
 
     ``config`` defaults to :func:`~ostraca.client.config.load_config`, ``client`` to a
     :class:`RegistryClient` over it (closed with the dataset). The registry must be reachable
     over TCP at ``client.base_url``: shard bytes bypass httpx (see ``fetch.py``).
+
+    ``recheck_cache`` re-verifies every cached shard chunk by chunk against the signed chunk
+    list before its rows are used (SPEC 5.8; implied by ``verify="paranoid"``); by default a
+    cached shard is trusted by its size, the cache being as private as the client's trust store.
     """
     if client is None:
         cfg = config or load_config()
@@ -414,6 +441,7 @@ def open_dataset(
             prefetch=prefetch,
             verify=verify,
             recheck_access=recheck_access,
+            recheck_cache=recheck_cache,
             owns_client=owns,
             data_keys=data_keys,
         )
