@@ -10,9 +10,10 @@ leaves the page."""
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +204,31 @@ def _unencrypted(envelope: dict[str, Any]) -> None:
 NOT_SIGNED = "is not signed by a key it should be signed by"
 
 
+@pytest.fixture
+def mallory(
+    tmp_path: Path, registry: str, researcher: Identity, books: PublishResult
+) -> Iterator[Identity]:
+    """An outsider with a registered key, once ada has asked for ``acme/books``."""
+    researcher.client.request_access(DATASET, purpose="reading")
+    outsider = make_identity(tmp_path, registry, "mallory", "researcher")
+    yield outsider
+    outsider.client.close()
+
+
+Change = Callable[[Any], None]
+
+
+def _attacked(
+    browser: Browser, registry: str, publisher: Identity, routes: dict[str, Change], refusal: str
+) -> None:
+    """The publisher approves ada's request while the registry answers ``routes`` changed."""
+    with Visitor(browser, registry) as lab:
+        for pattern, change in routes.items():
+            lab.page.route(pattern, functools.partial(_fulfil_changed, change=change))
+        lab.sign_in(publisher.home / "identity.pem")
+        _refused(lab, publisher, "ada", refusal)
+
+
 @pytest.mark.parametrize(
     ("attack", "refusal"),
     [
@@ -216,31 +242,23 @@ def test_a_tampered_escrow_is_refused_in_the_page(
     attack: str,
     refusal: str,
     browser: Browser,
-    tmp_path: Path,
     registry: str,
     publisher: Identity,
-    researcher: Identity,
-    books: PublishResult,
+    mallory: Identity,
 ) -> None:
-    researcher.client.request_access(DATASET, purpose="reading")
-    mallory = make_identity(tmp_path, registry, "mallory", "researcher")
     path, change = {
         "tampered payload": ("key-grants", _escrows(_tampered_payload)),
         "signed by an outsider": ("key-grants", _escrows(_resigned(mallory))),
         "escrow hidden": ("key-grants", _hidden),
         "manifest made plaintext": ("versions/1/manifest", _unencrypted),
     }[attack]
-    with Visitor(browser, registry) as lab:
-        lab.page.route(f"**/v1/datasets/{DATASET}/{path}", lambda r: _fulfil_changed(r, change))
-        lab.sign_in(publisher.home / "identity.pem")
-        _refused(lab, publisher, "ada", refusal)
-    mallory.client.close()
+    _attacked(browser, registry, publisher, {f"**/v1/datasets/{DATASET}/{path}": change}, refusal)
 
 
 @pytest.mark.parametrize(
     ("attack", "refusal"),
     [
-        ("signed by another key", "is not signed by a key it should be signed by"),
+        ("signed by another key", NOT_SIGNED),
         ("another key under the grantee's id", "with another key's bytes"),
     ],
 )
@@ -248,14 +266,11 @@ def test_an_encryption_key_not_bound_by_the_grantee_is_refused(
     attack: str,
     refusal: str,
     browser: Browser,
-    tmp_path: Path,
     registry: str,
     publisher: Identity,
     researcher: Identity,
-    books: PublishResult,
+    mallory: Identity,
 ) -> None:
-    researcher.client.request_access(DATASET, purpose="reading")
-    mallory = make_identity(tmp_path, registry, "mallory", "researcher")
     theirs = identity_encryption_key(mallory.key)
     forged = EncryptionKey(
         owner=researcher.keyid,
@@ -271,18 +286,10 @@ def test_an_encryption_key_not_bound_by_the_grantee_is_refused(
     def swap_principal(body: Any) -> None:  # mallory's Ed25519 key listed under ada's id
         body["keys"] = [{**body["keys"][0], "public": mallory.key.public.b64}]
 
-    with Visitor(browser, registry) as lab:
-        lab.page.route(
-            f"**/v1/principals/{researcher.keyid}/encryption-keys",
-            lambda r: _fulfil_changed(r, swap_key),
-        )
-        if attack != "signed by another key":
-            lab.page.route(
-                f"**/v1/principals/{researcher.keyid}", lambda r: _fulfil_changed(r, swap_principal)
-            )
-        lab.sign_in(publisher.home / "identity.pem")
-        _refused(lab, publisher, "ada", refusal)
-    mallory.client.close()
+    routes: dict[str, Change] = {f"**/v1/principals/{researcher.keyid}/encryption-keys": swap_key}
+    if attack != "signed by another key":
+        routes[f"**/v1/principals/{researcher.keyid}"] = swap_principal
+    _attacked(browser, registry, publisher, routes, refusal)
 
 
 def test_a_grantee_without_an_encryption_key_is_refused(
