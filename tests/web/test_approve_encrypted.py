@@ -35,6 +35,7 @@ from ostraca.protocol_spec import (
 from ostraca.protocol_spec.crypto import GroupContext
 from ostraca.protocol_spec.enckeys import (
     EncryptionKey,
+    EncryptionPrivateKey,
     KeyGrant,
     open_key_grant,
     unwrap_data_key,
@@ -63,13 +64,15 @@ def _approve_in_page(lab: Visitor, requester: str) -> None:
 
 
 def _secrets(identity: Identity) -> list[str]:
-    """Every encoding of the identity's seed and of its derived encryption key."""
+    """Every encoding of the identity's seed, of the signature its encryption key is derived
+    from, and of that key."""
     seed = identity.key.to_pem()
     der = base64.b64decode(b"".join(seed.splitlines()[1:-1]))[-32:]
+    signature = identity.key.sign(EncryptionPrivateKey.derivation_message(0))
     derived = identity_encryption_key(identity.key).secret
     return [
         raw.hex() if hex_ else base64.b64encode(raw).decode()
-        for raw in (der, derived, derived[:64], derived[64:])
+        for raw in (der, signature, derived, derived[:64], derived[64:])
         for hex_ in (True, False)
     ]
 
