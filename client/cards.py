@@ -164,14 +164,23 @@ def readme_summary(readme: str, *, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def fetch_deprecations(
-    client: RegistryClient, dataset: str, trust: NamespaceTrust
-) -> dict[int, Verified[Deprecation]]:
-    """The dataset's deprecations, each verified, by version; one naming a manifest other than
-    the version's trusted one (when this client verified that version) is refused."""
+def _deprecation_list(client: RegistryClient, dataset: str) -> DeprecationList:
     response = client.transport.send("GET", f"{dataset_path(dataset)}/deprecations")
+    return parse(response, DeprecationList)
+
+
+def fetch_deprecations(
+    client: RegistryClient,
+    dataset: str,
+    trust: NamespaceTrust,
+    *,
+    listing: DeprecationList | None = None,
+) -> dict[int, Verified[Deprecation]]:
+    """The dataset's deprecations (``listing``, or fetched now), each verified, by version; one
+    naming a manifest other than the version's trusted one (when this client verified that
+    version) is refused."""
     out: dict[int, Verified[Deprecation]] = {}
-    for item in parse(response, DeprecationList).items:
+    for item in (listing or _deprecation_list(client, dataset)).items:
         known = trust.store.known_digest(dataset, item.version)
         verified = verify_deprecation(
             Envelope.from_dict(item.envelope),
@@ -199,22 +208,20 @@ class Current:
 
 
 def _verified_head(
-    client: RegistryClient, dataset: str, trust: NamespaceTrust
+    client: RegistryClient, dataset: str, trust: NamespaceTrust, newest: int
 ) -> tuple[Verified[DatasetManifest], Envelope]:
-    """The newest version, deprecated or not, with the chain up to it verified; a registry
-    that claims fewer versions than this client verified is a rollback."""
+    """Version ``newest`` (the registry's newest, deprecated or not), with the chain up to it
+    verified; a registry that claims fewer versions than this client verified is a rollback."""
     store, keys, now = trust.store, trust.keys, trust.now
-    response = client.transport.send("GET", f"{dataset_path(dataset)}/deprecations")
-    head = parse(response, DeprecationList).latest_version
     trusted = store.trusted_manifest(dataset, keys=keys, now=now)
-    if trusted is not None and head < trusted.statement.version:
+    if trusted is not None and newest < trusted.statement.version:
         raise RollbackError(
-            f"the registry's newest {dataset} is version {head}, older than version "
+            f"the registry's newest {dataset} is version {newest}, older than version "
             f"{trusted.statement.version} which this client has already verified",
             hint="the registry (or something between it and you) is serving stale or "
             "rolled-back data; try again later or report it to the registry operator",
         )
-    return resolve_manifest(client, store, dataset, keys=keys, now=now, version=head)
+    return resolve_manifest(client, store, dataset, keys=keys, now=now, version=newest)
 
 
 def resolve_current(
@@ -233,28 +240,33 @@ def resolve_current(
     and of deprecated versions skipped.
     """
     trust = trust or NamespaceTrust.of(client, dataset)
-    head = None if version is not None else _verified_head(client, dataset, trust)
-    deprecated = fetch_deprecations(client, dataset, trust)
-    if head is not None:
+    listing = _deprecation_list(client, dataset)
+    head = None
+    if version is None:
+        head = _verified_head(client, dataset, trust, listing.latest_version)
+    deprecated = fetch_deprecations(client, dataset, trust, listing=listing)
+    if head is not None:  # the newest version not deprecated (the newest if all are)
         newest = head[0].statement.version
-        live = [v for v in range(newest, 0, -1) if v not in deprecated]
-        version = live[0] if live else newest
-        if version != newest:
-            warn(f"{dataset} version {newest} is deprecated; using version {version}")
-    assert version is not None
-    if head is not None and head[0].statement.version == version:
+        live = next((v for v in range(newest, 0, -1) if v not in deprecated), newest)
+        if live != newest:
+            warn(f"{dataset} version {newest} is deprecated; using version {live}")
+            version = live
+    if head is not None and version is None:
         verified, env = head
     else:
         verified, env = resolve_manifest(
             client, trust.store, dataset, keys=trust.keys, now=trust.now, version=version
         )
-    dep = deprecated.get(version)
+    dep = deprecated.get(verified.statement.version)
     if dep is not None:
         if dep.statement.manifest != verified.digest:
             raise ScopeError(
-                f"the deprecation of {dataset} version {version} names another manifest"
+                f"the deprecation of {dataset} version {verified.statement.version} names "
+                "another manifest"
             )
-        warn(f"{dataset} version {version} is deprecated: {dep.statement.reason}")
+        warn(
+            f"{dataset} version {verified.statement.version} is deprecated: {dep.statement.reason}"
+        )
     return Current(manifest=verified, envelope=env, deprecation=dep)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, ClassVar, Self
+from typing import Annotated, ClassVar, Self, TypeVar
 
 from pydantic import StringConstraints, model_validator
 
@@ -84,6 +84,33 @@ class CardHead:
         return cls(sequence=verified.statement.sequence, digest=verified.digest)
 
 
+M = TypeVar("M", DatasetCard, Deprecation)
+
+
+def _open_for_dataset(
+    envelope: Envelope,
+    model: type[M],
+    *,
+    publisher_keys: Mapping[str, VerifyKey],
+    retired: RetiredKeys | None,
+    now: datetime,
+    dataset: str,
+) -> Verified[M]:
+    """Checks 1–7 of SPEC.md 5.8 and 5.9 (C1–C7, D1–D7), the same for both statements."""
+    v = _open(envelope, model, _namespace_trust(publisher_keys, retired))  # 1–4
+    s, kind = v.statement, model.__name__
+    # 4: a retired key signs nothing created after its rotation.
+    _not_after_rotation(v, s.created, publisher_keys, retired, what=f"a {kind} of {s.dataset}")
+    # 5: the statement names the key that signed it.
+    _names_signer(v.signer, s.publisher, f"{kind} names a publisher key other than its signer")
+    # 6: it is about the dataset the caller asked for.
+    if s.dataset != dataset:
+        raise ScopeError(f"{kind} is for {s.dataset}, not {dataset}")
+    # 7: not created in the verifier's future.
+    _not_from_future(s.created, now, kind)
+    return v
+
+
 def verify_card(
     envelope: Envelope,
     *,
@@ -96,16 +123,15 @@ def verify_card(
     """Verify a dataset card (SPEC.md 5.8): signed by a key of the namespace (``retired`` ones
     only for cards created before their rotation), for ``dataset``, and not older than the
     newest card the caller trusts (``previous``): an older card replayed is a rollback."""
-    v = _open(envelope, DatasetCard, _namespace_trust(publisher_keys, retired))  # C1–C4
+    v = _open_for_dataset(  # C1–C7
+        envelope,
+        DatasetCard,
+        publisher_keys=publisher_keys,
+        retired=retired,
+        now=now,
+        dataset=dataset,
+    )
     c = v.statement
-    _not_after_rotation(v, c.created, publisher_keys, retired, what=f"card {c.sequence}")  # C4
-    # C5: the card names the key that signed it.
-    _names_signer(v.signer, c.publisher, "card names a publisher key other than its signer")
-    # C6: it is the dataset the caller asked for.
-    if c.dataset != dataset:
-        raise ScopeError(f"card is for {c.dataset}, not {dataset}")
-    # C7: not created in the verifier's future.
-    _not_from_future(c.created, now, "card")
     # C8: not older than the newest trusted card, and no fork of it.
     if previous is not None:
         p = previous
@@ -132,23 +158,22 @@ def verify_deprecation(
     """Verify a deprecation (SPEC.md 5.9): signed by a key of the namespace, for ``dataset``,
     and, with ``manifest`` (a version's place: dataset, number, manifest id), for exactly that
     manifest."""
-    v = _open(envelope, Deprecation, _namespace_trust(publisher_keys, retired))  # D1–D4
+    v = _open_for_dataset(  # D1–D7
+        envelope,
+        Deprecation,
+        publisher_keys=publisher_keys,
+        retired=retired,
+        now=now,
+        dataset=dataset,
+    )
     d = v.statement
-    what = f"the deprecation of {d.dataset} version {d.version}"
-    _not_after_rotation(v, d.created, publisher_keys, retired, what=what)  # D4
-    # D5: the deprecation names the key that signed it.
-    _names_signer(v.signer, d.publisher, "deprecation names a publisher key other than its signer")
-    # D6: it is the dataset the caller asked for.
-    if d.dataset != dataset:
-        raise ScopeError(f"deprecation is for {d.dataset}, not {dataset}")
-    # D7: it deprecates exactly this manifest.
+    # D8: it deprecates exactly this manifest.
     if manifest is not None and (
         (d.dataset, d.version, d.manifest) != (manifest.dataset, manifest.version, manifest.digest)
     ):
         raise ScopeError(
-            f"{what} names manifest {d.manifest[:16]}…, not {manifest.dataset} version "
-            f"{manifest.version} ({(manifest.digest or '')[:16]}…)"
+            f"the deprecation of {d.dataset} version {d.version} names manifest "
+            f"{d.manifest[:16]}…, not {manifest.dataset} version {manifest.version} "
+            f"({(manifest.digest or '')[:16]}…)"
         )
-    # D8: not created in the verifier's future.
-    _not_from_future(d.created, now, "deprecation")
     return v

@@ -11,46 +11,36 @@ from sqlalchemy.orm import Session
 from ostraca.protocol_spec.cards import Deprecation, verify_card, verify_deprecation
 from ostraca.protocol_spec.envelope import Envelope
 from ostraca.protocol_spec.errors import ChainError, ConflictError, NotFoundError
+from ostraca.protocol_spec.keys import VerifyKey
 from ostraca.protocol_spec.verify import ChainHead
 from ostraca.protocol_spec.wire import CardOut, DeprecationItem, DeprecationList
 
-from .audit import audit
 from .cards import (
     card_head,
     card_out,
     current_card,
     current_version,
     deprecation_item,
+    deprecations,
     stored_version,
 )
-from .cards import deprecations as stored_deprecations
 from .db import CardRow, Dataset, DeprecationRow
 from .deps import Caller, ContextDep, EnvelopeBody, InstitutionDep, ReadSessionDep, SessionDep
 from .principals import signing_keys
-from .repo import (
-    claimed_statement,
-    dataset_name,
-    get_dataset,
-    owner_of,
-    require_owner,
-    store_or_conflict,
-)
+from .repo import claimed_statement, dataset_name, get_dataset, owner_of, require_owner
+from .routes_access import _ENVELOPE_BODY, _store
 
 router = APIRouter(prefix="/v1", tags=["cards"])
 
-_ENVELOPE_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"type": "object"}}},
-        "description": "A DSSE envelope (JSON object) of the signed statement.",
-    }
-}
 
-
-def _owned_dataset(session: Session, caller: Caller, ns: str, name: str) -> Dataset:
+def _intake(
+    session: Session, caller: Caller, ns: str, name: str, envelope: Envelope
+) -> tuple[Dataset, dict[str, VerifyKey]]:
+    """The caller's own dataset, and the keys that may sign for it now: its owner's active
+    keys (a statement by a rotated key is refused with a message that says so)."""
     ds = get_dataset(session, dataset_name(ns, name))
     require_owner(session, caller, ds)
-    return ds
+    return ds, signing_keys(session, owner_of(session, ds), envelope)
 
 
 @router.post("/datasets/{ns}/{name}/card", status_code=201, openapi_extra=_ENVELOPE_BODY)
@@ -62,18 +52,12 @@ def publish_card(
     session: SessionDep,
     ctx: ContextDep,
 ) -> CardOut:
-    ds = _owned_dataset(session, caller, ns, name)
     envelope = Envelope.from_json(body)
+    ds, keys = _intake(session, caller, ns, name, envelope)
     now = ctx.clock()
     head = card_head(current_card(session, ds))
     # C1–C8: by an active key of the owner, for this dataset, not older than the current card.
-    verified = verify_card(
-        envelope,
-        publisher_keys=signing_keys(session, owner_of(session, ds), envelope),
-        now=now,
-        dataset=ds.name,
-        previous=head,
-    )
+    verified = verify_card(envelope, publisher_keys=keys, now=now, dataset=ds.name, previous=head)
     card = verified.statement
     if head is not None and verified.digest == head.digest:
         raise ConflictError(f"this card is already the current card of {ds.name}")
@@ -92,16 +76,16 @@ def publish_card(
         accepted=now,
         envelope=body,
     )
-    with store_or_conflict(session, f"card {card.sequence} of {ds.name} was stored concurrently"):
-        session.add(row)
-        audit(
-            session,
-            now=now,
-            action="card",
-            principal=caller.keyid,
-            dataset=ds.name,
-            detail=f"card {card.sequence} {verified.digest}",
-        )
+    _store(
+        session,
+        row,
+        conflict=f"card {card.sequence} of {ds.name} was stored concurrently",
+        now=now,
+        action="card",
+        principal=caller.keyid,
+        dataset=ds.name,
+        detail=f"card {card.sequence} {verified.digest}",
+    )
     session.commit()
     return card_out(ds, row)
 
@@ -124,14 +108,15 @@ def deprecate(
     session: SessionDep,
     ctx: ContextDep,
 ) -> DeprecationItem:
-    ds = _owned_dataset(session, caller, ns, name)
-    envelope, claimed = claimed_statement(body, Deprecation)
+    envelope = Envelope.from_json(body)
+    ds, keys = _intake(session, caller, ns, name, envelope)
+    # Which version it claims to deprecate, to check it against that version's manifest (D8).
+    _, claimed = claimed_statement(body, Deprecation)
     version = stored_version(session, ds, claimed.version)
     now = ctx.clock()
-    # D1–D8: by an active key of the owner, for exactly this version's manifest.
-    verified = verify_deprecation(
+    verified = verify_deprecation(  # D1–D8
         envelope,
-        publisher_keys=signing_keys(session, owner_of(session, ds), envelope),
+        publisher_keys=keys,
         now=now,
         dataset=ds.name,
         manifest=ChainHead(dataset=ds.name, version=version.version, digest=version.digest),
@@ -146,17 +131,17 @@ def deprecate(
         accepted=now,
         envelope=body,
     )
-    with store_or_conflict(session, f"{ds.name} version {d.version} is already deprecated"):
-        session.add(row)
-        audit(
-            session,
-            now=now,
-            action="deprecate",
-            principal=caller.keyid,
-            dataset=ds.name,
-            version=d.version,
-            detail=f"deprecation {verified.digest}: {d.reason[:200]}",
-        )
+    _store(
+        session,
+        row,
+        conflict=f"{ds.name} version {d.version} is already deprecated",
+        now=now,
+        action="deprecate",
+        principal=caller.keyid,
+        dataset=ds.name,
+        version=d.version,
+        detail=f"deprecation {verified.digest}: {d.reason[:200]}",
+    )
     session.commit()
     return deprecation_item(ds, row)
 
@@ -168,5 +153,5 @@ def deprecation_list(ns: str, name: str, session: ReadSessionDep) -> Deprecation
         dataset=ds.name,
         latest_version=ds.latest_version,
         current_version=current_version(session, ds),
-        items=[deprecation_item(ds, row) for row in stored_deprecations(session, ds)],
+        items=[deprecation_item(ds, row) for row in deprecations(session, ds)],
     )
