@@ -5,7 +5,8 @@ or as Parquet or Arrow IPC files that DuckDB, polars and pyarrow read directly.
 (:class:`~.stream.VerifiedDataset`) and a pulled copy (:class:`~.local.PulledDataset`), built on
 what both provide: ``to_table`` and ``read_shards``, which hand out only batches whose bytes
 were verified against the signed manifest. ``to_pandas``, ``to_polars`` and ``to_hf`` need an
-optional dependency each (the ``pandas``, ``polars`` and ``hf`` extras); a missing one is
+optional dependency each (the ``pandas``, ``polars`` and ``hf`` extras; ``to_hf(streaming=True)``
+is a ``datasets.IterableDataset`` reading the shards on each pass); a missing one is
 :class:`MissingDependencyError` (code ``missing_extra``, naming the extra), raised before a
 byte is read.
 
@@ -126,6 +127,10 @@ class _Tabular(ShardSource, Protocol):
 
     def to_table(self, *, columns: Sequence[str] | None = None) -> pa.Table: ...
 
+    def _check_columns(self, columns: Sequence[str] | None) -> list[str] | None: ...
+
+    def _projected_schema(self, columns: list[str] | None) -> pa.Schema: ...
+
 
 class TableExports:
     """``to_pandas``, ``to_polars``, ``to_hf`` and ``export`` for a verified source (see the
@@ -144,11 +149,15 @@ class TableExports:
         frame: pl.DataFrame = polars.from_arrow(self.to_table(columns=columns))
         return frame
 
-    def to_hf(self: _Tabular, *, columns: Sequence[str] | None = None) -> Any:
+    def to_hf(
+        self: _Tabular, *, columns: Sequence[str] | None = None, streaming: bool = False
+    ) -> Any:
         """The version as a Hugging Face ``datasets.Dataset`` (the ``hf`` extra) over the same
-        Arrow memory; its ``info`` carries the licence, the description and the provenance."""
+        Arrow memory; its ``info`` carries the licence, the description and the provenance.
+
+        ``streaming``: a ``datasets.IterableDataset`` instead, whose every pass reads the shards
+        again, verified, while this source is open (the rows are never all in memory)."""
         datasets = require("datasets", extra="hf", what="to_hf()")
-        table = require("datasets.table", extra="hf", what="to_hf()")
         m, p = self.manifest.statement, self.provenance
         info = datasets.DatasetInfo(
             dataset_name=p.dataset,
@@ -158,7 +167,14 @@ class TableExports:
             f"manifest sha256:{p.manifest_digest}, read under grant {p.grant_id}. "
             f"Terms: {m.terms}",
         )
-        return datasets.Dataset(table.InMemoryTable(self.to_table(columns=columns)), info=info)
+        if not streaming:
+            table = require("datasets.table", extra="hf", what="to_hf()")
+            return datasets.Dataset(table.InMemoryTable(self.to_table(columns=columns)), info=info)
+        cols = self._check_columns(columns)  # a column the grant does not cover: refused now
+        features = datasets.Features.from_arrow_schema(self._projected_schema(cols))
+        iterable = datasets.IterableDataset.from_generator(_Rows(self, cols), features=features)
+        iterable.info.update(info)
+        return iterable
 
     def export(
         self: _Tabular,
@@ -196,6 +212,33 @@ class TableExports:
         text = json.dumps(result.to_json_obj(), indent=2, sort_keys=True) + "\n"
         (out / SUMMARY_FILE).write_text(text)
         return result
+
+
+class _Rows:
+    """The generator of ``to_hf(streaming=True)``: every row of ``source``, verified, per pass.
+
+    ``datasets`` pickles a generator to fingerprint it; a streamed source cannot be pickled (it
+    holds a client and its key), so this pickles as what it reads: manifest, grant, columns."""
+
+    def __init__(self, source: _Tabular, columns: list[str] | None) -> None:
+        self.source = source
+        self.columns = columns
+
+    def __call__(self) -> Iterator[dict[str, Any]]:
+        order = range(len(self.source.shard_rows))
+        for _, batch in self.source.read_shards(order, columns=self.columns):
+            yield from batch.to_pylist()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        p = self.source.provenance
+        return (_not_here, (p.dataset, p.version, p.manifest_digest, p.grant_id, self.columns))
+
+
+def _not_here(dataset: str, version: int, *_identity: object) -> None:
+    raise MalformedError(
+        f"a streaming to_hf() of {dataset}@{version} cannot move to another process",
+        hint="open the dataset in that process and call to_hf(streaming=True) there",
+    )
 
 
 def _by_shard(

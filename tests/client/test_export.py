@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import subprocess
 import sys
 from collections.abc import Callable
@@ -113,6 +114,14 @@ def test_streamed_version_to_every_tool(
         assert hf[5] == {"text": table["text"][5].as_py(), "id": 5}
         assert hf.info.license == "CC-BY-4.0"
         assert result.digest in hf.info.description
+        rows = ds.to_hf(columns=["id"], streaming=True)
+        assert rows.info.license == "CC-BY-4.0"
+        for _ in range(2):  # each pass reads the shards again, verified
+            assert [r["id"] for r in rows] == table["id"].to_pylist()
+        with pytest.raises(MalformedError, match="another process"):  # its source stays here
+            pickle.loads(pickle.dumps(rows))
+        with pytest.raises(MalformedError, match="no column"):
+            ds.to_hf(columns=["nope"], streaming=True)
         exported = ds.export(tmp_path / "parquet")
         _check_export(exported, result, table)
         on_file: list[str] = []
@@ -140,6 +149,9 @@ def test_pulled_copy_to_every_tool(
         pd.testing.assert_frame_equal(copy.to_pandas(), table.to_pandas())
         assert copy.to_polars().to_arrow().cast(table.schema).equals(table)
         assert copy.to_hf().data.table.equals(table)
+        streamed = list(copy.to_hf(streaming=True).iter(batch_size=1000))
+        assert [len(b["id"]) for b in streamed] == [1000, 1000, 1000]
+        assert streamed[2]["text"] == table["text"].to_pylist()[2000:]
         _check_export(copy.export(tmp_path / "out", format="arrow"), result, table)
         _check_export(copy.export(tmp_path / "pq", format="parquet"), result, table)
 
