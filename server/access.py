@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Dialect, Engine, Select, bindparam, func, join, select
+from sqlalchemy import Dialect, Engine, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from ostraca.protocol_spec.errors import (
@@ -76,7 +76,6 @@ class _Grant:
     groups: list[str] | None
 
 
-_LISTED = join(VersionBlob, Version, Version.id == VersionBlob.version_id)
 _FACTS = (
     select(
         Namespace.owner_id,
@@ -100,7 +99,10 @@ _FACTS = (
         NamespaceBlob,
         (NamespaceBlob.namespace_id == Namespace.id) & (NamespaceBlob.digest == Blob.digest),
     )
-    .outerjoin(_LISTED, (VersionBlob.digest == Blob.digest) & (Version.dataset_id == Dataset.id))
+    .outerjoin(VersionBlob, VersionBlob.digest == Blob.digest)
+    .outerjoin(
+        Version, (Version.id == VersionBlob.version_id) & (Version.dataset_id == Dataset.id)
+    )
     .outerjoin(
         GrantRow,
         (GrantRow.dataset_id == Dataset.id) & (GrantRow.grantee_id == bindparam("principal")),
@@ -110,9 +112,13 @@ _FACTS = (
 )
 """Everything one read decision needs, in ONE indexed query: the named dataset (unique name)
 and its owner, the blob's size (primary key), its link into the dataset's namespace (primary
-key), the dataset's versions listing it (``ix_version_blobs_digest``), and the caller's grants
-on the dataset (``grants.grantee_id`` index) with their revocation (primary key). One row per
-(version listing the blob × caller's grant); no row when the dataset does not exist."""
+key), the versions listing it (``ix_version_blobs_digest``, then the version's primary key:
+``versions`` columns are NULL for another dataset's), and the caller's grants on the dataset
+(``grants.grantee_id`` index) with their revocation (primary key). One row per (version
+listing the blob × caller's grant); no row when the dataset does not exist.
+
+Plain LEFT JOINs, each on an index: ``LEFT JOIN (version_blobs JOIN versions)`` made SQLite
+materialize that join, a scan of every listed blob of every dataset per read."""
 
 _TOKEN = (
     select(

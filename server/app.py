@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from ostraca.protocol_spec.models import utc_now
 
@@ -21,6 +22,7 @@ from . import (
     routes_keys,
     routes_log,
     routes_ops,
+    routes_reads,
     web,
 )
 from .db import Database, make_engine
@@ -31,6 +33,15 @@ from .metrics import Metrics, ObservabilityMiddleware
 from .migrate import require_head
 from .settings import Settings
 from .storage import BlobStorage
+from .zerocopy import offer
+
+
+class Registry(FastAPI):
+    """The FastAPI app, given the server's zero-copy send where the server can do it
+    (``zerocopy.offer``): large blob reads then go from the page cache to the socket."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, offer(scope, send))
 
 
 def create_app(
@@ -59,7 +70,7 @@ def create_app(
         yield
         engine.dispose()
 
-    app = FastAPI(
+    app = Registry(
         title="Ostraca registry",
         version="1",
         summary="Signed dataset manifests over Arrow shards, signed access grants.",
@@ -70,6 +81,7 @@ def create_app(
     app.state.ctx = ctx
     problems.install(app)
     for module in (
+        routes_reads,  # first: the hot routes match before any other is tried
         routes_auth,
         routes_datasets,
         routes_blobs,

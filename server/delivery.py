@@ -15,18 +15,25 @@ serves the file from its ``internal`` location with ``sendfile`` and handles ``R
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Protocol, runtime_checkable
+from typing import BinaryIO, Protocol, runtime_checkable
 
 from fastapi import Response
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
-from ostraca.protocol_spec.errors import UnavailableError
+from ostraca.protocol_spec.errors import AccessDeniedError, UnavailableError
 
-from .access import Decision
+from .access import Decision, grant_still_valid
 from .audit import AuditAction, audit_writer
 from .deps import AppContext
+from .ranges import ByteRange
 from .settings import Settings
 from .storage import BlobStorage, open_storage
 from .storage_s3 import S3Storage
+from .zerocopy import ZEROCOPY
+
+RECHECK_BYTES = 8 * 1024 * 1024
+"""While streaming on a grant, re-check revocation and expiry every this many bytes."""
 
 
 @runtime_checkable
@@ -96,3 +103,85 @@ def offloaded_read(
         detail=what,
     )
     return response
+
+
+class RegistryBody(Response):
+    """A large read that the registry sends itself (``stream``), its grant re-checked before
+    every further ``RECHECK_BYTES``: handed to the kernel segment by segment
+    (``http.response.zerocopysend``, ``os.sendfile``) when ``file`` is given, which the route
+    does only when the server offers that extension; else read from the store in blocks on
+    worker threads and sent as body messages."""
+
+    def __init__(
+        self,
+        ctx: AppContext,
+        *,
+        hexdigest: str,
+        rng: ByteRange,
+        grant_id: str | None,
+        status: int,
+        headers: dict[str, str],
+        file: BinaryIO | None,
+    ) -> None:
+        super().__init__(status_code=status, headers=headers, media_type="application/octet-stream")
+        self._ctx, self._hexdigest, self._rng = ctx, hexdigest, rng
+        self._grant_id, self._file = grant_id, file
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            if self._file is not None:
+                await self._send_file(send)
+            else:
+                await self._send_blocks(send)
+        finally:
+            if self._file is not None:
+                self._file.close()
+
+    async def _send_file(self, send: Send) -> None:
+        pos, stop = self._rng.start, self._rng.end + 1
+        while pos < stop:
+            if pos > self._rng.start:
+                await self._recheck()
+            count = min(RECHECK_BYTES, stop - pos)
+            await send(
+                {
+                    "type": ZEROCOPY,
+                    "file": self._file,
+                    "offset": pos,
+                    "count": count,
+                    "more_body": pos + count < stop,
+                }
+            )
+            self._ctx.metrics.blob_bytes.inc(count)
+            self._ctx.metrics.zerocopy_bytes.inc(count)
+            pos += count
+
+    async def _send_blocks(self, send: Send) -> None:
+        since_check = 0
+        blocks = self._ctx.storage.read_range(self._hexdigest, self._rng.start, self._rng.end)
+        async for block in iterate_in_threadpool(blocks):
+            if since_check >= RECHECK_BYTES:
+                await self._recheck()
+                since_check = 0
+            since_check += len(block)
+            self._ctx.metrics.blob_bytes.inc(len(block))
+            await send({"type": "http.response.body", "body": block, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _recheck(self) -> None:
+        if self._grant_id is not None and not await run_in_threadpool(
+            _still_granted, self._ctx, self._grant_id
+        ):
+            raise AccessDeniedError("the grant was revoked or expired during the read")
+
+
+def _still_granted(ctx: AppContext, grant_id: str) -> bool:
+    with ctx.db.read_session() as session:
+        return grant_still_valid(session, grant_id, ctx.clock())

@@ -20,6 +20,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .zerocopy import ZEROCOPY
+
 access_log = logging.getLogger("ostraca.server.access")
 error_log = logging.getLogger("ostraca.server.error")
 
@@ -44,6 +46,11 @@ class Metrics:
         )
         self.blob_bytes = Counter(
             "ostraca_blob_bytes_served", "Blob bytes sent to clients", registry=self.registry
+        )
+        self.zerocopy_bytes = Counter(
+            "ostraca_blob_bytes_zerocopy",
+            "Of the blob bytes served, those the kernel sent from the file (sendfile)",
+            registry=self.registry,
         )
         self.decisions = Counter(
             "ostraca_access_decisions",
@@ -121,6 +128,8 @@ class ObservabilityMiddleware:
                 state["started"] = True
             elif message["type"] == "http.response.body":
                 state["bytes"] += len(message.get("body", b""))
+            elif message["type"] == ZEROCOPY:
+                state["bytes"] += message["count"]
             await send(message)
 
         try:

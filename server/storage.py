@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterator
 from functools import wraps
 from pathlib import Path
-from typing import BinaryIO, ParamSpec, Protocol, TypeVar
+from typing import BinaryIO, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from ostraca.protocol_spec.errors import (
     DigestMismatchError,
@@ -32,6 +32,14 @@ READ_BLOCK = 1024 * 1024
 SEND_BLOCK = 4 * 1024 * 1024
 """Block size of :meth:`LocalStorage.read_range`: large blocks mean few worker-thread hops and
 event-loop writes per byte served (each block is one hop, one grant-recheck test, one write)."""
+
+
+@runtime_checkable
+class FileStorage(Protocol):
+    """A store whose blobs are files on this machine: the registry can hand them to the
+    kernel (``os.sendfile``) instead of reading them itself."""
+
+    def open_blob(self, digest: str) -> BinaryIO: ...
 
 
 class UploadWriter(Protocol):
@@ -191,6 +199,10 @@ class LocalStorage:
             return self._blob_path(digest).stat().st_size
         except FileNotFoundError:
             return None
+
+    def open_blob(self, digest: str) -> BinaryIO:
+        """The blob's file, open for reading (what ``os.sendfile`` sends from)."""
+        return self._blob_path(digest).open("rb", buffering=0)
 
     def read_range(self, digest: str, start: int, end: int) -> Iterator[bytes]:
         # os.pread on a raw fd: one syscall and one copy per block, no buffered-reader layer.
