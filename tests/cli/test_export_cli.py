@@ -14,7 +14,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from ostraca.client.publish import PublishResult
+from ostraca.client import PublishResult
 
 from ..client.client_helpers import Identity, sample_table
 from ..client.stream_helpers import grant_access

@@ -20,9 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from ostraca.client import PublishResult
 from ostraca.client.export import SUMMARY_FILE, ExportResult
 from ostraca.client.local import open_pulled
-from ostraca.client.publish import PublishResult
 from ostraca.client.pull import pull
 from ostraca.client.stream import open_dataset
 from ostraca.protocol_spec import ConflictError, MalformedError

@@ -13,7 +13,7 @@ import httpx
 import pyarrow as pa
 from fastapi.testclient import TestClient
 
-from ostraca.client.publish import PublishResult
+from ostraca.client import PublishResult
 from ostraca.protocol_spec import DatasetManifest, parse_canonical
 from ostraca.protocol_spec.croissant import CONFORMS_TO, MEDIA_TYPE
 
