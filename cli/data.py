@@ -117,7 +117,7 @@ def export_command(
 ) -> None:
     """Write a dataset version as Parquet or Arrow IPC files, verified on the way: one
     part-NNNNN file per shard in manifest order, and export.json (provenance, each file's
-    sha256). DuckDB, polars and pyarrow read them directly."""
+    sha256). polars and pyarrow read both formats directly, DuckDB the Parquet."""
     cols = [c.strip() for c in (columns or "").split(",") if c.strip()] or None
     with _open(ctx, ref, cols, from_dir) as ds:
         prov = ds.provenance
