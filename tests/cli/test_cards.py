@@ -1,6 +1,6 @@
 """``ostraca card`` and ``ostraca deprecate`` through the installed entry point (a subprocess)
-against a real registry; a hostile proxy in front of it replays an old card and serves one
-signed by another institution, which the client refuses."""
+against a real registry; a hostile proxy in front of it replays an old card and serves a card
+and a deprecation signed by another institution, which the client refuses."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from ostraca.client.cards import publish_card
-from ostraca.client.publish import PublishResult
+from ostraca.client.publishing import PublishResult
 from ostraca.client.stream import open_dataset
 from ostraca.protocol_spec import SigningKey, sign_statement, utc_now
-from ostraca.protocol_spec.cards import DatasetCard
+from ostraca.protocol_spec.cards import DatasetCard, Deprecation
 from ostraca.protocol_spec.errors import RevokedError
 
 from ..client.client_helpers import TERMS, Identity, sample_table
@@ -104,7 +104,7 @@ def test_card_edits_through_the_cli(
 def test_the_client_refuses_a_replayed_or_foreign_card(
     publish_table: Callable[..., PublishResult], publisher: Identity, researcher: Identity
 ) -> None:
-    publish_table()
+    published = publish_table()
     publish_card(publisher.client, DATASET, readme="# first")
     with HostileProxy(researcher.config.registry) as proxy:
         first_answer = proxy._http.get(f"{proxy.upstream}/v1/datasets/{DATASET}/card").content
@@ -134,6 +134,40 @@ def test_the_client_refuses_a_replayed_or_foreign_card(
         assert foreign.returncode == 1
         assert error_line(foreign).startswith("error [untrusted_key]")
         assert ostraca(env, "show", DATASET).returncode == 1
+        # A deprecation signed by another institution, to make `latest` skip a version.
+        fake = Deprecation(
+            dataset=DATASET,
+            version=1,
+            manifest=published.digest,
+            publisher=stranger.keyid,
+            reason="gone",
+            created=utc_now(),
+        )
+        fake_env = sign_statement(fake, [stranger])
+        listing = {
+            "dataset": DATASET,
+            "latest_version": 1,
+            "current_version": 1,
+            "items": [
+                {
+                    "deprecation_id": fake_env.digest,
+                    "dataset": DATASET,
+                    "version": 1,
+                    "manifest": published.digest,
+                    "publisher": stranger.keyid,
+                    "reason": "gone",
+                    "created": "2026-01-01T00:00:00Z",
+                    "accepted": "2026-01-01T00:00:00Z",
+                    "envelope": json.loads(fake_env.to_json()),
+                }
+            ],
+        }
+        proxy.rewrite = lambda path, body: (
+            json.dumps(listing).encode() if path.endswith("/deprecations") else body
+        )
+        skipped = ostraca(env, "show", DATASET)
+        assert skipped.returncode == 1
+        assert error_line(skipped).startswith("error [untrusted_key]")
 
 
 def test_deprecate_through_the_cli(
