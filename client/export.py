@@ -1,5 +1,6 @@
 """Data out: a verified dataset version as a pandas, polars or Hugging Face ``datasets`` table,
-or as Parquet or Arrow IPC files that DuckDB, polars and pyarrow read directly.
+or as Parquet files (which DuckDB, polars and pyarrow read directly) or Arrow IPC files (polars
+and pyarrow; DuckDB through its ``arrow`` extension).
 
 :class:`TableExports` is a mixin of both verified sources, a streamed version
 (:class:`~.stream.VerifiedDataset`) and a pulled copy (:class:`~.local.PulledDataset`), built on
