@@ -32,7 +32,7 @@ import pyarrow as pa
 from ostraca.client.api import RegistryClient
 from ostraca.client.config import load_config
 from ostraca.client.keystore import save_signing_key
-from ostraca.client.publish import publish
+from ostraca.client.publishing import publish
 from ostraca.protocol_spec import SigningKey
 from ostraca.server.process import registry_process
 

@@ -48,7 +48,7 @@ import uvicorn
 from ostraca.client.api import RegistryClient
 from ostraca.client.config import load_config, parse_size
 from ostraca.client.keystore import save_signing_key
-from ostraca.client.publish import publish
+from ostraca.client.publishing import publish
 from ostraca.client.stream import open_dataset
 from ostraca.client.trust import TrustStore
 from ostraca.protocol_spec import SigningKey, utc_now

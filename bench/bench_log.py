@@ -42,7 +42,7 @@ from ostraca.cli.log import verify_log
 from ostraca.client.api import RegistryClient
 from ostraca.client.config import load_config
 from ostraca.client.keystore import save_signing_key
-from ostraca.client.publish import publish
+from ostraca.client.publishing import publish
 from ostraca.client.tlog import check_statements
 from ostraca.protocol_spec import Envelope
 from ostraca.protocol_spec.keys import SigningKey

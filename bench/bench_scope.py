@@ -48,7 +48,7 @@ from bench_server import ServerProcess
 from ostraca.client.api import RegistryClient
 from ostraca.client.config import load_config
 from ostraca.client.keystore import save_signing_key
-from ostraca.client.publish import publish as client_publish
+from ostraca.client.publishing import publish as client_publish
 from ostraca.client.stream import open_dataset
 from ostraca.protocol_spec import SigningKey, utc_now
 from ostraca.server.db import Blob, Namespace, NamespaceBlob

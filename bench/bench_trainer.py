@@ -37,7 +37,7 @@ import torch
 
 from ostraca.cli.demo import DATASET, TERMS, Actor, make_actor, stdlib_corpus
 from ostraca.client.api import RegistryClient
-from ostraca.client.publish import publish
+from ostraca.client.publishing import publish
 from ostraca.client.stream import VerifiedDataset, open_dataset
 from ostraca.protocol_spec import check_grant_window, utc_now
 from ostraca.server.process import registry_process

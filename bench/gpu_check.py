@@ -258,7 +258,7 @@ def open_source(
         info["shards"] = len(synthetic.shard_rows)
         return synthetic, info
 
-    from ostraca.client.publish import publish  # noqa: PLC0415
+    from ostraca.client.publishing import publish  # noqa: PLC0415
     from ostraca.client.stream import open_dataset  # noqa: PLC0415
     from ostraca.protocol_spec import utc_now  # noqa: PLC0415
     from ostraca.server.process import registry_process  # noqa: PLC0415

@@ -26,7 +26,7 @@ from rich.text import Text
 from ostraca.client.api import RegistryClient
 from ostraca.client.config import load_config
 from ostraca.client.keystore import save_signing_key
-from ostraca.client.publish import PublishResult, publish
+from ostraca.client.publishing import PublishResult, publish
 from ostraca.client.stream import open_dataset
 from ostraca.protocol_spec import OstracaError, RevokedError, SigningKey, utc_now
 from ostraca.server.process import registry_process

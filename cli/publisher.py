@@ -15,7 +15,7 @@ from typer._click.exceptions import UsageError
 
 from ostraca.client.api import RegistryClient
 from ostraca.client.config import parse_size
-from ostraca.client.publish import publish as publish_dataset
+from ostraca.client.publishing import publish as publish_dataset
 from ostraca.client.rekey import rekey as rekey_dataset
 from ostraca.client.shards import DEFAULT_CHUNK_BYTES
 from ostraca.client.verified import check_grantable

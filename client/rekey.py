@@ -23,7 +23,7 @@ from ostraca.protocol_spec import (
 from .api import RegistryClient
 from .encryption import KeyRing
 from .keyflow import escrow_ring
-from .publish import PublishResult, publish
+from .publishing import PublishResult, publish
 from .verified import decode_shard, zip_groups
 
 __all__ = ["rekey"]

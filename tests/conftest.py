@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from ostraca.client.publish import PublishResult
+from ostraca.client.publishing import PublishResult
 
 from .client.client_helpers import NAMESPACE, Identity, make_identity, sample_table
 from .registry_helpers import Registry, publish_as, running_registry

@@ -20,7 +20,7 @@ import pyarrow as pa
 import uvicorn
 from fastapi import FastAPI
 
-from ostraca.client.publish import PublishResult, publish
+from ostraca.client.publishing import PublishResult, publish
 from ostraca.server.app import create_app
 from ostraca.server.migrate import upgrade_to_head
 from ostraca.server.settings import Settings

@@ -30,7 +30,7 @@ STATE_DIR = DATA_DIR / "ostraca"
 def available() -> str | None:
     """None when Ostraca's publish, streaming and server modules import; else why not."""
     try:
-        import ostraca.client.publish
+        import ostraca.client.publishing
         import ostraca.client.stream
         import ostraca.client.torch
         import ostraca.server.app  # noqa: F401
@@ -129,7 +129,7 @@ def publish_corpus(
 
     Returns the dataset name, the researcher's home, and the shard blob files in manifest order.
     """
-    from ostraca.client.publish import publish
+    from ostraca.client.publishing import publish
     from ostraca.protocol_spec import utc_now
 
     marker = STATE_DIR / f"published-{name}.json"

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ostraca.client.publish import PublishResult
+from ostraca.client.publishing import PublishResult
 from ostraca.client.pull import pull
 from ostraca.client.trust import TrustStore
 from ostraca.protocol_spec import SigningKey

@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from ostraca.client.publish import PublishResult
+from ostraca.client.publishing import PublishResult
 
 from ..client.client_helpers import Identity, sample_table
 from ..client.stream_helpers import grant_access

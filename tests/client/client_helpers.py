@@ -13,7 +13,7 @@ from ostraca.client.api import RegistryClient
 from ostraca.client.config import ClientConfig, load_config
 from ostraca.client.keyflow import escrow_ring
 from ostraca.client.keystore import save_signing_key
-from ostraca.client.publish import PublishResult
+from ostraca.client.publishing import PublishResult
 from ostraca.protocol_spec import DatasetManifest, SigningKey, utc_now, verify_manifest
 from ostraca.protocol_spec.models import DEFAULT_GROUP
 

@@ -21,7 +21,7 @@ from ostraca.client.config import (
     parse_size,
     set_config_value,
 )
-from ostraca.client.publish import PublishResult
+from ostraca.client.publishing import PublishResult
 from ostraca.protocol_spec import (
     AccessDeniedError,
     AccessGrant,

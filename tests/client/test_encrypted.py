@@ -16,7 +16,7 @@ import pytest
 from ostraca.client.api import RegistryClient
 from ostraca.client.config import load_config
 from ostraca.client.keyflow import key_grants
-from ostraca.client.publish import PublishResult
+from ostraca.client.publishing import PublishResult
 from ostraca.client.rekey import rekey
 from ostraca.client.stream import open_dataset
 from ostraca.protocol_spec import (

@@ -20,7 +20,7 @@ import pytest
 from ostraca.client.api import RegistryClient
 from ostraca.client.config import ReadLimits, load_config
 from ostraca.client.fetch import BlobFetcher, ChunkVerifier
-from ostraca.client.publish import PublishResult
+from ostraca.client.publishing import PublishResult
 from ostraca.client.stream import open_dataset
 from ostraca.client.wire import Wire, parse
 from ostraca.protocol_spec import MalformedError

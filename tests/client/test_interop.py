@@ -225,7 +225,7 @@ def _run_case(name: str, folder: Path, homes: tuple[Path, Path], registry: str) 
     from ostraca.client.api import RegistryClient  # noqa: PLC0415 - the worker only
     from ostraca.client.config import load_config  # noqa: PLC0415
     from ostraca.client.ingest import open_inputs  # noqa: PLC0415
-    from ostraca.client.publish import publish  # noqa: PLC0415
+    from ostraca.client.publishing import publish  # noqa: PLC0415
     from ostraca.client.stream import open_dataset  # noqa: PLC0415
     from ostraca.protocol_spec import MalformedError, utc_now  # noqa: PLC0415
 

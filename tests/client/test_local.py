@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from ostraca.client.local import open_pulled
-from ostraca.client.publish import PublishResult
+from ostraca.client.publishing import PublishResult
 from ostraca.client.pull import pull, verify_copy
 from ostraca.client.stream import open_dataset
 from ostraca.protocol_spec import (

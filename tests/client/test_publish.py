@@ -15,7 +15,7 @@ import pytest
 
 from ostraca.client.api import RegistryClient
 from ostraca.client.config import load_config
-from ostraca.client.publish import PublishResult, publish
+from ostraca.client.publishing import PublishResult, publish
 from ostraca.client.shards import ShardWriter
 from ostraca.protocol_spec import (
     DatasetManifest,

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from ostraca.cli import app as cli_app
 from ostraca.client.local import open_pulled
-from ostraca.client.publish import PublishResult
+from ostraca.client.publishing import PublishResult
 from ostraca.client.pull import pull, verify_copy
 from ostraca.protocol_spec import RevokedError
 

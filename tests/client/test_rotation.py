@@ -17,7 +17,7 @@ from ostraca.client.api import RegistryClient
 from ostraca.client.config import load_config
 from ostraca.client.keyflow import rewrap_escrow
 from ostraca.client.keystore import load_signing_key, public_path, save_signing_key
-from ostraca.client.publish import PublishResult, publish
+from ostraca.client.publishing import PublishResult, publish
 from ostraca.client.stream import open_dataset
 from ostraca.client.trust import OfferedKeys, TrustStore, resolve_manifest
 from ostraca.client.verified import check_grantable

@@ -26,7 +26,7 @@ from ostraca.client.keyflow import (
     rewrap_escrow,
 )
 from ostraca.client.keystore import load_signing_key
-from ostraca.client.publish import PublishResult
+from ostraca.client.publishing import PublishResult
 from ostraca.client.stream import open_dataset
 from ostraca.client.trust import TrustStore
 from ostraca.protocol_spec import (

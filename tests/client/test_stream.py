@@ -17,7 +17,7 @@ from ostraca.client import open_dataset
 from ostraca.client.api import RegistryClient
 from ostraca.client.cache import BlobCache
 from ostraca.client.config import load_config
-from ostraca.client.publish import PublishResult
+from ostraca.client.publishing import PublishResult
 from ostraca.protocol_spec import (
     AccessDeniedError,
     DigestMismatchError,

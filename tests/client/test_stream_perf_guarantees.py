@@ -18,7 +18,7 @@ from ostraca.client import open_dataset
 from ostraca.client.cache import BlobCache
 from ostraca.client.encryption import PlaintextPool
 from ostraca.client.fetch import ChunkVerifier
-from ostraca.client.publish import PublishResult
+from ostraca.client.publishing import PublishResult
 from ostraca.protocol_spec import DigestMismatchError, VerificationError
 
 from .stream_helpers import IdentityLike as Identity

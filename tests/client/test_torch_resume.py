@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from ostraca.client.publish import PublishResult
+from ostraca.client.publishing import PublishResult
 from ostraca.client.stream import VerifiedDataset, open_dataset
 from ostraca.client.torch import Item, ShardDataLoader, ShardDataset
 from ostraca.protocol_spec import VerificationError

@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from ostraca.client.local import PulledDataset, open_pulled
-from ostraca.client.publish import PublishResult
+from ostraca.client.publishing import PublishResult
 from ostraca.client.source import Provenance, ShardSource
 from ostraca.client.stream import VerifiedDataset, open_dataset
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-from ostraca.client.publish import PublishResult
+from ostraca.client.publishing import PublishResult
 
 from .browser_helpers import SCREENSHOTS
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, Page, expect
 
-from ostraca.client.publish import PublishResult
+from ostraca.client.publishing import PublishResult
 
 from ..client.client_helpers import Identity
 from .browser_helpers import Visitor

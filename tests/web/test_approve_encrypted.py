@@ -22,7 +22,7 @@ from playwright.sync_api import Browser, Route, expect
 
 from ostraca.client.encryption import encryption_key_envelope, identity_encryption_key
 from ostraca.client.keyflow import key_grants
-from ostraca.client.publish import PublishResult
+from ostraca.client.publishing import PublishResult
 from ostraca.client.stream import open_dataset
 from ostraca.protocol_spec import (
     AccessRequest,

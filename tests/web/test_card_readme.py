@@ -9,7 +9,7 @@ import httpx
 from playwright.sync_api import Browser, Dialog
 
 from ostraca.client.cards import deprecate_version, publish_card
-from ostraca.client.publish import PublishResult
+from ostraca.client.publishing import PublishResult
 from ostraca.server.readme import render_readme
 from ostraca.server.web import CSP
 

@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 
 import httpx
 
-from ostraca.client.publish import PublishResult
+from ostraca.client.publishing import PublishResult
 from ostraca.protocol_spec import DatasetManifest, parse_canonical
 from ostraca.server.web import CSP
 
