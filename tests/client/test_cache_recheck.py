@@ -15,7 +15,7 @@ import pytest
 
 from ostraca.client import open_dataset
 from ostraca.client.cache import BlobCache
-from ostraca.client.publish import PublishResult
+from ostraca.client.publishing import PublishResult
 from ostraca.protocol_spec import DigestMismatchError
 
 from .stream_helpers import IdentityLike as Identity
