@@ -10,6 +10,7 @@ trusted publisher keys.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -26,6 +27,7 @@ from ostraca.protocol_spec import (
 )
 from ostraca.protocol_spec.crypto import DataKey
 from ostraca.protocol_spec.enckeys import (
+    EncryptionKey,
     EncryptionPrivateKey,
     EncryptionPublicKey,
     verify_encryption_key,
@@ -48,6 +50,7 @@ from .encryption import (
     key_grant_envelope,
 )
 from .keystore import former_identities
+from .tlog import STATEMENTS_PER_CHECK, check_statements
 from .wire import dataset_path, parse
 
 if TYPE_CHECKING:  # the client calls this module; this module only calls the client back
@@ -57,6 +60,7 @@ __all__ = [
     "MAX_EPOCHS",
     "DerivedKeys",
     "approve_keys",
+    "check_logged",
     "current_encryption_key",
     "ensure_encryption_key",
     "escrow_ring",
@@ -159,19 +163,30 @@ def rotate_encryption_key(client: RegistryClient) -> EncryptionPrivateKey:
 def current_encryption_key(
     client: RegistryClient, grantee: str, *, now: datetime
 ) -> EncryptionPublicKey | None:
-    """The grantee's newest encryption key signed by exactly the key ``grantee`` (E1-E6)."""
+    """The grantee's newest encryption key signed by exactly the key ``grantee`` (E1-E6), found
+    in the registry's transparency log (LOG.md L1-L11: no key shown to this publisher alone)."""
     principal = client.get_principal(grantee)
     trusted = {k.keyid: k.to_verify_key() for k in principal.keys if k.keyid == grantee}
     trusted |= {k.keyid: k.to_verify_key() for k in principal.rotated_keys if k.keyid == grantee}
     listed = parse(
         client._send("GET", f"/v1/principals/{principal.keyid}/encryption-keys"), EncryptionKeyList
     )
-    newest = None
+    newest: tuple[EncryptionKey, Envelope] | None = None
     for item in listed.items:
-        v = verify_encryption_key(Envelope.from_dict(item.envelope), owner_keys=trusted, now=now)
-        if newest is None or v.statement.created >= newest.created:
-            newest = v.statement
-    return None if newest is None else newest.to_public_key()
+        env = Envelope.from_dict(item.envelope)
+        v = verify_encryption_key(env, owner_keys=trusted, now=now)
+        if newest is None or v.statement.created >= newest[0].created:
+            newest = v.statement, env
+    if newest is None:
+        return None
+    check_logged(client, [newest[1]], now=now)
+    return newest[0].to_public_key()
+
+
+def check_logged(client: RegistryClient, envelopes: Sequence[Envelope], *, now: datetime) -> None:
+    """LOG.md L1-L13 for ``envelopes`` (as many calls as the registry's cap per call needs)."""
+    for start in range(0, len(envelopes), STATEMENTS_PER_CHECK):
+        check_statements(client, envelopes[start : start + STATEMENTS_PER_CHECK], now=now)
 
 
 def key_grants(client: RegistryClient, dataset: str) -> list[KeyGrantItem]:
@@ -386,4 +401,10 @@ def reader_keys(
             hint="ask the publisher to approve again once your encryption key is registered "
             "(`ostraca register`)",
         )
+    check_logged(client, [e for e in ring.envelopes if _carries(e, m.version)], now=now)
     return ring
+
+
+def _carries(envelope: Envelope, version: int) -> bool:
+    """Whether a (verified) key grant carries a key of ``version``."""
+    return any(k["version"] == version for k in json.loads(envelope.payload)["keys"])

@@ -27,7 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ostraca.protocol_spec import (
     AccessGrant,
@@ -43,6 +43,7 @@ from ostraca.protocol_spec.checkpoint import (
     verify_checkpoint_update,
     verify_entry_inclusion,
 )
+from ostraca.protocol_spec.enckeys import KeyGrant, key_grant_log_entry
 from ostraca.protocol_spec.envelope import MAX_ENVELOPE_BYTES
 from ostraca.protocol_spec.errors import EquivocationError, InclusionProofError
 from ostraca.protocol_spec.merkle import (
@@ -55,11 +56,14 @@ from ostraca.protocol_spec.merkle import (
 from ostraca.protocol_spec.models import Revocation
 from ostraca.protocol_spec.note import MAX_NOTE_SIZE, NoteVerifier
 
-from .api import RegistryClient
 from .tlog_store import CheckpointStore, LogPolicy, StoredLog, log_vkey_of
 from .wire import Wire
 
+if TYPE_CHECKING:  # the client (and its key flow) call this module
+    from .api import RegistryClient
+
 __all__ = [
+    "STATEMENTS_PER_CHECK",
     "CheckpointStore",
     "LogCheck",
     "LogPolicy",
@@ -71,6 +75,8 @@ __all__ = [
     "parse_bundle",
 ]
 
+STATEMENTS_PER_CHECK = 16
+"""Statements (and grant scans) one ``GET /v1/log/proofs`` may ask about (the registry's cap)."""
 PAGE = 10_000
 """Entries per page the registry serves (``GET /v1/log/entries``)."""
 MAX_BUNDLE_BYTES = 8 * 1024 * 1024
@@ -280,10 +286,18 @@ def _check_entry(answer: Any, envelope: Envelope, signed: SignedCheckpoint) -> i
         raise MalformedError("a log statement answer is {index, entry, proof}")
     proof = InclusionProof.from_dict(answer["proof"])
     entry = _b64(answer["entry"])
-    if proof.index != answer["index"] or Envelope.from_json(entry) != envelope:
+    if proof.index != answer["index"] or not _shows(entry, envelope):
         raise InclusionProofError(f"the log entry shown for {envelope.digest} is another one")
     verify_entry_inclusion(entry, proof=proof, checkpoint=signed.checkpoint)
     return proof.index
+
+
+def _shows(entry: bytes, envelope: Envelope) -> bool:
+    """Whether ``entry`` is the log's entry of ``envelope``: the envelope itself (LOG.md 1.2),
+    or for a key grant its commitment record (1.7)."""
+    if envelope.payload_type == KeyGrant.PAYLOAD_TYPE:
+        return entry == key_grant_log_entry(envelope)
+    return Envelope.from_json(entry) == envelope
 
 
 def _first_page(scan: Any, wanted: int) -> list[bytes]:

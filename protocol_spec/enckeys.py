@@ -18,9 +18,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, ClassVar, Literal, Self
 
 from cryptography.exceptions import InvalidTag
@@ -29,11 +30,13 @@ from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import Field, StringConstraints, model_validator
 
+from .canonical import canonical_bytes
 from .crypto import DataKey, GroupContext
 from .envelope import Envelope
 from .errors import MalformedError, MissingKeyError, WrongKeyError, WrongRecipientError
 from .keys import SigningKey, VerifyKey
 from .models import (
+    TIMESTAMP_FORMAT,
     DatasetName,
     GroupName,
     Hex256,
@@ -58,6 +61,8 @@ WRAPPED_BYTES = hpke.KEM.MLKEM768_X25519.enc_length() + 32 + 16
 DERIVE_LABEL = b"ostraca-encryption-key-v1\n"
 WRAP_LABEL = b"ostraca-key-wrap-v1\x00"
 MAX_WRAPPED_KEYS = 100_000
+KEY_GRANT_LOG_TYPE = "application/vnd.ostraca.log.key-grant+json"
+"""The ``payloadType`` of a key grant's transparency-log entry (LOG.md 1.7)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,3 +382,44 @@ def data_key_for(
         )
     key.check(commitment, context)
     return key
+
+
+def key_grant_log_record(
+    key_grant_id: str,
+    dataset: str,
+    grantee: str,
+    grant: str | None,
+    recipient: str,
+    created: datetime,
+) -> bytes:
+    """A key grant's transparency-log entry (LOG.md 1.7): its id, the SHA-256 of its payload,
+    commits to every field, the wrapped keys included; the fields a monitor reads are beside
+    it, and the wrapped keys stay off the public log. The registry builds it from the stored
+    row, a client from the envelope it verified (:func:`key_grant_log_entry`): the same bytes.
+    A naive ``created`` is taken as UTC (as a database may return it)."""
+    when = created if created.tzinfo is None else created.astimezone(UTC)
+    return canonical_bytes(
+        {
+            "payloadType": KEY_GRANT_LOG_TYPE,
+            "key_grant": key_grant_id,
+            "dataset": dataset,
+            "grantee": grantee,
+            "grant": grant,
+            "recipient": recipient,
+            "created": when.strftime(TIMESTAMP_FORMAT),
+        }
+    )
+
+
+def key_grant_log_entry(envelope: Envelope) -> bytes:
+    """:func:`key_grant_log_record` of a key grant envelope (its payload is not re-validated:
+    verify the envelope first)."""
+    body = json.loads(envelope.payload)
+    return key_grant_log_record(
+        envelope.digest,
+        body["dataset"],
+        body["grantee"],
+        body["grant"],
+        body["recipient"],
+        datetime.strptime(body["created"], TIMESTAMP_FORMAT).replace(tzinfo=UTC),
+    )

@@ -11,7 +11,9 @@ reads, and keeps the right edge of the tree (the *frontier*) in the one
 PostgreSQL; SQLite's writers are serialized by ``BEGIN IMMEDIATE``) orders concurrent appends.
 
 Registrations and denials carry no stored envelope; their entry is a *registry record*, the
-canonical JSON of what was accepted (:func:`registration_record`, :func:`denial_record`).
+canonical JSON of what was accepted (:func:`registration_record`, :func:`denial_record`). A key
+grant's entry is a record committing to its envelope (``enckeys.key_grant_log_record``): its
+wrapped keys, served only to its grantee and the owners, stay off the public log.
 
 Checkpoints are signed with the registry's log key (:class:`LogSettings`) lazily: the latest is
 re-signed when it is older than the interval or behind the tree (:func:`latest_checkpoint`).
@@ -46,6 +48,8 @@ from sqlalchemy.orm import Mapped, ORMExecuteState, Session, UOWTransaction, map
 
 from ostraca.protocol_spec.canonical import canonical_bytes, sha256_hex
 from ostraca.protocol_spec.checkpoint import Checkpoint, sign_checkpoint
+from ostraca.protocol_spec.enckeys import key_grant_log_record
+from ostraca.protocol_spec.envelope import Envelope
 from ostraca.protocol_spec.errors import NotFoundError
 from ostraca.protocol_spec.keys import SigningKey
 from ostraca.protocol_spec.merkle import (
@@ -61,8 +65,11 @@ from .db import (
     AccessRequestRow,
     Base,
     CardRow,
+    Dataset,
     DeprecationRow,
+    EncryptionKeyRow,
     GrantRow,
+    KeyGrantRow,
     Principal,
     PrincipalKey,
     RevocationRow,
@@ -77,6 +84,7 @@ __all__ = [
     "LogSettings",
     "TreeHead",
     "backfill",
+    "backfill_keys",
     "denial_record",
     "latest_checkpoint",
     "load_log_key",
@@ -217,6 +225,13 @@ def _leaf_of(session: Session, obj: object) -> tuple[int, str, bytes] | None:
         return (6, obj.card_id, obj.envelope)
     if isinstance(obj, DeprecationRow):
         return (7, obj.deprecation_id, obj.envelope)
+    if isinstance(obj, EncryptionKeyRow):
+        return (8, Envelope.from_json(obj.envelope).digest, obj.envelope)
+    if isinstance(obj, KeyGrantRow):
+        ds = session.get(Dataset, obj.dataset_id)
+        assert ds is not None  # the foreign key
+        fields = (ds.name, obj.grantee, obj.grant_id, obj.recipient, obj.created)
+        return (9, obj.key_grant_id, key_grant_log_record(obj.key_grant_id, *fields))
     if isinstance(obj, PrincipalKey):
         if obj.rotation is not None and obj.rotation_id is not None:
             return (4, obj.rotation_id, obj.rotation)
@@ -365,6 +380,29 @@ def backfill(conn: Connection) -> None:
     for request_id, reason, decided, created in conn.execute(denials):
         data = denial_record(request_id, reason or "", decided or created)
         found.append((decided or created, 6, _record_id(data), data))
+    if found:
+        found.sort()
+        append_entries(conn, [(sid, data) for _, _, sid, data in found])
+
+
+def backfill_keys(conn: Connection) -> None:
+    """Append the encryption keys and key grants stored before they were logged, in the order
+    accepted (migration 0009's step; a registry at that revision logged none of them)."""
+    found: list[tuple[datetime, int, str, bytes]] = []
+    keys = select(EncryptionKeyRow.created, EncryptionKeyRow.envelope)
+    for created, envelope in conn.execute(keys):
+        found.append((created, 8, Envelope.from_json(bytes(envelope)).digest, bytes(envelope)))
+    grants = select(
+        KeyGrantRow.created,
+        KeyGrantRow.key_grant_id,
+        Dataset.name,
+        KeyGrantRow.grantee,
+        KeyGrantRow.grant_id,
+        KeyGrantRow.recipient,
+    ).join(Dataset, Dataset.id == KeyGrantRow.dataset_id)
+    for created, kg_id, dataset, grantee, grant, recipient in conn.execute(grants):
+        record = key_grant_log_record(kg_id, dataset, grantee, grant, recipient, created)
+        found.append((created, 9, kg_id, record))
     if found:
         found.sort()
         append_entries(conn, [(sid, data) for _, _, sid, data in found])

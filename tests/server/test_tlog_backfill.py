@@ -1,5 +1,5 @@
-"""Migration 0004's backfill on a registry that already holds statements: every one becomes an
-entry, with its Merkle nodes."""
+"""Migrations 0004's and 0009's backfill on a registry that already holds statements: every one
+becomes an entry, with its Merkle nodes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, delete, select, update
 from ostraca.protocol_spec.merkle import MerkleTree, leaf_hash
 from ostraca.server.app import create_app
 from ostraca.server.settings import Settings
-from ostraca.server.tlog import LogEntry, LogHead, LogNode, backfill
+from ostraca.server.tlog import LogEntry, LogHead, LogNode, backfill, backfill_keys
 
 from ..registry_helpers import serve_app as serve
 from .server_helpers import MovableClock
@@ -46,10 +46,13 @@ def test_backfill_logs_every_statement_already_accepted(
         conn.execute(delete(LogNode))
         conn.execute(update(LogHead).values(size=0, frontier=b""))
         backfill(conn)  # what migration 0004 runs
+        backfill_keys(conn)  # and 0009 (encryption keys and key grants)
     engine.dispose()
     entries, size, nodes = _log(url)
     assert sorted(entries) == sorted(live)
-    assert size == len(entries) == 8
+    # 2 registrations, the manifest, 2 requests, the grant, the denial, the revocation; the
+    # publisher's and the researcher's encryption keys, the escrow and the grantee's key grant.
+    assert size == len(entries) == 12
     tree = MerkleTree(leaf_hash(e) for e in entries)
     assert nodes == {
         (level, index): tree.node(level, index)

@@ -259,7 +259,7 @@ def test_bad_consistency_proof_is_an_equivocation(scene: Scene) -> None:
 def test_rollback_to_an_older_checkpoint_is_refused(scene: Scene) -> None:
     old = httpx.get(f"{scene.world.registry}/v1/log/checkpoint").content
     scene.world.publisher.client.revoke(scene.world.grant.grant_id)
-    assert scene.check(grant=False).checkpoint.checkpoint.size == 6
+    assert scene.check(grant=False).checkpoint.checkpoint.size == 10
     _serve_note(scene, old)
     _refused(scene, "rollback", grant=False)
 
@@ -283,8 +283,8 @@ def test_a_second_check_reads_only_the_new_entries(scene: Scene) -> None:
     scene.world.publisher.client.deny_request(other.request_id, "no")
     shown: list[list[bytes]] = []
     _rewrite_proofs(scene, lambda answer: shown.append(_scanned(answer)))
-    assert scene.check().checkpoint.checkpoint.size == 7
-    assert [len(page) for page in shown] == [2]  # entries 5 and 6 only, not 4 again
+    assert scene.check().checkpoint.checkpoint.size == 11
+    assert [len(page) for page in shown] == [2]  # entries 9 and 10 only, not 8 again
 
 
 def test_truncated_and_oversized_entry_bundles_are_refused(scene: Scene) -> None:
@@ -320,3 +320,24 @@ def _cut_entries(scene: Scene, cut: Callable[[bytes], bytes]) -> None:
         return cut(body) if path.startswith("/v1/log/entries") else body
 
     scene.proxy.rewrite = rewrite
+
+
+def test_a_key_grant_the_log_shows_otherwise_is_refused(scene: Scene) -> None:
+    """The researcher checks its key grant's record in the log (LOG.md 1.7, L11) before it uses
+    the keys: a log entry that names another recipient is not that key grant's."""
+    client = scene.world.researcher.client
+
+    def swap_recipient(answer: dict[str, Any]) -> None:
+        for item in answer["statements"]:
+            entry = base64.b64decode(item["entry"])
+            if b"log.key-grant" in entry:
+                record = json.loads(entry) | {"recipient": "0" * 64}
+                compact = json.dumps(record, sort_keys=True, separators=(",", ":"))
+                item["entry"] = base64.b64encode(compact.encode()).decode()
+
+    with open_dataset(scene.world.dataset, client=client) as ds:  # the log as it is: fine
+        assert ds.to_table().num_rows == 10
+    _rewrite_proofs(scene, swap_recipient)
+    with pytest.raises(OstracaError) as info:
+        open_dataset(scene.world.dataset, client=client)
+    assert info.value.code == "bad_inclusion_proof"

@@ -89,7 +89,7 @@ def test_k_of_n_witnesses_cosign_end_to_end(witnessed: Witnessed) -> None:
     client = witnessed.world.researcher.client
     manifest = client.get_manifest_envelope(witnessed.world.dataset)
     check = check_statements(client, [manifest], now=utc_now(), policy=policy)
-    assert check.checkpoint.checkpoint.size == 6  # the witnesses followed the log's growth
+    assert check.checkpoint.checkpoint.size == 10  # the witnesses followed the log's growth
     assert {v.verifier for v in check.checkpoint.witnesses} == set(witnessed.witnesses)
 
 
