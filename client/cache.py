@@ -7,7 +7,7 @@ Rules that make it safe to share between processes and to trust:
   chunk list and the length, SPEC 2.5; also the whole sha256 with ``verify="paranoid"``). There
   is never a half file under a final name. A cached blob is re-checked cheaply (its size) each
   time it is used; chunk lists (a few KiB) are re-hashed; ``recheck_cache`` re-verifies a
-  shard's every chunk (SPEC 5.8 says what the default leaves open).
+  shard's every chunk (SPEC 5.7.1 says what the default leaves open).
 - One process at a time downloads a given blob: it holds an exclusive ``fcntl`` lock on
   ``<root>/tmp/<hex>.lock`` while it writes ``<root>/tmp/<hex>.partial``. Another process asking
   for the same blob waits on the lock and then finds the finished blob. A partial file left by a
@@ -147,7 +147,7 @@ class BlobCache:
         return fh
 
     def discard(self, digest: str) -> None:
-        """Remove a cached blob that failed a re-check (``recheck_cache``, SPEC 5.8)."""
+        """Remove a cached blob that failed a re-check (``recheck_cache``, SPEC 5.7.1)."""
         self.blob_path(digest).unlink(missing_ok=True)
 
     def read(self, digest: str, size: int) -> bytes | None:

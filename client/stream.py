@@ -36,7 +36,7 @@ Column groups (SPEC 2.6): only the blobs of the groups holding the columns read 
 record batch per row range. Naming no columns reads the columns the grant covers.
 
 Shards already in the cache are memory-mapped and decoded zero-copy, trusted by their size unless
-``recheck_cache=True`` (SPEC 5.8). Before each shard is handed
+``recheck_cache=True`` (SPEC 5.7.1). Before each shard is handed
 out the registry is asked whether the grant still holds (a one-byte ``Range`` request), so a
 revocation takes effect at the next shard even when its bytes were prefetched or cached.
 """
@@ -174,6 +174,7 @@ class VerifiedDataset(VerifiedVersion, TableExports):
                 pending.append((index, parts))
                 position += 1
 
+        previous: list[_Part] = []
         try:
             submit()
             while pending:
@@ -186,8 +187,16 @@ class VerifiedDataset(VerifiedVersion, TableExports):
                         done.result()
                 opened = [(blob, _wait_ready(ready, done)) for blob, ready, done in parts]
                 yield from ((index, b) for b in self._decode(index, opened, cols))
-                for _, _, done in parts:
-                    done.result()  # the end-of-blob checks (every chunk, the length) passed
+                for _, o in opened:
+                    if o.verifier is not None:  # the end-of-blob checks (every chunk, the length)
+                        o.verifier.wait_for(o.verifier.size)
+                # The previous shard's job has moved its copy into the cache by now: its fsync
+                # is off the critical path, its failure still surfaces.
+                for _, _, done in previous:
+                    done.result()
+                previous = parts
+            for _, _, done in previous:
+                done.result()
         finally:
             cancel.set()
             for _, parts in pending:
@@ -228,7 +237,7 @@ class VerifiedDataset(VerifiedVersion, TableExports):
         entry = blob or m.shards[index].blobs()[0]
         length = chunk_list_bytes(entry.bytes, m.chunk_bytes)
         cached = self.cache.read(entry.chunks, length)
-        if cached is not None:  # a few KiB: re-checked at every use (SPEC 5.8)
+        if cached is not None:  # a few KiB: re-checked at every use (SPEC 5.7.1)
             if hashlib.sha256(cached).hexdigest() == entry.chunks:
                 return cached
             self.cache.discard(entry.chunks)
@@ -306,7 +315,7 @@ class VerifiedDataset(VerifiedVersion, TableExports):
         )
 
     def _ready_from_cache(self, index: int, entry: GroupBlob, ready: Future[Opened]) -> bool:
-        """Hand out the cached copy of ``entry``, if there is one (SPEC 5.8): trusted by its
+        """Hand out the cached copy of ``entry``, if there is one (SPEC 5.7.1): trusted by its
         size, or with ``recheck_cache`` re-verified chunk by chunk as it is decoded (a copy that
         fails is removed from the cache and the read fails)."""
         fh = self.cache.open(entry.sha256, entry.bytes)
@@ -394,7 +403,7 @@ def open_dataset(
     over TCP at ``client.base_url``: shard bytes bypass httpx (see ``fetch.py``).
 
     ``recheck_cache`` re-verifies every cached shard chunk by chunk against the signed chunk
-    list before its rows are used (SPEC 5.8; implied by ``verify="paranoid"``); by default a
+    list before its rows are used (SPEC 5.7.1; implied by ``verify="paranoid"``); by default a
     cached shard is trusted by its size, the cache being as private as the client's trust store.
     """
     if client is None:

@@ -1,4 +1,4 @@
-"""The cache's trust decision (SPEC 5.8): a cached shard is trusted by its size by default, so a
+"""The cache's trust decision (SPEC 5.7.1): a cached shard is trusted by its size by default, so a
 local attacker who can write the cache can change a plaintext shard's bytes unnoticed (a sealed
 chunk would not open: ENCRYPTION.md); ``recheck_cache=True``
 (and ``verify="paranoid"``) re-verifies every cached chunk against the signed chunk list and
@@ -58,7 +58,7 @@ def _read(researcher: Identity, **options: object) -> list[pa.RecordBatch]:
 def test_the_default_trusts_a_cached_copy_by_its_size(
     cached: tuple[pa.Table, PublishResult, BlobCache], researcher: Identity
 ) -> None:
-    """The threat SPEC 5.8 states: a same-size change to a cached file goes unnoticed."""
+    """The threat SPEC 5.7.1 states: a same-size change to a cached file goes unnoticed."""
     table, result, cache = cached
     path = cache.blob_path(result.shards[1].sha256)
     row = result.shards[0].rows + 5
