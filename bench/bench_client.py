@@ -151,7 +151,9 @@ def _worker(mode: str, home: str, registry: str, storage: str) -> None:
         batches: Iterator[pa.RecordBatch] = _raw(home, storage)
     else:
         config = load_config(home=Path(home), registry=registry)
-        ds = open_dataset(dataset, config=config, prefetch=2, recheck_cache=recheck)
+        # Only when set: a --baseline client may not know the option.
+        options: dict[str, Any] = {"recheck_cache": True} if recheck else {}
+        ds = open_dataset(dataset, config=config, prefetch=2, **options)
         batches = iter(ds)
         net = ds.manifest.statement.total_bytes
     for batch in batches:
@@ -188,18 +190,17 @@ def _worker(mode: str, home: str, registry: str, storage: str) -> None:
 
 def _env(code: Path | None) -> dict[str, str]:
     """The environment of a child: ``code`` (another tree holding ``ostraca/…``) first on
-    ``PYTHONPATH`` when given — the "before" rows run the old client against the old server."""
+    ``PYTHONPATH`` when given — the "before" rows run the old client against today's registry."""
     env = dict(os.environ)
     if code is not None:
         env["PYTHONPATH"] = str(code.resolve())
     return env
 
 
-def _start_registry(data_dir: Path, code: Path | None) -> tuple[subprocess.Popen[bytes], str]:
+def _start_registry(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "--serve", str(data_dir), str(port)],
-        env=_env(code),
         cwd="/",
     )
     for _ in range(600):
@@ -293,7 +294,7 @@ def _wait_for_load(max_load: float, max_wait: float) -> None:
 def _publish(work: Path, size: int) -> tuple[int, dict[str, float]]:
     """Publish both datasets (plain and encrypted) and grant the researcher; return the row
     count and the publish seconds of each."""
-    server, registry = _start_registry(work / "registry", None)
+    server, registry = _start_registry(work / "registry")
     seconds = {}
     try:
         pub, pub_key = _identity(work / "pub", registry, "bench-pub", "institution")
@@ -340,7 +341,7 @@ def _measure(
         for _ in range(repeat):
             for prefix, code in codes.items():
                 run = [m for m in modes if m in BASELINE_MODES] if prefix else modes
-                server, registry = _start_registry(storage, code)
+                server, registry = _start_registry(storage)  # today's, for every row
                 try:
                     for mode in run:
                         if MODES[mode][1]:
