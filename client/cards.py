@@ -164,9 +164,13 @@ def readme_summary(readme: str, *, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _deprecation_list(client: RegistryClient, dataset: str) -> DeprecationList:
-    response = client.transport.send("GET", f"{dataset_path(dataset)}/deprecations")
-    return parse(response, DeprecationList)
+def _deprecation_list(client: RegistryClient, dataset: str) -> DeprecationList | None:
+    """The registry's deprecations of ``dataset``; ``None`` from a registry older than them
+    (404: it has no such route; every version is then current, as it was)."""
+    response = client.transport.send(
+        "GET", f"{dataset_path(dataset)}/deprecations", dataset=dataset, accept={404}
+    )
+    return None if response.status_code == 404 else parse(response, DeprecationList)
 
 
 def fetch_deprecations(
@@ -180,7 +184,8 @@ def fetch_deprecations(
     naming a manifest other than the version's trusted one (when this client verified that
     version) is refused."""
     out: dict[int, Verified[Deprecation]] = {}
-    for item in (listing or _deprecation_list(client, dataset)).items:
+    listing = listing or _deprecation_list(client, dataset)
+    for item in [] if listing is None else listing.items:
         known = trust.store.known_digest(dataset, item.version)
         verified = verify_deprecation(
             Envelope.from_dict(item.envelope),
@@ -242,9 +247,11 @@ def resolve_current(
     trust = trust or NamespaceTrust.of(client, dataset)
     listing = _deprecation_list(client, dataset)
     head = None
-    if version is None:
+    if version is None and listing is not None:
         head = _verified_head(client, dataset, trust, listing.latest_version)
-    deprecated = fetch_deprecations(client, dataset, trust, listing=listing)
+    deprecated = (
+        {} if listing is None else fetch_deprecations(client, dataset, trust, listing=listing)
+    )
     if head is not None:  # the newest version not deprecated (the newest if all are)
         newest = head[0].statement.version
         live = next((v for v in range(newest, 0, -1) if v not in deprecated), newest)
