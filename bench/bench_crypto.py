@@ -1,18 +1,23 @@
-"""AES-256-GCM chunk sealing/opening beside SHA-256, one core, 1-4 MiB chunks (not a test).
+"""What end-to-end encryption costs (issue 14), end to end through the public SDK (not a test).
 
-The verified read path hashes every chunk (SPEC 2.5) and, for an encrypted group, opens it
-(ENCRYPTION.md 2): the cost that matters is opening next to hashing on the same bytes. Each row
-times ``ShardCipher.seal_chunk``, ``ShardCipher.open_chunk_into`` (into a reused buffer, as the
-client does) and ``hashlib.sha256`` over the same chunk, interleaved repetition by repetition,
-and prints MB/s per core side by side. A second table writes a table into shards with the
-client's ``ShardWriter`` (hashing while writing) and decodes them back, plaintext and sealed,
-side by side: the whole publish-side encode and read-side decode, without the network. Writes
-``bench/results/crypto.json``.
+One command, <= 3 minutes on a quiet machine::
 
-    python bench/bench_crypto.py [--sizes 1,2,4] [--seconds 0.5] [--table-mib 32]
+    .venv/bin/python bench/bench_crypto.py [--mib 256] [--repeat 3] [--sizes 2]
 
-Targets: opening runs at least as fast as hashing; sealed encode and decode run at ≥ 0.9× of
-plaintext.
+Prints two tables and writes ``bench/results/crypto.json`` and ``bench/results/crypto.md``:
+
+- **primitives**, one core, per chunk size: AES-256-GCM sealing (``ShardCipher.seal_chunk``) and
+  opening into a reused buffer (``ShardCipher.open_chunk_into``, as the reader does) beside
+  SHA-256 over the same bytes (every chunk is hashed anyway, SPEC 2.5): what the cipher costs
+  per byte on this CPU, alone.
+- **end to end**, against a local registry (its own process, on loopback, sharing the cores):
+  ``publish`` of a ``--mib`` table with ``encrypt=False`` and with encryption (the default),
+  then a cold ``open_dataset`` stream of it (empty cache) by a granted researcher, alternated
+  run by run (plaintext, encrypted) and each in its own namespace (no deduplication between
+  runs). Wall MB/s of Arrow table bytes, the client's and the registry's CPU seconds per GB,
+  and the ratio encrypted/plaintext of each (targets: >= 0.9x for publish and for streaming).
+  The "AES share" column is the cipher's CPU for those bytes at the primitives' rate, as a
+  fraction of the encrypted run's client CPU: where the extra cost goes.
 """
 
 from __future__ import annotations
@@ -22,22 +27,27 @@ import hashlib
 import json
 import os
 import platform
+import resource
 import statistics
+import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
-from ostraca.client.encryption import opened
-from ostraca.client.shards import ShardWriter
-from ostraca.client.verified import decode_shard
 from ostraca.protocol_spec.crypto import TAG_BYTES, DataKey, GroupContext, ShardCipher
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MiB = 1024 * 1024
 CONTEXT = GroupContext(dataset="bench/crypto", version=1, group="default")
+TOKENS = 512
+"""int32 tokens per row (2 KiB, as a training corpus of token rows)."""
 
 
 def _rate(fn: Callable[[], object], nbytes: int, seconds: float) -> float:
@@ -51,6 +61,7 @@ def _rate(fn: Callable[[], object], nbytes: int, seconds: float) -> float:
 
 
 def measure(chunk_mib: int, seconds: float, repeat: int) -> dict[str, float | int]:
+    """Seal, open and sha256 MB/s on one chunk of ``chunk_mib``, interleaved, medians."""
     chunk_bytes = chunk_mib * MiB
     cipher = ShardCipher(DataKey.generate(), context=CONTEXT, shard=0, chunk_bytes=chunk_bytes)
     piece = os.urandom(chunk_bytes - TAG_BYTES)
@@ -76,89 +87,194 @@ def measure(chunk_mib: int, seconds: float, repeat: int) -> dict[str, float | in
 
 
 def _table(mib: int) -> pa.Table:
-    rows = mib * MiB // 64
+    rows = mib * MiB // (4 * TOKENS + 8)
+    tokens = np.random.default_rng(0).integers(0, 50_000, size=rows * TOKENS, dtype=np.int32)
     return pa.table(
-        {"id": pa.array(range(rows), pa.int64()), "blob": pa.array([os.urandom(56)] * rows)}
+        {
+            "sample_id": pa.array(np.arange(rows, dtype=np.int64)),
+            "tokens": pa.FixedSizeListArray.from_arrays(pa.array(tokens), TOKENS),
+        }
     )
 
 
-def shard_paths(table: pa.Table, *, sealed: bool, repeat: int) -> dict[str, float]:
-    """Median seconds to encode ``table`` into 8 MiB shards (hashed while written) and to
-    verify and decode them back (every chunk hashed, as a reader does)."""
-    key = DataKey.generate()
-    chunk = 2 * MiB
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
-    def seal(shard: int, group: str) -> ShardCipher:
-        context = GroupContext(dataset="bench/crypto", version=1, group=group)
-        return ShardCipher(key, context=context, shard=shard, chunk_bytes=chunk)
 
-    encode, decode = [], []
-    for _ in range(repeat):
-        with tempfile.TemporaryDirectory() as tmp:
-            start = time.perf_counter()
-            writer = ShardWriter(
-                Path(tmp),
-                table.schema,
-                shard_bytes=8 * MiB,
-                chunk_bytes=chunk,
-                compression="none",
-                seal=seal if sealed else None,
-            )
-            for batch in table.to_batches(max_chunksize=65536):
-                writer.write(batch)
-            shards = writer.close()
-            encode.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            for i, shard in enumerate(shards):
-                view = memoryview(shard.path.read_bytes())
-                for at in range(0, len(view), chunk):  # the reader's chunk check (SPEC 2.5)
-                    hashlib.sha256(view[at : at + chunk]).digest()
-                source = (
-                    opened(view, size=shard.bytes, cipher=seal(i, "default")) if sealed else view
+def _proc_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def _timed(registry_pid: int, into: dict[str, float]) -> Iterator[None]:
+    """Wall seconds, this process's CPU seconds and the registry's, of the block."""
+    w0, c0, r0 = time.perf_counter(), _cpu(), _proc_cpu(registry_pid)
+    yield
+    into.update(
+        wall_s=time.perf_counter() - w0,
+        cpu_s=_cpu() - c0,
+        registry_cpu_s=_proc_cpu(registry_pid) - r0,
+    )
+
+
+def _end_to_end(work: Path, table: pa.Table, repeat: int) -> dict[str, list[dict[str, float]]]:
+    """Publish, then stream cold, plaintext and encrypted alternately (which goes first
+    alternates too), ``repeat`` times each, after one untimed warm-up of each."""
+    from ostraca.cli.demo import make_actor  # noqa: PLC0415 - the registry's modules load late
+    from ostraca.client.api import RegistryClient  # noqa: PLC0415
+    from ostraca.client.config import load_config  # noqa: PLC0415
+    from ostraca.client.publishing import publish  # noqa: PLC0415
+    from ostraca.client.stream import open_dataset  # noqa: PLC0415
+    from ostraca.protocol_spec import utc_now  # noqa: PLC0415
+    from ostraca.server.process import registry_process  # noqa: PLC0415
+
+    runs: dict[str, list[dict[str, float]]] = {}
+    with registry_process(work / "registry") as url:
+        pid = int(Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()[0])
+        pub = make_actor(work / "pub", url, "bench-pub", "institution", "bench")
+        res = make_actor(work / "res", url, "bench-res", "researcher", "bench")
+
+        def once(namespace: str, data: pa.Table, encrypt: bool) -> tuple[dict[str, float], ...]:
+            dataset = f"{namespace}/tokens"
+            pub.client.create_namespace(namespace)
+            published: dict[str, float] = {}
+            with _timed(pid, published):
+                publish(
+                    pub.client,
+                    data,
+                    dataset=dataset,
+                    license="CC-BY-4.0",
+                    terms="bench only",
+                    progress=False,
+                    encrypt=encrypt,
                 )
-                for _batch in decode_shard(
-                    source, full_schema=table.schema, columns=None, rows=shard.rows, what="b"
-                ):
-                    pass
-            decode.append(time.perf_counter() - start)
-    return {"encode_s": statistics.median(encode), "decode_s": statistics.median(decode)}
+            request = res.client.request_access(dataset, purpose="bench")
+            pub.client.approve(request.request_id, expires=utc_now() + timedelta(days=1))
+            cold = load_config(home=res.home, registry=url, cache_dir=work / namespace)
+            streamed: dict[str, float] = {}
+            with (
+                RegistryClient(cold) as reader,
+                _timed(pid, streamed),
+                open_dataset(dataset, client=reader) as ds,
+            ):
+                rows = sum(batch.num_rows for batch in ds)
+            assert rows == data.num_rows
+            return published, streamed
+
+        for encrypt in (False, True):
+            once(f"warm{int(encrypt)}", table.slice(0, 1000), encrypt)
+        for n in range(repeat):
+            for encrypt in (False, True) if n % 2 == 0 else (True, False):
+                label = "encrypted" if encrypt else "plaintext"
+                published, streamed = once(f"bench{n}{label[0]}", table, encrypt)
+                runs.setdefault(f"publish/{label}", []).append(published)
+                runs.setdefault(f"stream/{label}", []).append(streamed)
+        pub.client.close()
+        res.client.close()
+    return runs
+
+
+def _summary(runs: list[dict[str, float]], nbytes: int) -> dict[str, float]:
+    gb = nbytes / 1e9
+    wall = statistics.median(r["wall_s"] for r in runs)
+    return {
+        "wall_s": round(wall, 3),
+        "mb_s": round(nbytes / wall / 1e6, 1),
+        "client_cpu_s_per_gb": round(statistics.median(r["cpu_s"] for r in runs) / gb, 2),
+        "registry_cpu_s_per_gb": round(
+            statistics.median(r["registry_cpu_s"] for r in runs) / gb, 2
+        ),
+    }
+
+
+def _report(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    primitives = [measure(int(s), args.seconds, args.repeat) for s in args.sizes.split(",")]
+    table = _table(args.mib)
+    nbytes = table.nbytes
+    runs = _end_to_end(work, table, args.repeat)
+    rows = {key: _summary(value, nbytes) for key, value in runs.items()}
+    seal, opening = primitives[-1]["seal_mb_s"], primitives[-1]["open_mb_s"]
+    ratios = {}
+    for step, rate in (("publish", seal), ("stream", opening)):
+        plain, sealed = rows[f"{step}/plaintext"], rows[f"{step}/encrypted"]
+        aes_cpu_s_per_gb = 1e3 / float(rate)
+        ratios[step] = {
+            "speed_encrypted_over_plaintext": round(plain["wall_s"] / sealed["wall_s"], 2),
+            "extra_client_cpu_s_per_gb": round(
+                sealed["client_cpu_s_per_gb"] - plain["client_cpu_s_per_gb"], 2
+            ),
+            "aes_cpu_s_per_gb": round(aes_cpu_s_per_gb, 3),
+            "aes_share_of_client_cpu": round(aes_cpu_s_per_gb / sealed["client_cpu_s_per_gb"], 3),
+        }
+    return {
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "python": sys.version.split()[0],
+        "table_bytes": nbytes,
+        "table_rows": table.num_rows,
+        "repeat": args.repeat,
+        "primitives": primitives,
+        "end_to_end": rows,
+        "ratios": ratios,
+        "runs": runs,
+    }
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"AES-256-GCM beside SHA-256, one core ({report['machine']}, {report['cpus']} CPUs, "
+        f"load {report['load_average'][0]:.1f} at the end):",
+        "",
+        "| chunk | seal MB/s | open MB/s | sha256 MB/s | open/sha256 |",
+        "|---|---|---|---|---|",
+    ]
+    for r in report["primitives"]:
+        lines.append(
+            f"| {r['chunk_mib']} MiB | {r['seal_mb_s']} | {r['open_mb_s']} | "
+            f"{r['sha256_mb_s']} | {r['open_over_sha256']} |"
+        )
+    mb = report["table_bytes"] / 1e6
+    lines += [
+        "",
+        f"End to end, public SDK, local registry process, {mb:.0f} MB Arrow table "
+        f"({report['table_rows']} token rows), median of {report['repeat']}:",
+        "",
+        "| step | plaintext MB/s | encrypted MB/s | speed enc/plain | client CPU-s/GB plain → enc "
+        "| registry CPU-s/GB plain → enc | AES CPU-s/GB | AES share of enc client CPU |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    rows = report["end_to_end"]
+    for step, ratio in report["ratios"].items():
+        plain, sealed = rows[f"{step}/plaintext"], rows[f"{step}/encrypted"]
+        lines.append(
+            f"| {step} | {plain['mb_s']} | {sealed['mb_s']} | "
+            f"{ratio['speed_encrypted_over_plaintext']}x | "
+            f"{plain['client_cpu_s_per_gb']} → {sealed['client_cpu_s_per_gb']} | "
+            f"{plain['registry_cpu_s_per_gb']} → {sealed['registry_cpu_s_per_gb']} | "
+            f"{ratio['aes_cpu_s_per_gb']} | {ratio['aes_share_of_client_cpu']:.1%} |"
+        )
+    lines += ["", "Targets: publish and cold stream encrypted at >= 0.9x of plaintext."]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1,2,4", help="chunk sizes in MiB")
-    parser.add_argument("--seconds", type=float, default=0.5, help="per measurement")
+    parser.add_argument("--sizes", default="2", help="chunk sizes in MiB (primitives)")
+    parser.add_argument("--seconds", type=float, default=0.3, help="per primitive measurement")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--table-mib", type=int, default=32, help="table size for the shard rows")
+    parser.add_argument("--mib", type=int, default=256, help="table size, end to end")
+    parser.add_argument("--out", default="crypto", help="bench/results/<out>.json and .md")
     args = parser.parse_args(argv)
-    rows = [measure(int(s), args.seconds, args.repeat) for s in args.sizes.split(",")]
-    print(f"{'chunk':>6} {'seal MB/s':>10} {'open MB/s':>10} {'sha256 MB/s':>12} {'open/sha':>9}")
-    for r in rows:
-        print(
-            f"{r['chunk_mib']:>4}Mi {r['seal_mb_s']:>10} {r['open_mb_s']:>10} "
-            f"{r['sha256_mb_s']:>12} {r['open_over_sha256']:>9}"
-        )
-    table = _table(args.table_mib)
-    plain = shard_paths(table, sealed=False, repeat=args.repeat)
-    sealed = shard_paths(table, sealed=True, repeat=args.repeat)
-    paths = {
-        "table_mib": args.table_mib,
-        "plain": plain,
-        "sealed": sealed,
-        "encode_ratio": round(plain["encode_s"] / sealed["encode_s"], 2),
-        "decode_ratio": round(plain["decode_s"] / sealed["decode_s"], 2),
-    }
-    print(f"\n{args.table_mib} MiB table   plaintext   sealed   speed sealed/plaintext")
-    for step in ("encode", "decode"):
-        p, e = plain[f"{step}_s"], sealed[f"{step}_s"]
-        print(f"{step:>14} {p:>9.3f}s {e:>7.3f}s {p / e:>10.2f}x")
+    with tempfile.TemporaryDirectory(prefix="bench-crypto-") as tmp:
+        report = _report(args, Path(tmp))
+    text = _markdown(report)
+    print(text)
     RESULTS.mkdir(exist_ok=True)
-    report = {
-        "machine": platform.processor() or platform.machine(),
-        "rows": rows,
-        "shard_paths": paths,
-    }
-    (RESULTS / "crypto.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / f"{args.out}.md").write_text(text)
     return 0
 
 
