@@ -4,8 +4,8 @@
 //   (a WebCrypto Ed25519 signature over the derivation message, then HKDF). It exists only in
 //   this page's memory: never stored, never sent.
 // - ensureEncryptionKey(): registers its public half (a signed EncryptionKey) if it is not yet.
-// - approvalKeys() before a grant is signed: the encrypted groups of the versions the grant
-//   covers read from their signed manifests, the publisher's escrow fetched, verified against
+// - approvalKeys() before a grant is signed: the encrypted groups the grant covers (its versions,
+//   and only its `groups` when it names some: SPEC 3.3) read from their signed manifests, the publisher's escrow fetched, verified against
 //   the namespace's keys and opened, each key checked against its manifest's commitment, and
 //   the grantee's current EncryptionKey verified against the grantee's own Ed25519 key; it
 //   refuses (KeyFlowError) rather than let an encrypted dataset be granted without keys.
@@ -126,16 +126,31 @@ function covers(grant, version, group) {
   return inRange(grant, version) && (!grant.groups || grant.groups.includes(group));
 }
 
+// The keys `dataset`'s statements are checked against: its namespace's, active and rotated
+// ones, as the SDK.
+export async function namespaceTrust(dataset) {
+  const namespace = await api("GET", `/v1/namespaces/${dataset.split("/")[0]}`, { auth: false });
+  return trustedKeys(namespace.keys);
+}
+
+// The manifest of `dataset` at `version` (a number, or "latest"), verified against `trusted`.
+export async function signedManifest(dataset, version, trusted) {
+  const path = `/v1/datasets/${dataset}/versions/${version}/manifest`;
+  const what = `the manifest of ${dataset} version ${version}`;
+  const { statement: m } = await openEnvelope(await api("GET", path, { auth: false }), PAYLOAD_TYPES.manifest, trusted, what);
+  if (m.dataset !== dataset || (version !== "latest" && m.version !== version)) {
+    throw new StatementError(`${what} is another version's`);
+  }
+  return m;
+}
+
 // The encrypted groups of the versions `grant` covers, read from their signed manifests:
 // [{version, group, commitment}].
 async function encryptedGroups(grant, trusted) {
   const dataset = await api("GET", `/v1/datasets/${grant.dataset}`, { auth: false });
   const out = [];
   for (const { version } of dataset.versions.filter((v) => inRange(grant, v.version))) {
-    const path = `/v1/datasets/${grant.dataset}/versions/${version}/manifest`;
-    const what = `the manifest of ${grant.dataset} version ${version}`;
-    const { statement: m } = await openEnvelope(await api("GET", path, { auth: false }), PAYLOAD_TYPES.manifest, trusted, what);
-    if (m.dataset !== grant.dataset || m.version !== version) throw new StatementError(`${what} is another version's`);
+    const m = await signedManifest(grant.dataset, version, trusted);
     for (const [group, record] of Object.entries(m.encryption || {})) {
       if (covers(grant, version, group)) out.push({ version, group, commitment: record.key_commitment });
     }
@@ -145,8 +160,7 @@ async function encryptedGroups(grant, trusted) {
 
 // The data keys `grant` needs, from the escrow, each the one its signed manifest commits to.
 async function grantedKeys(session, grant) {
-  const namespace = await api("GET", `/v1/namespaces/${grant.dataset.split("/")[0]}`, { auth: false });
-  const trusted = await trustedKeys(namespace.keys); // active and rotated ones, as the SDK
+  const trusted = await namespaceTrust(grant.dataset);
   const needed = await encryptedGroups(grant, trusted);
   if (!needed.length) return [];
   const escrow = await escrowKeys(session, grant.dataset, trusted);

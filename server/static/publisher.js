@@ -3,24 +3,67 @@
 import {
   api, cell, explain, getSession, grantStatus, grantVersions, short, show,
 } from "./ostraca.js";
-import { approvalKeys, KeyFlowError, postKeyGrant } from "./keygrants.js";
+import { approvalKeys, KeyFlowError, namespaceTrust, postKeyGrant, signedManifest } from "./keygrants.js";
 import { PAYLOAD_TYPES, signEnvelope, timestamp } from "./sign.js";
 
 const GONE = "The dataset is no longer on the registry: nothing was changed.";
 const WITHDRAWN =
   "This request is no longer pending (it was withdrawn or decided meanwhile): nothing was " +
   "granted or denied.";
-const columnsOf = new Map();
+const layoutOf = new Map();
 
-async function datasetColumns(name) {
-  if (!columnsOf.has(name)) {
-    columnsOf.set(name, (await api("GET", `/v1/datasets/${name}`, { auth: false })).columns);
+class NotGrantable extends Error {}
+
+// The latest manifest of `dataset`, verified: what the SDK's approve reads its groups from.
+async function latestManifest(dataset) {
+  return signedManifest(dataset, "latest", await namespaceTrust(dataset));
+}
+
+// Each column group's columns in the manifest's column order, `default` first (SPEC 2.6, the
+// SDK's DatasetManifest.group_columns); only `default` without column groups.
+function groupColumns(m) {
+  const named = (m.column_groups || []).map((g) => [g.name, new Set(g.columns)]);
+  const taken = new Set(named.flatMap(([, cols]) => [...cols]));
+  const order = m.columns.map((c) => c.name);
+  return new Map([
+    ["default", order.filter((c) => !taken.has(c))],
+    ...named.map(([name, cols]) => [name, order.filter((c) => cols.has(c))]),
+  ]);
+}
+
+async function datasetLayout(dataset) {
+  if (!layoutOf.has(dataset)) layoutOf.set(dataset, groupColumns(await latestManifest(dataset)));
+  return layoutOf.get(dataset);
+}
+
+// The grant's `columns` and `groups` for the ticked columns, as the SDK's approve builds them:
+// every column (null) when none is ticked; else the ticked ones in the manifest's order, and on
+// a dataset with column groups the groups they make up (DatasetManifest.groups_for), which
+// must be whole groups: the registry serves a group's blobs whole or not at all.
+async function columnScope(dataset, ticked) {
+  if (!ticked.length) return { columns: null, groups: null };
+  const m = await latestManifest(dataset);
+  const columns = m.columns.map((c) => c.name).filter((c) => ticked.includes(c));
+  if (columns.length !== ticked.length) {
+    const gone = ticked.filter((c) => !columns.includes(c)).join(", ");
+    throw new NotGrantable(`Not approved: ${gone} is no column of ${dataset} version ${m.version} (reload the page). Nothing was granted.`);
   }
-  return columnsOf.get(name);
+  if (!m.column_groups) return { columns, groups: null };
+  const layout = groupColumns(m);
+  const groups = [...layout].filter(([, cols]) => cols.every((c) => columns.includes(c))).map(([g]) => g);
+  if (groups.flatMap((g) => layout.get(g)).length !== columns.length) {
+    const listing = [...layout].map(([g, cols]) => `${g}: ${cols.join(", ")}`).join("; ");
+    throw new NotGrantable(
+      `Not approved: columns ${[...columns].sort().join(", ")} are not whole column groups of ` +
+        `${dataset} version ${m.version} (groups: ${listing}). Tick every column of the groups ` +
+        "to grant, or none for every column. Nothing was granted."
+    );
+  }
+  return { columns, groups };
 }
 
 function failure(error) {
-  if (error instanceof KeyFlowError) return error.message;
+  if (error instanceof KeyFlowError || error instanceof NotGrantable) return error.message;
   if (error.status === 409) return WITHDRAWN;
   return explain(error, GONE);
 }
@@ -31,24 +74,26 @@ function defaultExpiry() {
 
 async function approve(session, item, form) {
   const data = new FormData(form);
-  const columns = data.getAll("column");
+  const expires = `${data.get("expires")}T23:59:59Z`;
+  if (Date.parse(expires) <= Date.now()) {
+    return show("The expiry date must be in the future.", "problem");
+  }
+  const { columns, groups } = await columnScope(item.dataset, data.getAll("column"));
   const now = new Date();
   const grant = {
-    spec_version: 1,
+    spec_version: groups ? 2 : 1, // 2 exactly when it names groups (SPEC 3.3)
     dataset: item.dataset,
     publisher: session.keyid,
     grantee: item.requester.keyid,
     request: item.request_id,
     min_version: Number(data.get("min_version")),
     max_version: data.get("max_version") ? Number(data.get("max_version")) : null,
-    columns: columns.length ? columns : null,
+    columns,
+    ...(groups ? { groups } : {}),
     not_before: timestamp(now),
-    expires: `${data.get("expires")}T23:59:59Z`,
+    expires,
     created: timestamp(now),
   };
-  if (Date.parse(grant.expires) <= now.getTime()) {
-    return show("The expiry date must be in the future.", "problem");
-  }
   // The data keys first: an encrypted dataset is not granted without them (ENCRYPTION.md 6).
   const keys = await approvalKeys(session, grant);
   const envelope = await signEnvelope(session.key, session.keyid, PAYLOAD_TYPES.grant, grant);
@@ -73,11 +118,20 @@ async function requestCard(session, item) {
   const approveForm = node.querySelector(".approve-form");
   approveForm.elements.expires.value = defaultExpiry();
   const box = node.querySelector(".columns");
-  for (const c of await datasetColumns(item.dataset)) {
-    const label = document.createElement("label");
-    const input = Object.assign(document.createElement("input"), { type: "checkbox", name: "column", value: c.name });
-    label.append(input, ` ${c.name}`);
-    box.append(label);
+  const layout = await datasetLayout(item.dataset);
+  for (const [group, columns] of layout) {
+    let place = box;
+    if (layout.size > 1) { // column groups: a grant names whole groups
+      place = document.createElement("fieldset");
+      place.append(Object.assign(document.createElement("legend"), { textContent: `Group ${group}` }));
+      box.append(place);
+    }
+    for (const name of columns) {
+      const label = document.createElement("label");
+      const input = Object.assign(document.createElement("input"), { type: "checkbox", name: "column", value: name });
+      label.append(input, ` ${name}`);
+      place.append(label);
+    }
   }
   const act = (form, action) =>
     form.addEventListener("submit", async (event) => {
