@@ -22,6 +22,10 @@ starting it waits (at most ``--max-wait`` seconds) for the 1-minute load average
 ``--max-load``; the load average is recorded with every run.
 """
 
+# Imports inside functions are deliberate: a measurement process (``--worker``, perhaps with a
+# --baseline tree first on its path) loads only what reading needs, not the publisher or server.
+# ruff: noqa: PLC0415
+
 from __future__ import annotations
 
 import argparse
@@ -43,18 +47,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import uvicorn
 
-from ostraca.client.api import RegistryClient
 from ostraca.client.config import load_config, parse_size
-from ostraca.client.keystore import save_signing_key
-from ostraca.client.publishing import publish
 from ostraca.client.stream import open_dataset
 from ostraca.client.trust import TrustStore
-from ostraca.protocol_spec import SigningKey, utc_now
-from ostraca.server.app import create_app
-from ostraca.server.migrate import upgrade_to_head
-from ostraca.server.settings import Settings
 
 RESULTS = Path(__file__).parent / "results"
 PLAIN = "bench/tokens"
@@ -107,6 +103,12 @@ def _consume(batch: pa.RecordBatch) -> int:
 
 
 def _serve(data_dir: str, port: int) -> None:
+    import uvicorn
+
+    from ostraca.server.app import create_app
+    from ostraca.server.migrate import upgrade_to_head
+    from ostraca.server.settings import Settings
+
     Path(data_dir).mkdir(parents=True, exist_ok=True)
     settings = Settings(data_dir=Path(data_dir))
     upgrade_to_head(settings.database_url)
@@ -120,6 +122,10 @@ def _free_port() -> int:
 
 
 def _identity(home: Path, registry: str, name: str, kind: str) -> Any:
+    from ostraca.client.api import RegistryClient
+    from ostraca.client.keystore import save_signing_key
+    from ostraca.protocol_spec import SigningKey
+
     key = SigningKey.generate()
     save_signing_key(key, home / "identity.pem", profile={"name": name, "kind": kind})
     client = RegistryClient(load_config(home=home, registry=registry))
@@ -218,12 +224,14 @@ def _run_worker(
     argv = [sys.executable, str(Path(__file__).resolve()), "--worker", mode, str(home)]
     out = subprocess.run(
         [*argv, registry, str(storage)],
-        check=True,
+        check=False,
         capture_output=True,
         text=True,
         env=_env(code),
         cwd="/",
     )
+    if out.returncode:
+        raise SystemExit(f"{mode} failed:\n{out.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
@@ -294,6 +302,9 @@ def _wait_for_load(max_load: float, max_wait: float) -> None:
 def _publish(work: Path, size: int) -> tuple[int, dict[str, float]]:
     """Publish both datasets (plain and encrypted) and grant the researcher; return the row
     count and the publish seconds of each."""
+    from ostraca.client.publishing import publish
+    from ostraca.protocol_spec import utc_now
+
     server, registry = _start_registry(work / "registry")
     seconds = {}
     try:
