@@ -100,9 +100,7 @@ _FACTS = (
         (NamespaceBlob.namespace_id == Namespace.id) & (NamespaceBlob.digest == Blob.digest),
     )
     .outerjoin(VersionBlob, VersionBlob.digest == Blob.digest)
-    .outerjoin(
-        Version, (Version.id == VersionBlob.version_id) & (Version.dataset_id == Dataset.id)
-    )
+    .outerjoin(Version, (Version.id == VersionBlob.version_id) & (Version.dataset_id == Dataset.id))
     .outerjoin(
         GrantRow,
         (GrantRow.dataset_id == Dataset.id) & (GrantRow.grantee_id == bindparam("principal")),

@@ -14,11 +14,13 @@ serves the file from its ``internal`` location with ``sendfile`` and handles ``R
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import BinaryIO, Protocol, runtime_checkable
 
 from fastapi import Response
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from ostraca.protocol_spec.errors import AccessDeniedError, UnavailableError
@@ -139,7 +141,7 @@ class RegistryBody(Response):
             if self._file is not None:
                 await self._send_file(send)
             else:
-                await self._send_blocks(send)
+                await self._send_blocks(send, receive)
         finally:
             if self._file is not None:
                 self._file.close()
@@ -163,7 +165,23 @@ class RegistryBody(Response):
             self._ctx.metrics.zerocopy_bytes.inc(count)
             pos += count
 
-    async def _send_blocks(self, send: Send) -> None:
+    async def _send_blocks(self, send: Send, receive: Receive) -> None:
+        """The body in blocks, stopped (as :class:`ClientDisconnect`) when the client goes
+        away: the server's ``send`` may ignore a closed connection, so ``receive`` is watched
+        for the disconnect instead of reading the rest of the blob for no one."""
+        body = asyncio.ensure_future(self._stream_blocks(send))
+        watch = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await asyncio.wait((body, watch), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch.cancel()
+            body.cancel()  # a no-op when it is done; else it stops at its next block
+            await asyncio.wait((body, watch))
+        if body.cancelled():
+            raise ClientDisconnect
+        body.result()
+
+    async def _stream_blocks(self, send: Send) -> None:
         since_check = 0
         blocks = self._ctx.storage.read_range(self._hexdigest, self._rng.start, self._rng.end)
         async for block in iterate_in_threadpool(blocks):
@@ -180,6 +198,11 @@ class RegistryBody(Response):
             _still_granted, self._ctx, self._grant_id
         ):
             raise AccessDeniedError("the grant was revoked or expired during the read")
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _still_granted(ctx: AppContext, grant_id: str) -> bool:
