@@ -205,3 +205,19 @@ def test_a_card_from_the_future_is_refused(
         422,
         "verification_failed",
     )
+
+
+def test_the_routes_are_typed_in_openapi(http: httpx.Client) -> None:
+    doc = http.get("/openapi.json").json()
+    card = doc["paths"][CARD.replace(DATASET, "{ns}/{name}")]
+    deps = doc["paths"][DEPRECATIONS.replace(DATASET, "{ns}/{name}")]
+
+    def schema(op: dict[str, Any], status: str) -> str:
+        ref: str = op["responses"][status]["content"]["application/json"]["schema"]["$ref"]
+        return ref.rsplit("/", 1)[1]
+
+    assert (schema(card["post"], "201"), schema(card["get"], "200")) == ("CardOut", "CardOut")
+    assert schema(deps["post"], "201") == "DeprecationItem"
+    assert schema(deps["get"], "200") == "DeprecationList"
+    assert card["post"]["security"] == [{"bearer": []}]
+    assert "security" not in card["get"]
