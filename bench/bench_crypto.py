@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import platform
-import resource
 import statistics
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from bench_publish import _cpu, _proc_cpu  # the same CPU accounting as the publish bench
 
 from ostraca.protocol_spec.crypto import TAG_BYTES, DataKey, GroupContext, ShardCipher
 
@@ -95,16 +95,6 @@ def _table(mib: int) -> pa.Table:
             "tokens": pa.FixedSizeListArray.from_arrays(pa.array(tokens), TOKENS),
         }
     )
-
-
-def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
-def _proc_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager

@@ -197,7 +197,7 @@ def rotate_key(
             f"the key was rotated, but the escrow was not wrapped to the new key: {exc.message}",
             hint="run `ostraca rotate-key --rewrap-escrow` on this machine (it holds the old key)",
         ) from exc
-    out = {
+    out: dict[str, Any] = {
         "old_key": old.keyid,
         "new_key": new.keyid,
         "rotation_id": rotation.rotation_id,
@@ -208,17 +208,22 @@ def rotate_key(
     }
     if as_json:
         print_json(out)
-        return
-    console.print(f"key rotated  {short(old.keyid)} → {new.keyid}", highlight=False)
-    console.print(f"identity     {path} (the new key)", highlight=False)
+    else:
+        _print_rotation(out, token.principal.name)
+
+
+def _print_rotation(out: dict[str, Any], name: str) -> None:
+    console.print(f"key rotated  {short(out['old_key'])} → {out['new_key']}", highlight=False)
+    console.print(f"identity     {out['identity']} (the new key)", highlight=False)
     console.print(
-        f"old key      {backup} (kept, mode 0600: it verifies what it signed before and can "
-        "sign nothing new)",
+        f"old key      {out['old_identity']} (kept, mode 0600: it verifies what it signed "
+        "before and can sign nothing new)",
         highlight=False,
     )
-    console.print(f"logged in again as {token.principal.name}", highlight=False)
-    if rewrapped:
-        console.print(f"escrow       wrapped to the new key for {', '.join(rewrapped)}")
+    console.print(f"logged in again as {name}", highlight=False)
+    if out["escrow_rewrapped"]:
+        done = ", ".join(out["escrow_rewrapped"])
+        console.print(f"escrow       wrapped to the new key for {done}", highlight=False)
 
 
 def _rewrapped(registry: RegistryClient) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -37,7 +37,8 @@ from ostraca.protocol_spec import (
     UntrustedKeyError,
     utc_now,
 )
-from ostraca.protocol_spec.enckeys import KeyGrant, open_key_grant
+from ostraca.protocol_spec.crypto import DataKey
+from ostraca.protocol_spec.enckeys import EncryptionPublicKey, KeyGrant, open_key_grant
 from ostraca.protocol_spec.errors import WrongRecipientError
 
 from .client_helpers import NAMESPACE, Identity, make_identity, sample_table
@@ -63,6 +64,21 @@ def _escrow_of(client: RegistryClient) -> list[KeyGrant]:
         for i in key_grants(client, DATASET)
         if i.grant_id is None
     ]
+
+
+def _escrow(
+    signer: SigningKey, keys: Mapping[int, Mapping[str, DataKey]], to: EncryptionPublicKey
+) -> Envelope:
+    """An escrow key grant of ``keys`` signed by ``signer`` (its grantee), wrapped to ``to``."""
+    return key_grant_envelope(
+        signer,
+        keys,
+        dataset=DATASET,
+        grantee=signer.keyid,
+        recipient=to,
+        grant=None,
+        created=utc_now(),
+    )
 
 
 def test_after_rotate_key_a_new_machine_approves_old_encrypted_versions(
@@ -130,35 +146,15 @@ def test_an_escrow_signed_outside_the_rotation_chain_is_refused(
     ).keys()
     assert keys
 
-    def escrow(signer: SigningKey) -> Envelope:
-        return key_grant_envelope(
-            signer,
-            keys,
-            dataset=DATASET,
-            grantee=signer.keyid,
-            recipient=current.public,
-            grant=None,
-            created=utc_now(),
-        )
-
     # The rotated key signs nothing new, a key never in the chain nothing at all.
     with pytest.raises(UntrustedKeyError):
-        post_key_grant(publisher.client, escrow(old))
+        post_key_grant(publisher.client, _escrow(old, keys, current.public))
     with pytest.raises(UntrustedKeyError):
-        post_key_grant(publisher.client, escrow(SigningKey.generate()))
+        post_key_grant(publisher.client, _escrow(SigningKey.generate(), keys, current.public))
     # Another principal's key, even wrapped to its own registered encryption key, is not the
     # namespace owner's.
     evil = make_identity(tmp_path, registry, "evil", "institution")
-    evil_key = ensure_encryption_key(evil.client)
-    forged = key_grant_envelope(
-        evil.key,
-        keys,
-        dataset=DATASET,
-        grantee=evil.keyid,
-        recipient=evil_key.public,
-        grant=None,
-        created=utc_now(),
-    )
+    forged = _escrow(evil.key, keys, ensure_encryption_key(evil.client).public)
     with pytest.raises(AccessDeniedError):
         post_key_grant(evil.client, forged)
     evil.client.close()
@@ -180,17 +176,8 @@ def test_a_researcher_cannot_obtain_or_open_the_escrow(
     # It cannot store an escrow of its own for the dataset (not the namespace owner)...
     own = ensure_encryption_key(researcher.client)
     ring = escrow_ring(publisher.client, DATASET, publisher_keys={}, now=utc_now())
-    for_me = key_grant_envelope(
-        researcher.key,
-        ring.keys(),
-        dataset=DATASET,
-        grantee=researcher.keyid,
-        recipient=own.public,
-        grant=None,
-        created=utc_now(),
-    )
     with pytest.raises(AccessDeniedError):
-        post_key_grant(researcher.client, for_me)
+        post_key_grant(researcher.client, _escrow(researcher.key, ring.keys(), own.public))
     # ...and a leaked copy of the escrow opens with no key of the researcher's.
     statement = KeyGrant.from_json_obj(json.loads(Envelope.from_dict(escrow.envelope).payload))
     with pytest.raises(WrongRecipientError):
