@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from ostraca.client.cards import publish_card
+from ostraca.client.cards import deprecate_version, publish_card
 from ostraca.client.publishing import PublishResult
 from ostraca.client.stream import open_dataset
 from ostraca.protocol_spec import SigningKey, sign_statement, utc_now
@@ -213,3 +213,24 @@ def test_deprecate_through_the_cli(
         pass
     else:
         raise AssertionError("a revoked grant still read the deprecated version")
+
+
+def test_cards_and_deprecations_follow_a_key_rotation(
+    publish_table: Callable[..., PublishResult], publisher: Identity, researcher: Identity
+) -> None:
+    publish_table()
+    publish_table(sample_table(300, seed=1))
+    assert _json(ostraca(researcher.env(), "show", DATASET, "--json"))["manifest"]  # pins the key
+    old = publisher.keyid
+    publish_card(publisher.client, DATASET, readme="# before the rotation")
+    assert _json(ostraca(researcher.env(), "card", DATASET, "--json"))["signed_by"] == old
+    deprecate_version(publisher.client, DATASET, 2, reason="signed with the old key")
+    new = SigningKey.generate()
+    publisher.client.rotate_key(new)
+    # The old key signs nothing new now; the new one (its verified successor) does.
+    publish_card(publisher.client, DATASET, readme="# after the rotation")
+    seen = _json(ostraca(researcher.env(), "card", DATASET, "--json"))
+    assert (seen["sequence"], seen["signed_by"]) == (2, new.keyid)
+    # The deprecation the old key signed before its rotation still counts.
+    latest = _json(ostraca(researcher.env(), "show", DATASET, "--json"))
+    assert latest["manifest"]["version"] == 1  # type: ignore[index]
