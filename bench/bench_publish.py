@@ -208,12 +208,13 @@ def _publish(cfg: dict[str, Any]) -> dict[str, Any]:
 # ── the orchestrator ──────────────────────────────────────────────────────────────────────────
 
 
-def _child(cfg: dict[str, Any], tree: Path | None = None) -> dict[str, Any]:
+def json_child(module: str, cfg: dict[str, Any], tree: Path | None = None) -> dict[str, Any]:
+    """``python -m module --child CFG`` (``tree`` first on its path); its last line, as JSON."""
     env = dict(os.environ)
     if tree is not None:
         env["PYTHONPATH"] = f"{tree}:{ROOT}"
     out = subprocess.run(
-        [sys.executable, "-m", "bench.bench_publish", "--child", json.dumps(cfg)],
+        [sys.executable, "-m", module, "--child", json.dumps(cfg)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -221,9 +222,13 @@ def _child(cfg: dict[str, Any], tree: Path | None = None) -> dict[str, Any]:
         check=False,
     )
     if out.returncode != 0:
-        raise RuntimeError(f"{cfg['mode']} failed:\n{out.stderr[-3000:]}")
+        raise RuntimeError(f"{module} {cfg.get('mode', '')} failed:\n{out.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
+
+
+def _child(cfg: dict[str, Any], tree: Path | None = None) -> dict[str, Any]:
+    return json_child("bench.bench_publish", cfg, tree)
 
 
 def _old_tree(work: Path, commit: str) -> Path:

@@ -30,7 +30,6 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -145,17 +144,9 @@ def _child(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run(cfg: dict[str, Any]) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.bench_resume", "--child", json.dumps(cfg)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"{cfg['name']} failed:\n{out.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    from bench.bench_publish import json_child
+
+    return json_child("bench.bench_resume", cfg)
 
 
 def _publish(work: Path, registry: str, size: int, encrypt: bool) -> tuple[Path, float, int]:
