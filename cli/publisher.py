@@ -243,24 +243,33 @@ def parse_versions(text: str) -> tuple[int, int | None]:
     return low, high
 
 
-def _resolve_id(given: str, known: Sequence[str], what: str) -> str:
-    """A full id from a unique prefix of one (the tables show ids shortened, as git does)."""
+def _resolve_id(given: str, known: Sequence[str], what: str, *, listing: str) -> str:
+    """A full id from a unique prefix of one (the tables show ids shortened, as git does);
+    ``listing``: the command that lists them, for the hint."""
     given = given.strip().rstrip("…").lower()
     if re.fullmatch(r"[0-9a-f]{64}", given):
         return given
+    hint = f"`{listing}` lists them; --json shows the full ids"
     if not re.fullmatch(r"[0-9a-f]{4,63}", given):
-        raise MalformedError(f"{what} id must be hex (at least 4 characters of it), got {given!r}")
+        raise MalformedError(
+            f"{what} id must be hex (at least 4 characters of it), got {given!r}", hint=hint
+        )
     matches = sorted({k for k in known if k.startswith(given)})
     if not matches:
-        raise NotFoundError(f"no {what} of yours has an id starting with {given}")
+        raise NotFoundError(f"no {what} of yours has an id starting with {given}", hint=hint)
     if len(matches) > 1:
-        raise MalformedError(f"{given} is ambiguous: {len(matches)} {what}s start with it")
+        raise MalformedError(
+            f"{given} is ambiguous: {len(matches)} {what}s start with it",
+            hint="give more of the id",
+        )
     return matches[0]
 
 
 def _pending_request_id(registry: RegistryClient, given: str) -> str:
     pending = [r.request_id for r in registry.list_requests(status="pending")]
-    return _resolve_id(given, pending, "pending request")
+    return _resolve_id(
+        given, pending, "pending request", listing="ostraca requests --status pending"
+    )
 
 
 @app.command()
@@ -335,7 +344,8 @@ def revoke(
 ) -> None:
     """Revoke a grant: signs a Revocation; the registry refuses the very next byte."""
     registry = client(ctx)
-    grant_id = _resolve_id(grant_id, [g.grant_id for g in registry.list_grants()], "grant")
+    issued = [g.grant_id for g in registry.list_grants()]
+    grant_id = _resolve_id(grant_id, issued, "grant", listing="ostraca grants")
     item = registry.revoke(grant_id, reason=reason)
     if as_json:
         print_json(item.model_dump(mode="json"))

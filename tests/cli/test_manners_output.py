@@ -135,3 +135,15 @@ def test_binary_units_and_one_shard(
     assert " B\n" in info.stdout or "iB\n" in info.stdout
     helped = ostraca({**env, "COLUMNS": "200"}, "publish", "--help")
     assert "MiB = 1024²" in helped.stdout
+
+
+def test_an_unknown_id_says_where_to_find_the_right_one(publisher: Identity) -> None:
+    env = publisher.env()
+    approve = ostraca(env, "approve", "ffff0000")
+    assert approve.returncode == 1
+    assert error_line(approve) == (
+        "error [not_found] no pending request of yours has an id starting with ffff0000 "
+        "(`ostraca requests --status pending` lists them; --json shows the full ids)"
+    )
+    revoke = ostraca(env, "revoke", "xyz")
+    assert error_line(revoke).endswith("(`ostraca grants` lists them; --json shows the full ids)")
