@@ -31,7 +31,7 @@ from .verify import (
 )
 
 MAX_DESCRIPTION = 16_384
-MAX_README = 262_144
+MAX_README = 65_536
 """Code points of a card's README (its markdown source)."""
 
 

@@ -4,9 +4,10 @@ A pure ASGI middleware wraps ``receive`` and counts bytes: the moment a body cro
 route's cap, the read raises :class:`BodyTooLarge` (413 ``too_large``, ``Connection: close``),
 so at most the cap plus one received chunk is ever held, whatever the body's declared length.
 The caps: ``OSTRACA_MAX_ENVELOPE_BYTES`` for a manifest envelope, none for an upload chunk
-(the upload protocol bounds it by the session's declared size), and
+(the upload protocol bounds it by the session's declared size), :data:`CARD_BYTES` (or more)
+for a dataset card (its README may hold 65,536 code points, SPEC 3.7), and
 ``OSTRACA_MAX_STATEMENT_BYTES`` for everything else (logins, registrations, requests, grants,
-denials, revocations, rotations, namespaces).
+denials, revocations, rotations, deprecations, namespaces).
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from .settings import Settings
 
 _MANIFEST = re.compile(r"^/v1/datasets/[^/]+/[^/]+/versions/?$")
 _UPLOAD_CHUNK = re.compile(r"^/v1/uploads/[^/]+/?$")
+_CARD = re.compile(r"^/v1/datasets/[^/]+/[^/]+/card/?$")
+CARD_BYTES = 1024 * 1024
+"""A card envelope's cap: room for the longest README and description in any UTF-8."""
 
 
 _NUL = problem_response(
@@ -49,6 +53,8 @@ def body_cap(settings: Settings, method: str, path: str) -> int | None:
         return None
     if method == "POST" and _MANIFEST.match(path):
         return settings.max_envelope_bytes
+    if method == "POST" and _CARD.match(path):
+        return max(settings.max_statement_bytes, CARD_BYTES)
     return settings.max_statement_bytes
 
 

@@ -15,7 +15,7 @@ import pytest
 from fastapi import FastAPI
 
 from ostraca.protocol_spec import Envelope, SigningKey, sign_statement, utc_now
-from ostraca.protocol_spec.cards import DatasetCard, Deprecation
+from ostraca.protocol_spec.cards import MAX_README, DatasetCard, Deprecation
 from ostraca.server.app import create_app
 from ostraca.server.settings import Settings
 
@@ -221,3 +221,23 @@ def test_the_routes_are_typed_in_openapi(http: httpx.Client) -> None:
     assert schema(deps["get"], "200") == "DeprecationList"
     assert card["post"]["security"] == [{"bearer": []}]
     assert "security" not in card["get"]
+
+
+def test_the_longest_readme_is_accepted_and_one_more_character_is_not(
+    http: httpx.Client, cast: Cast
+) -> None:
+    longest = "é" * MAX_README  # two UTF-8 bytes each: over the 64 KiB cap of other statements
+    r = post_envelope(http, CARD, cast.owner, card(cast.owner.key, 1, None, readme=longest))
+    assert r.status_code == 201, r.text
+    assert http.get(CARD).json()["readme"] == longest
+    too_long = DatasetCard.model_construct(
+        dataset=DATASET,
+        publisher=cast.owner.keyid,
+        sequence=2,
+        previous=r.json()["card_id"],
+        description="",
+        readme=longest + "é",
+        created=utc_now(),
+    )
+    body = sign_statement(too_long, [cast.owner.key]).to_json()
+    assert_problem(post_envelope(http, CARD, cast.owner, body), 422, "malformed")
