@@ -12,10 +12,11 @@
    whose hint is the ``ostraca request`` command.
 
 The :class:`VerifiedDataset` it returns implements :class:`~ostraca.client.source.ShardSource`.
-Shards are fetched ahead by a small thread pool straight into the cache's temp file (``fetch.py``:
-received into a memory map of it, no extra copy) while the caller decodes on its own thread.
+Shards are fetched ahead by a small thread pool into the cache's temp file (``fetch.py``: each
+piece received into a small reused buffer, hashed there and written) while the caller decodes on
+its own thread, zero-copy from a memory map of that file.
 Each shard's chunk list is fetched first and checked against the manifest; then every
-``chunk_bytes`` piece is hashed once, by the fetch thread, as soon as it is complete, and the
+``chunk_bytes`` piece is hashed once, by the fetch thread, as it arrives, and the
 Arrow IPC stream decoder reads only bytes whose chunk verified (it blocks on the next chunk
 otherwise). The final chunk is released only once every chunk verified and the shard's length
 is the manifest's ``bytes`` — which, the chunk list being committed to by the signed manifest,
