@@ -1164,25 +1164,23 @@ def auth_vectors() -> list[JSON]:
     ]
 
 
-ROTATION_2 = KeyRotation(
-    old_key=NEW.keyid,
-    new_key=PublicKey.from_verify_key(PUB2.public),
-    reason="Second rotation.",
-    created=_t("2024-05-27T00:00:00Z"),
-)
-STRANGER_ROTATION = KeyRotation(
-    old_key=STRANGER.keyid,
-    new_key=PublicKey.from_verify_key(NEW.public),
-    reason="A rotation of some other key.",
-    created=_t("2024-05-25T00:00:00Z"),
-)
+def rotation(old: SigningKey, new: SigningKey, reason: str, created: str) -> Envelope:
+    """``old`` rotated to ``new``, signed by both (5.5)."""
+    statement = KeyRotation(
+        old_key=old.keyid,
+        new_key=PublicKey.from_verify_key(new.public),
+        reason=reason,
+        created=_t(created),
+    )
+    return signed(statement, old, new)
 
 
 def rotation_vectors() -> list[JSON]:
     """Grants through the rotation chain (SPEC.md 5.2 G2, 5.5): ``M2`` signed by the first
     publisher key, grants signed by its successors, and by keys that are not."""
     first = signed(ROTATION, PUB, NEW)
-    second = signed(ROTATION_2, NEW, PUB2)
+    second = rotation(NEW, PUB2, "Second rotation.", "2024-05-27T00:00:00Z")
+    elsewhere = rotation(STRANGER, NEW, "A rotation of some other key.", "2024-05-25T00:00:00Z")
 
     def by(key: SigningKey) -> Envelope:
         return signed(grant(publisher=key.keyid, created=_t("2024-05-28T00:00:00Z")), key)
@@ -1211,7 +1209,7 @@ def rotation_vectors() -> list[JSON]:
          "link it to the manifest's signer.", by(NEW), inp()),
         ("grant-through-another-keys-rotation", "A grant by a key some other key was rotated "
          "to: the chain must start at the manifest's signer.", by(NEW),
-         inp(signed(STRANGER_ROTATION, STRANGER, NEW))),
+         inp(elsewhere)),
     ]  # fmt: skip
     return [*out, *(negative(n, d, "untrusted_key", e, i) for n, d, e, i in bad)]
 
