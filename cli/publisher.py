@@ -84,53 +84,57 @@ def _column_groups(specs: list[str]) -> dict[str, list[str]]:
     return groups
 
 
+PathsArg = Annotated[
+    list[Path],
+    typer.Argument(help="Parquet, CSV, JSONL or Arrow IPC files, or directories of them."),
+]
+TermsOpt = Annotated[
+    str | None,
+    typer.Option("--terms", help="Data-use terms users must accept. \\[required, or --terms-file]"),
+]
+TermsFileOpt = Annotated[
+    Path | None, typer.Option("--terms-file", help="Read the terms from this file. \\[or --terms]")
+]
+ShardSizeOpt = Annotated[
+    str, typer.Option(help="Target shard size, e.g. 64MiB (MiB = 1024², MB = 1000²).")
+]
+ChunkSizeOpt = Annotated[
+    str, typer.Option(help="Verification chunk size: a power of two, at most the shard size.")
+]
+ColumnGroupOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--column-group",
+        help="NAME=col,col: store these columns apart, so grants can leave them out "
+        "(repeatable; the other columns form the group 'default').",
+    ),
+]
+NoEncryptOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-encrypt",
+        help="Publish plaintext shards (public data). By default every shard is encrypted "
+        "and only grantees you approve can read it.",
+    ),
+]
+
+
 @app.command()
 def publish(
     ctx: typer.Context,
-    paths: Annotated[
-        list[Path],
-        typer.Argument(help="Parquet, CSV, JSONL or Arrow IPC files, or directories of them."),
-    ],
+    paths: PathsArg,
     dataset: Annotated[str, typer.Option("--dataset", help="namespace/name")],
     license: Annotated[str, typer.Option("--license", help="SPDX licence id, e.g. CC-BY-4.0.")],
-    terms: Annotated[
-        str | None,
-        typer.Option(
-            "--terms", help="Data-use terms users must accept. \\[required, or --terms-file]"
-        ),
-    ] = None,
-    terms_file: Annotated[
-        Path | None,
-        typer.Option("--terms-file", help="Read the terms from this file. \\[or --terms]"),
-    ] = None,
+    terms: TermsOpt = None,
+    terms_file: TermsFileOpt = None,
     description: Annotated[str, typer.Option(help="One paragraph about the data.")] = "",
-    shard_size: Annotated[
-        str,
-        typer.Option(help="Target shard size, e.g. 64MiB (MiB = 1024², MB = 1000²)."),
-    ] = "64MiB",
-    chunk_size: Annotated[
-        str,
-        typer.Option(help="Verification chunk size: a power of two, at most the shard size."),
-    ] = f"{DEFAULT_CHUNK_BYTES // 1024**2}MiB",
+    shard_size: ShardSizeOpt = "64MiB",
+    chunk_size: ChunkSizeOpt = f"{DEFAULT_CHUNK_BYTES // 1024**2}MiB",
     compression: Annotated[
         CompressionOpt, typer.Option(help="Arrow IPC buffer compression.")
     ] = CompressionOpt.zstd,
-    column_group: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--column-group",
-            help="NAME=col,col: store these columns apart, so grants can leave them out "
-            "(repeatable; the other columns form the group 'default').",
-        ),
-    ] = None,
-    no_encrypt: Annotated[
-        bool,
-        typer.Option(
-            "--no-encrypt",
-            help="Publish plaintext shards (public data). By default every shard is encrypted "
-            "and only grantees you approve can read it.",
-        ),
-    ] = False,
+    column_group: ColumnGroupOpt = None,
+    no_encrypt: NoEncryptOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Publish files as the next version of a dataset: shard, encrypt, sign, upload what is
@@ -138,16 +142,8 @@ def publish(
 
     An interrupted publish resumes when run again with the same inputs.
     """
-    if (terms is None) == (terms_file is None):
-        missing = "missing" if terms is None else "too many"
-        raise UsageError(f"{missing} terms: give exactly one of --terms TEXT or --terms-file FILE")
     shard_bytes, chunk_bytes = _sizes(shard_size, chunk_size)
-    if terms_file is not None:
-        try:
-            terms = terms_file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise NotFoundError(f"cannot read terms file {terms_file}: {exc.strerror}") from exc
-    assert terms is not None
+    terms = _terms(terms, terms_file)
     registry = client(ctx)
     try:
         result = publish_dataset(
@@ -190,6 +186,20 @@ def publish(
         f"{result.blobs_skipped} already on the registry",
         highlight=False,
     )
+
+
+def _terms(text: str | None, path: Path | None) -> str:
+    """The terms from ``--terms`` or ``--terms-file``: exactly one of them (else a usage error)."""
+    if (text is None) == (path is None):
+        missing = "missing" if text is None else "too many"
+        raise UsageError(f"{missing} terms: give exactly one of --terms TEXT or --terms-file FILE")
+    if path is None:
+        assert text is not None
+        return text
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise NotFoundError(f"cannot read terms file {path}: {exc.strerror}") from exc
 
 
 def _sizes(shard_size: str, chunk_size: str) -> tuple[int, int]:
