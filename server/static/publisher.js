@@ -1,5 +1,6 @@
-// The publisher's page: the inbox of pending requests (approve: a grant signed here; deny with
-// a reason), the grants issued (revoke: a revocation signed here), and the audit log.
+// The publisher's page: the inbox of pending requests (approve: a grant signed here, the very
+// one the SDK's approve signs, naming the column groups of the ticked columns; deny with a
+// reason), the grants issued (revoke: a revocation signed here), and the audit log.
 import {
   api, cell, explain, getSession, grantStatus, grantVersions, short, show,
 } from "./ostraca.js";
@@ -54,7 +55,7 @@ async function columnScope(dataset, ticked) {
   if (groups.flatMap((g) => layout.get(g)).length !== columns.length) {
     const listing = [...layout].map(([g, cols]) => `${g}: ${cols.join(", ")}`).join("; ");
     throw new NotGrantable(
-      `Not approved: columns ${[...columns].sort().join(", ")} are not whole column groups of ` +
+      `Not approved: columns ${columns.toSorted().join(", ")} are not whole column groups of ` +
         `${dataset} version ${m.version} (groups: ${listing}). Tick every column of the groups ` +
         "to grant, or none for every column. Nothing was granted."
     );

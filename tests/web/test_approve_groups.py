@@ -8,9 +8,7 @@ streams the granted group and gets neither the other group's bytes nor its key."
 
 from __future__ import annotations
 
-import re
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 import pytest
@@ -22,7 +20,6 @@ from ostraca.client.publishing import PublishResult
 from ostraca.client.stream import open_dataset
 from ostraca.protocol_spec import (
     AccessGrant,
-    DatasetManifest,
     Envelope,
     MalformedError,
     ScopeError,
@@ -31,17 +28,25 @@ from ostraca.protocol_spec import (
     sign_envelope,
     utc_now,
 )
-from ostraca.protocol_spec.crypto import DataKey, GroupContext
-from ostraca.protocol_spec.enckeys import KeyGrant, open_key_grant, verify_key_grant
+from ostraca.protocol_spec.crypto import DataKey
+from ostraca.protocol_spec.enckeys import open_key_grant, verify_key_grant
 from ostraca.protocol_spec.wire import GrantItem
 
 from ..client.client_helpers import Identity, sample_table
+from ..client.test_column_groups import _blobs, _bytes_served
 from .browser_helpers import Visitor
 
 DATASET = "acme/books"
 GROUPS = {"scores": ["score"]}
 """Two column groups: ``default`` (``id``, ``text``) and ``scores``."""
-_RANGE = re.compile(r"^sha256:([0-9a-f]{64}) bytes (\d+)-(-?\d+)/")
+
+
+@pytest.fixture
+def lab(browser: Browser, registry: str, publisher: Identity) -> Iterator[Visitor]:
+    """The publisher, signed in in Chromium."""
+    with Visitor(browser, registry) as person:
+        person.sign_in(publisher.home / "identity.pem")
+        yield person
 
 
 def _approve_in_page(lab: Visitor, columns: list[str]) -> None:
@@ -62,56 +67,18 @@ def _statement(item: GrantItem) -> AccessGrant:
 def _opened_keys(
     publisher: Identity, researcher: Identity, grant_id: str
 ) -> dict[tuple[int, str], DataKey]:
-    """The data keys of the KeyGrant wrapped for ``grant_id``, verified and opened as the
-    researcher, each checked against its manifest's commitment."""
+    """Every data key the KeyGrant of ``grant_id`` wraps (verified as the publisher's, for this
+    grant and grantee), opened with the researcher's derived encryption key."""
     [item] = [i for i in key_grants(researcher.client, DATASET) if i.grant_id == grant_id]
-    mine = identity_encryption_key(researcher.key)
     envelope = Envelope.from_dict(item.envelope)
-    verified = verify_key_grant(
-        envelope,
-        publisher_keys={publisher.keyid: publisher.key.public},
-        now=utc_now(),
-        grantee=researcher.keyid,
-        recipient=mine.public.keyid,
-    )
-    statement: KeyGrant = verified.statement
-    assert statement.to_payload() == envelope.payload
-    keys = open_key_grant(statement, private=mine)
-    for (version, group), key in keys.items():
-        env = publisher.client.get_manifest_envelope(DATASET, version)
-        manifest = DatasetManifest.from_json_obj(parse_canonical(env.payload))
-        assert manifest.encryption is not None
-        key.check(
-            manifest.encryption[group].key_commitment,
-            GroupContext(dataset=DATASET, version=version, group=group),
-        )
-    return keys
-
-
-def _served(publisher: Identity, grant_id: str) -> Counter[str]:
-    """Bytes the registry served under ``grant_id``, by blob digest (its audit log)."""
-    served: Counter[str] = Counter()
-    for event in publisher.client.audit(DATASET, limit=1000):
-        m = _RANGE.match(event.detail)
-        if event.action == "read" and event.grant_id == grant_id and m:
-            served[m.group(1)] += int(m.group(3)) - int(m.group(2)) + 1
-    return served
-
-
-def _blobs(results: list[PublishResult], group: str) -> set[str]:
-    return {
-        d
-        for r in results
-        for s in r.shards
-        for b in s.blobs()
-        if b.group == group
-        for d in (b.sha256, b.chunks)
-    }
+    keys = {publisher.keyid: publisher.key.public}
+    statement = verify_key_grant(envelope, publisher_keys=keys, now=utc_now()).statement
+    assert (statement.grant, statement.grantee) == (grant_id, researcher.keyid)
+    return open_key_grant(statement, private=identity_encryption_key(researcher.key))
 
 
 def test_one_group_approved_in_the_page_streams_that_group_only(
-    browser: Browser,
-    registry: str,
+    lab: Visitor,
     publisher: Identity,
     researcher: Identity,
     publish_table: Callable[..., PublishResult],
@@ -122,10 +89,8 @@ def test_one_group_approved_in_the_page_streams_that_group_only(
         publish_table(tables[1], column_groups=GROUPS),
     ]
     researcher.client.request_access(DATASET, purpose="the scores only")
-    with Visitor(browser, registry) as lab:
-        lab.sign_in(publisher.home / "identity.pem")
-        _approve_in_page(lab, ["score"])
-        expect(lab.message).to_contain_text("with 2 data keys wrapped to their encryption key")
+    _approve_in_page(lab, ["score"])
+    expect(lab.message).to_contain_text("with 2 data keys wrapped to their encryption key")
     [grant] = researcher.client.list_grants()
     assert (grant.columns, grant.groups) == (["score"], ["scores"])
     assert _statement(grant).spec_version == 2
@@ -140,14 +105,13 @@ def test_one_group_approved_in_the_page_streams_that_group_only(
             assert ds.to_table().equals(table.select(["score"]))
             with pytest.raises(ScopeError):
                 ds.to_table(columns=["text"])
-    served = _served(publisher, grant.grant_id)
-    assert served
-    assert set(served) <= _blobs(results, "scores")
-    # The registry itself refuses the other group's bytes to the grantee.
-    for digest in sorted(_blobs(results, "default")):
+    scores = _blobs(results[0], "scores") | _blobs(results[1], "scores")
+    assert _bytes_served(publisher, grant.grant_id)
+    # The registry itself refuses the other group's bytes to the grantee: none is ever served.
+    for digest in sorted(_blobs(results[0], "default") | _blobs(results[1], "default")):
         with pytest.raises(ScopeError, match="column group 'default'"):
             researcher.client.get_blob(digest, dataset=DATASET)
-    assert set(_served(publisher, grant.grant_id)) <= _blobs(results, "scores")
+    assert set(_bytes_served(publisher, grant.grant_id)) <= scores
 
 
 def _sdk_twin(publisher: Identity, researcher: Identity, expires: datetime) -> GrantItem:
@@ -160,8 +124,7 @@ def _sdk_twin(publisher: Identity, researcher: Identity, expires: datetime) -> G
 
 
 def test_the_pages_group_grant_is_the_sdks(
-    browser: Browser,
-    registry: str,
+    lab: Visitor,
     publisher: Identity,
     researcher: Identity,
     publish_table: Callable[..., PublishResult],
@@ -169,18 +132,16 @@ def test_the_pages_group_grant_is_the_sdks(
     table = sample_table(400)
     publish_table(table, column_groups=GROUPS)
     researcher.client.request_access(DATASET, purpose="the text, not the scores")
-    with Visitor(browser, registry) as lab:
-        lab.sign_in(publisher.home / "identity.pem")
-        # Part of a group cannot be granted (the registry serves whole groups): the SDK's reason.
-        _approve_in_page(lab, ["id"])
-        expect(lab.message).to_contain_text(
-            "columns id are not whole column groups of acme/books version 1 "
-            "(groups: default: id, text; scores: score)"
-        )
-        expect(lab.message).to_contain_text("Nothing was granted")
-        assert publisher.client.list_grants() == []
-        _approve_in_page(lab, ["text", "id"])
-        expect(lab.message).to_contain_text("with 1 data key wrapped to their encryption key")
+    # Part of a group cannot be granted (the registry serves whole groups): the SDK's reason.
+    _approve_in_page(lab, ["id"])
+    expect(lab.message).to_contain_text(
+        "columns id are not whole column groups of acme/books version 1 "
+        "(groups: default: id, text; scores: score)"
+    )
+    expect(lab.message).to_contain_text("Nothing was granted")
+    assert publisher.client.list_grants() == []
+    _approve_in_page(lab, ["text", "id"])
+    expect(lab.message).to_contain_text("with 1 data key wrapped to their encryption key")
     [page] = publisher.client.list_grants()
     sdk = _sdk_twin(publisher, researcher, page.expires)
     assert (page.columns, page.groups) == (["id", "text"], ["default"])
