@@ -147,3 +147,16 @@ def test_an_unknown_id_says_where_to_find_the_right_one(publisher: Identity) -> 
     )
     revoke = ostraca(env, "revoke", "xyz")
     assert error_line(revoke).endswith("(`ostraca grants` lists them; --json shows the full ids)")
+
+
+REPORTING = (
+    "datasets", "show", "request", "requests", "grants", "namespace create", "namespace show",
+    "publish", "approve", "deny", "revoke", "audit", "rekey", "pull", "verify", "stream",
+    "cache info", "cache clear",
+)  # fmt: skip
+
+
+def test_every_command_that_reports_data_takes_json(tmp_path: Path) -> None:
+    env = {"OSTRACA_HOME": str(tmp_path), "COLUMNS": "200"}
+    lacking = [c for c in REPORTING if "--json" not in ostraca(env, *c.split(), "--help").stdout]
+    assert lacking == []
