@@ -1,7 +1,8 @@
 """CLI commands that take data out: ``croissant`` (metadata) and ``export`` (files).
 
 ``croissant`` verifies the version's manifest through the trust store (the pinned key, the
-hash chain) and builds from it the Croissant JSON-LD the registry serves at
+hash chain; without ``@N`` the newest version not deprecated, as ``show`` does) and builds from
+it the Croissant JSON-LD the registry serves at
 ``/v1/datasets/{ns}/{name}/versions/{version}/croissant``, so the document describes exactly
 what the publisher signed. ``export`` reads a version, verified (streamed over a grant, or from
 a pulled copy with ``--from-dir``), into one Parquet or Arrow IPC file per shard in manifest
@@ -18,10 +19,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+from ostraca.client.cards import NamespaceTrust, resolve_current
 from ostraca.client.local import open_pulled
 from ostraca.client.stream import open_dataset, parse_ref
-from ostraca.client.trust import TrustStore, resolve_manifest
-from ostraca.protocol_spec import MalformedError, split_dataset, utc_now
+from ostraca.protocol_spec import MalformedError, split_dataset
 from ostraca.protocol_spec.croissant import croissant, croissant_json
 
 from .common import JsonOpt, client, config, console, err_console, print_json, size
@@ -51,14 +52,17 @@ def croissant_command(
     their sha256, the record set of its Arrow columns, licence, terms, citation, publisher."""
     dataset, version = parse_ref(ref)
     registry = client(ctx)
-    ns, _ = split_dataset(dataset)
-    now = utc_now()
-    store = TrustStore(
-        registry.config.home, announce=lambda text: err_console.print(text, markup=False)
+    trust = NamespaceTrust.of(
+        registry, dataset, announce=lambda text: err_console.print(text, markup=False)
     )
-    keys = store.keys_for(ns, offered=registry.namespace_keys(ns), now=now)
-    verified, _ = resolve_manifest(registry, store, dataset, keys=keys, now=now, version=version)
-    owner = registry.get_principal(registry.get_namespace(ns).owner)
+    verified = resolve_current(
+        registry,
+        dataset,
+        version=version,
+        trust=trust,
+        warn=lambda text: err_console.print(f"warning: {text}", markup=False, highlight=False),
+    ).manifest
+    owner = registry.get_principal(registry.get_namespace(split_dataset(dataset)[0]).owner)
     base = registry.base_url.rstrip("/")
     body = croissant_json(
         croissant(

@@ -1,9 +1,10 @@
 """Croissant JSON-LD of every dataset version: public metadata, like the manifest it is made of.
 
-``GET /v1/datasets/{ns}/{name}/versions/{version}/croissant`` (``{version}`` a number or
-``latest``) answers ``application/ld+json``: the document
-:func:`~ostraca.protocol_spec.croissant.croissant` builds from the stored manifest (verified
-when it was published), with the shards' URLs on this registry and the card's URL.
+``GET /v1/datasets/{ns}/{name}/versions/{version}/croissant`` (``{version}`` a number, or
+``latest``: the newest version not deprecated, as for the manifest) answers
+``application/ld+json``: the document :func:`~ostraca.protocol_spec.croissant.croissant` builds
+from the stored manifest (verified when it was published), with the shards' URLs on this
+registry and the card's URL.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ostraca.protocol_spec.envelope import Envelope
 from ostraca.protocol_spec.errors import MalformedError, NotFoundError
 from ostraca.protocol_spec.models import DatasetManifest
 
+from .cards import current_version
 from .db import Principal
 from .deps import ReadSessionDep
 from .parsing import ascii_uint
@@ -38,7 +40,8 @@ def version_croissant(
     ns: str, name: str, version: str, request: Request, session: ReadSessionDep
 ) -> Response:
     ds = get_dataset(session, dataset_name(ns, name))
-    number = ds.latest_version if version == "latest" else ascii_uint(version, max_digits=15)
+    latest = version == "latest"  # the newest version not deprecated
+    number = current_version(session, ds) if latest else ascii_uint(version, max_digits=15)
     if number is None:
         raise MalformedError("version must be a positive integer or 'latest'")
     stored = manifest_envelope(session, ds, number)

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 
 from ostraca.client import PublishResult
+from ostraca.client.cards import deprecate_version
 
 from ..client.client_helpers import Identity, sample_table
 from ..client.stream_helpers import grant_access
@@ -46,6 +47,7 @@ def books(
 def test_croissant_is_the_registrys_and_valid(
     cli: Cli,
     registry: str,
+    publisher: Identity,
     researcher: Identity,
     books: tuple[list[PublishResult], pa.Table],
     tmp_path: Path,
@@ -66,6 +68,13 @@ def test_croissant_is_the_registrys_and_valid(
     anyone = {"OSTRACA_HOME": str(tmp_path / "no-identity"), "OSTRACA_REGISTRY": registry}
     code, out, err = cli(anyone, "croissant", "acme/books@1")  # metadata is public
     assert (code, out.encode()) == (0, served + b"\n"), err
+    # latest is the newest version not deprecated, on the registry and in the CLI alike
+    deprecate_version(publisher.client, "acme/books", 2, reason="superseded")
+    first = httpx.get(f"{registry}/v1/datasets/acme/books/versions/latest/croissant").content
+    assert first == served
+    code, out, err = cli(researcher.env(), "croissant", "acme/books")
+    assert (code, out.encode()) == (0, served + b"\n"), err
+    assert "acme/books version 2 is deprecated; using version 1" in err
     code, out, err = cli(researcher.env(), "croissant", "acme/books@9")
     assert code == 1
     assert "error [not_found]" in err
