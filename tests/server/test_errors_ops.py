@@ -30,6 +30,8 @@ API_PATHS = {
     "/v1/datasets/{ns}/{name}/versions": {"post"},
     "/v1/datasets/{ns}/{name}/versions/{version}/manifest": {"get"},
     "/v1/datasets/{ns}/{name}/audit": {"get"},
+    "/v1/datasets/{ns}/{name}/card": {"get", "post"},
+    "/v1/datasets/{ns}/{name}/deprecations": {"get", "post"},
     "/v1/uploads": {"post"},
     "/v1/uploads/{upload_id}": {"get", "patch", "put", "delete"},
     "/v1/datasets/{ns}/{name}/blobs/{digest}": {"get", "head"},
