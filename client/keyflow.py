@@ -173,6 +173,8 @@ def current_encryption_key(
     )
     newest: tuple[EncryptionKey, Envelope] | None = None
     for item in listed.items:
+        if item.owner != grantee:  # a key of the principal's other identity (a rotation)
+            continue
         env = Envelope.from_dict(item.envelope)
         v = verify_encryption_key(env, owner_keys=trusted, now=now)
         if newest is None or v.statement.created >= newest[0].created:
