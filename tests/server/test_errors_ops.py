@@ -29,6 +29,7 @@ API_PATHS = {
     "/v1/datasets/{ns}/{name}": {"get"},
     "/v1/datasets/{ns}/{name}/versions": {"post"},
     "/v1/datasets/{ns}/{name}/versions/{version}/manifest": {"get"},
+    "/v1/datasets/{ns}/{name}/versions/{version}/croissant": {"get"},
     "/v1/datasets/{ns}/{name}/audit": {"get"},
     "/v1/datasets/{ns}/{name}/card": {"get", "post"},
     "/v1/datasets/{ns}/{name}/deprecations": {"get", "post"},
