@@ -230,9 +230,10 @@ def _rewrapped(registry: RegistryClient) -> list[str]:
     from ostraca.client.keyflow import rewrap_escrow  # noqa: PLC0415 - keeps --help fast
 
     config = registry.config
-    return rewrap_escrow(
-        registry, former_identities(config.identity_path, passphrase=config.passphrase)
+    former = former_identities(
+        config.identity_path, current=registry.keyid, passphrase=config.passphrase
     )
+    return rewrap_escrow(registry, former)
 
 
 def _rewrap(registry: RegistryClient, *, as_json: bool) -> None:

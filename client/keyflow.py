@@ -111,7 +111,10 @@ class DerivedKeys(Mapping[str, EncryptionPrivateKey]):
 def own_keys(client: RegistryClient) -> DerivedKeys:
     """The caller's encryption keys: derived from its identity and from the former identities
     ``rotate-key`` kept beside the identity file (ENCRYPTION.md 3.4)."""
-    former = former_identities(client.config.identity_path, passphrase=client.config.passphrase)
+    config = client.config
+    former = former_identities(
+        config.identity_path, current=client.keyid, passphrase=config.passphrase
+    )
     return DerivedKeys([client.key, *(k for k in former if k.keyid != client.keyid)])
 
 

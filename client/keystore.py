@@ -84,10 +84,19 @@ def rotated_name(path: Path, when: datetime) -> Path:
     return candidate
 
 
-def former_identities(path: Path, *, passphrase: str | None = None) -> list[SigningKey]:
+def former_identities(
+    path: Path, *, current: str, passphrase: str | None = None
+) -> list[SigningKey]:
     """The keys :func:`rotate_identity` kept beside the identity file at ``path``
-    (``<path>.rotated-*``), newest file first; one that does not load is left out (it can only
-    have served to re-derive old encryption keys, ENCRYPTION.md 3.4)."""
+    (``<path>.rotated-*``), newest file first, if that file's public half names ``current``
+    (otherwise they are another identity's: none). One that does not load is left out (it can
+    only have served to re-derive old encryption keys, ENCRYPTION.md 3.4)."""
+    try:
+        holder = json.loads(public_path(path).read_text()).get("keyid")
+    except (OSError, ValueError, AttributeError):
+        holder = None
+    if holder != current:
+        return []
     found = [
         p
         for p in path.parent.glob(f"{path.name}.rotated-*")

@@ -11,6 +11,7 @@ import pytest
 
 from ostraca.client.files import atomic_write
 from ostraca.client.keystore import (
+    former_identities,
     load_signing_key,
     public_path,
     rotate_identity,
@@ -62,3 +63,19 @@ def test_rotate_identity_leaves_the_file_alone_when_the_registry_refuses(tmp_pat
         rotate_identity(path, SigningKey.generate(), refused, now=WHEN)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert load_signing_key(path).keyid == old.keyid
+
+
+def test_former_identities_are_the_rotated_key_files_of_this_identity(tmp_path: Path) -> None:
+    path = tmp_path / "identity.pem"
+    first, second, third = (SigningKey.generate() for _ in range(3))
+    save_signing_key(first, path)
+    rotate_identity(path, second, lambda: None, now=WHEN)
+    _, backup = rotate_identity(path, third, lambda: None, now=WHEN)
+    # Newest file first; the public halves beside them are not keys.
+    former = former_identities(path, current=third.keyid)
+    assert [k.keyid for k in former] == [second.keyid, first.keyid]
+    # The identity file holds another key than the caller's: those are not its former keys.
+    assert former_identities(path, current=SigningKey.generate().keyid) == []
+    # A key file others can read is left out (it no longer identifies anyone).
+    backup.chmod(0o644)
+    assert [k.keyid for k in former_identities(path, current=third.keyid)] == [first.keyid]
