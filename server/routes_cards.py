@@ -5,10 +5,18 @@ it."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from fastapi import APIRouter
 from sqlalchemy.orm import Session
 
-from ostraca.protocol_spec.cards import Deprecation, verify_card, verify_deprecation
+from ostraca.protocol_spec.cards import (
+    DatasetCard,
+    Deprecation,
+    verify_card,
+    verify_deprecation,
+)
 from ostraca.protocol_spec.envelope import Envelope
 from ostraca.protocol_spec.errors import ChainError, ConflictError, NotFoundError
 from ostraca.protocol_spec.keys import VerifyKey
@@ -43,6 +51,19 @@ def _intake(
     return ds, signing_keys(session, owner_of(session, ds), envelope)
 
 
+def _columns(
+    statement: DatasetCard | Deprecation, ds: Dataset, now: datetime, body: bytes
+) -> dict[str, Any]:
+    """The columns a card row and a deprecation row share."""
+    return {
+        "dataset_id": ds.id,
+        "publisher": statement.publisher,
+        "created": statement.created,
+        "accepted": now,
+        "envelope": body,
+    }
+
+
 @router.post("/datasets/{ns}/{name}/card", status_code=201, openapi_extra=_ENVELOPE_BODY)
 def publish_card(
     ns: str,
@@ -67,15 +88,7 @@ def publish_card(
             f"card {card.sequence} of {ds.name} does not follow the current card: the next "
             f"card is {expected}"
         )
-    row = CardRow(
-        card_id=verified.digest,
-        dataset_id=ds.id,
-        sequence=card.sequence,
-        publisher=card.publisher,
-        created=card.created,
-        accepted=now,
-        envelope=body,
-    )
+    row = CardRow(card_id=verified.digest, sequence=card.sequence, **_columns(card, ds, now, body))
     _store(
         session,
         row,
@@ -123,13 +136,7 @@ def deprecate(
     )
     d = verified.statement
     row = DeprecationRow(
-        deprecation_id=verified.digest,
-        dataset_id=ds.id,
-        version=d.version,
-        publisher=d.publisher,
-        created=d.created,
-        accepted=now,
-        envelope=body,
+        deprecation_id=verified.digest, version=d.version, **_columns(d, ds, now, body)
     )
     _store(
         session,
