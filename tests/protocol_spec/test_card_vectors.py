@@ -3,6 +3,8 @@ file against its generator, byte for byte."""
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -10,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import rfc8785
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ostraca.protocol_spec import Envelope, OstracaError, Statement, pae, sha256_hex
 from ostraca.protocol_spec.cards import CardHead, verify_card, verify_deprecation
@@ -99,3 +103,24 @@ def test_generator_reproduces_the_committed_file(tmp_path: Path) -> None:
         timeout=120,
     )
     assert (tmp_path / "cards.json").read_bytes() == (VECTORS / "cards.json").read_bytes()
+
+
+@pytest.mark.parametrize("vector", VALID, ids=[v["name"] for v in VALID])
+def test_valid_vectors_check_out_without_ostraca(vector: dict[str, Any]) -> None:
+    """From SPEC.md's text alone (2.1, 4, 3.7, 3.8), with ``cryptography`` and ``rfc8785``: the
+    payload is canonical, the first signature by a trusted key verifies over the PAE, and the
+    statement names its signer."""
+    envelope = json.loads(vector["envelope"])
+    payload = base64.b64decode(envelope["payload"], validate=True)
+    statement = json.loads(payload)
+    assert rfc8785.dumps(statement) == payload
+    kind = envelope["payloadType"]
+    message = b"DSSEv1 %d %s %d %s" % (len(kind), kind.encode(), len(payload), payload)
+    keys = {k["keyid"]: k["public_hex"] for k in load("keys.json")["keys"].values()}
+    inp = vector["inputs"]
+    trusted = set(inp["trusted_keys"]) | {r["keyid"] for r in inp["retired"]}
+    first = next(s for s in envelope["signatures"] if s["keyid"] in trusted)
+    public = Ed25519PublicKey.from_public_bytes(bytes.fromhex(keys[first["keyid"]]))
+    public.verify(base64.b64decode(first["sig"]), message)
+    assert statement["publisher"] == first["keyid"] == vector["expected"]["signer"]
+    assert statement["dataset"] == inp["dataset"]
