@@ -1,4 +1,4 @@
-"""Bulk blob download: ``http.client`` ``readinto`` into one small reused buffer per thread,
+"""Bulk blob download: ``http.client`` ``readinto`` into one 1 MiB reused buffer per thread,
 each piece hashed while it is hot in the CPU cache and ``pwrite``-n to the cache's temp file.
 
 This is the hot path of a verified client (see PERFORMANCE.md): httpx's pure-Python receive path
@@ -53,8 +53,10 @@ from .problems import error_from_problem
 from .receive import BodyReader, StalledError, deadline_alarm
 from .redirects import presigned
 
-BUFFER_BYTES = 256 * 1024
-"""The receive buffer of each thread: small enough to stay in L2 while it is hashed and written."""
+BUFFER_BYTES = 1024 * 1024
+"""The receive buffer of each thread: in L2 (2 MiB per core here) while it is hashed and written.
+Measured cold, CPU-s/GB of the client: 256 KiB 1.77–2.01, 512 KiB 1.73–1.79, 1 MiB 1.66–1.71,
+2 MiB (no longer in L2) 2.10–3.04."""
 MAX_PROBLEM_BYTES = 64 * 1024
 
 
