@@ -34,7 +34,7 @@ import os
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -83,6 +83,7 @@ class CopyKeys:
     namespace: str
     keys: dict[str, VerifyKey]
     source: str
+    retired: dict[str, tuple[VerifyKey, datetime]] = field(default_factory=dict)
 
 
 def copy_keys(
@@ -103,9 +104,10 @@ def copy_keys(
         )
         return CopyKeys(ns, {k.keyid: k for k in given}, "keys given explicitly")
     if home is not None:
-        pinned = TrustStore(home).pinned(ns)
-        if pinned is not None:
-            return CopyKeys(ns, dict(pinned), f"keys pinned in {home}")
+        store = TrustStore(home)
+        pinned = store.pinned(ns)
+        if pinned is not None:  # with the keys rotated away from, for what they signed before
+            return CopyKeys(ns, dict(pinned), f"keys pinned in {home}", store.retired(ns))
     keys = {}
     for keyid, b64 in dict(data["keys"]).items():
         key = VerifyKey.from_b64(str(b64))
@@ -120,7 +122,7 @@ def verify_copy_manifest(
 ) -> tuple[Verified[DatasetManifest], Envelope]:
     """Check ``manifest.json``'s signature (and that it is of the keys' namespace)."""
     envelope = Envelope.from_json((directory / MANIFEST_FILE).read_bytes())
-    manifest = verify_manifest(envelope, publisher_keys=keys.keys, now=now)
+    manifest = verify_manifest(envelope, publisher_keys=keys.keys, now=now, retired=keys.retired)
     ns, _ = split_dataset(manifest.statement.dataset)
     if ns != keys.namespace:
         raise ScopeError(f"the manifest is for {manifest.statement.dataset}, not namespace {ns}")
@@ -364,7 +366,9 @@ def open_pulled(
     now = now or utc_now()
     keys = copy_keys(directory, home=home, publisher_keys=publisher_keys)
     manifest, _ = verify_copy_manifest(directory, keys, now=now)
-    grant, _ = verify_copy_grant(directory, manifest, now=now, grantee=grantee, columns=columns)
+    grant, _ = verify_copy_grant(
+        directory, manifest, now=now, grantee=grantee, columns=columns, home=home
+    )
     data_keys = None
     if manifest.statement.encryption:
         if identity is None:
@@ -408,7 +412,8 @@ def copy_data_keys(
     ring = KeyRing(manifest.statement.dataset)
     ring.add(
         [Envelope.from_dict(i) for i in items],
-        publisher_keys=keys.keys,
+        # the grant's signer (the manifest's or a successor, verified above) signs its keys
+        publisher_keys={**keys.keys, grant.signer.keyid: grant.signer},
         grantee=grant.statement.grantee,
         privates={private.public.keyid: private},
         grants={grant.digest: grant.statement},

@@ -283,7 +283,7 @@ def verify_copy(
         )
     )
     try:
-        grant, _ = verify_copy_grant(directory, manifest, now=now)
+        grant, _ = verify_copy_grant(directory, manifest, now=now, home=home)
         report.checks.append(
             Check(
                 "grant",

@@ -8,6 +8,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from ostraca.client.publishing import PublishResult
 
 from ..client.client_helpers import Identity
@@ -20,13 +22,15 @@ def _ok(env: dict[str, str], *args: str) -> str:
     return proc.stdout
 
 
+@pytest.mark.parametrize("encrypt", [False, True], ids=["plaintext", "encrypted"])
 def test_a_copy_granted_after_a_rotation_verifies_and_trains(
     publish_table: Callable[..., PublishResult],
     publisher: Identity,
     researcher: Identity,
     tmp_path: Path,
+    encrypt: bool,
 ) -> None:
-    publish_table(encrypt=False)  # version 1, signed by the publisher's first key
+    publish_table(encrypt=encrypt)  # version 1, signed by the publisher's first key
     _ok(researcher.env(), "show", DATASET)  # pins that key on first use
     rotated = json.loads(_ok(publisher.env(), "rotate-key", "--reason", "laptop lost", "--json"))
     assert rotated["old_key"] == publisher.keyid
@@ -37,6 +41,10 @@ def test_a_copy_granted_after_a_rotation_verifies_and_trains(
 
     copy = tmp_path / "copy"
     _ok(researcher.env(), "pull", DATASET, str(copy), "--quiet")
+    # The pinned keys, with the retired one for what it signed before its rotation; the key
+    # grants (encrypted) signed by the new key, the grant's signer.
+    report = json.loads(_ok(researcher.env(), "verify", str(copy), "--json"))
+    assert report["ok"] is True, report
     # The manifest by the key that signed it; the grant by its successor (the trust store's
     # chain), which the copy's grant check follows.
     old_key = publisher.key.public.b64
