@@ -104,7 +104,7 @@ def _child(cfg: dict[str, Any]) -> dict[str, Any]:
     sampler = _AnonPeak()
     sampler.start()
     t0 = time.perf_counter()
-    vd = open_dataset(DATASET, config=config)
+    vd = open_dataset(DATASET, config=config, prefetch=cfg["prefetch"])
     opened = time.perf_counter() - t0
     ds = dataset_cls(vd, shuffle=False, batch_rows=1024, output="arrow", rank=0, world_size=1)
     if cfg.get("state_in"):
@@ -117,7 +117,7 @@ def _child(cfg: dict[str, Any]) -> dict[str, Any]:
         if first is None:
             first = time.perf_counter() - t0
         int(batch.column(1).values.to_numpy().sum(dtype=np.int64))  # read every token
-        ids.append(batch.column(0).to_numpy())
+        ids.append(batch.column(0).to_numpy().copy())  # a view would keep the shard mapped
         rows += batch.num_rows
         if stop is not None and rows >= stop:
             break
@@ -186,7 +186,7 @@ def _publish(work: Path, registry: str, size: int, encrypt: bool) -> tuple[Path,
 def _measure(args: argparse.Namespace, work: Path, registry: str) -> dict[str, Any]:
     row_bytes: int = _bench("bench_client").ROW_BYTES
     home, publish_s, rows = _publish(work, registry, args.size, args.encrypt)
-    base = {"work": str(work), "home": str(home), "registry": registry}
+    base = {"work": str(work), "home": str(home), "registry": registry, "prefetch": args.prefetch}
     warm_cache = work / "cache-warm"
 
     def run(name: str, code: str, cache: Path, **kw: Any) -> dict[str, Any]:
@@ -246,7 +246,8 @@ def _table(result: dict[str, Any], args: argparse.Namespace) -> str:
         "# Resume at 50% through the PyTorch adapter",
         "",
         f"{result['bytes'] / 2**30:.2f} GiB of token rows ({result['rows']:,} rows), 64 MiB "
-        f"shards, {'encrypted' if args.encrypt else 'unencrypted'}; `ShardDataset(shuffle=False, "
+        f"shards, {'encrypted' if args.encrypt else 'unencrypted'}, prefetch {args.prefetch}; "
+        "`ShardDataset(shuffle=False, "
         f"batch_rows=1024)`, default block_rows; median of {args.repeat}, each a fresh process; "
         f"load average at the start {os.getloadavg()[0]:.2f}. `before` is commit {args.before}. "
         "Written by `bench/bench_resume.py`.",
@@ -280,6 +281,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--before", default=BEFORE, help="commit of the 'before' adapter")
     parser.add_argument("--encrypt", action="store_true", help="seal the shards (AES-256-GCM)")
+    parser.add_argument("--prefetch", type=int, default=2, help="open_dataset's shards ahead")
     parser.add_argument("--out", default="resume", help="results/<out>.json and .md")
     args = parser.parse_args()
     if args.child:
