@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from ostraca.client.api import RegistryClient
+    from ostraca.client.cards import Current, NamespaceTrust
     from ostraca.client.config import ClientConfig
 
 console = Console(soft_wrap=True)
@@ -56,6 +57,28 @@ def client(ctx: typer.Context) -> RegistryClient:
     registry_client = RegistryClient(config(ctx))
     ctx.call_on_close(registry_client.close)
     return registry_client
+
+
+def resolve_trusted(
+    registry: RegistryClient, dataset: str, version: int | None
+) -> tuple[NamespaceTrust, Current]:
+    """``dataset`` at ``version`` (without one: the newest version not deprecated) verified
+    through the trust store, as every read is: the pinned key (or its rotation chain), never
+    whatever key the registry offers today; a rollback below what was verified is refused. A
+    newly pinned key is announced and a deprecated version warned of, on stderr."""
+    from ostraca.client.cards import NamespaceTrust, resolve_current  # noqa: PLC0415
+
+    trust = NamespaceTrust.of(
+        registry, dataset, announce=lambda text: err_console.print(text, markup=False)
+    )
+    current = resolve_current(
+        registry,
+        dataset,
+        version=version,
+        trust=trust,
+        warn=lambda text: err_console.print(f"warning: {text}", markup=False, highlight=False),
+    )
+    return trust, current
 
 
 def print_json(data: Any) -> None:

@@ -19,13 +19,22 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from ostraca.client.cards import NamespaceTrust, resolve_current
 from ostraca.client.local import open_pulled
 from ostraca.client.stream import open_dataset, parse_ref
 from ostraca.protocol_spec import MalformedError, split_dataset
 from ostraca.protocol_spec.croissant import croissant, croissant_json
 
-from .common import JsonOpt, client, config, console, err_console, print_json, size
+from .common import (
+    JsonOpt,
+    client,
+    config,
+    console,
+    count,
+    err_console,
+    print_json,
+    resolve_trusted,
+    size,
+)
 
 if TYPE_CHECKING:
     from ostraca.client.export import ExportedFile
@@ -52,16 +61,7 @@ def croissant_command(
     their sha256, the record set of its Arrow columns, licence, terms, citation, publisher."""
     dataset, version = parse_ref(ref)
     registry = client(ctx)
-    trust = NamespaceTrust.of(
-        registry, dataset, announce=lambda text: err_console.print(text, markup=False)
-    )
-    verified = resolve_current(
-        registry,
-        dataset,
-        version=version,
-        trust=trust,
-        warn=lambda text: err_console.print(f"warning: {text}", markup=False, highlight=False),
-    ).manifest
+    verified = resolve_trusted(registry, dataset, version)[1].manifest
     owner = registry.get_principal(registry.get_namespace(split_dataset(dataset)[0]).owner)
     base = registry.base_url.rstrip("/")
     body = croissant_json(
@@ -143,10 +143,10 @@ def export_command(
     if as_json:
         print_json(result.to_json_obj())
         return
-    files = len(result.files)
     console.print(
-        f"exported {prov.dataset}@{prov.version}: {files} {file_format.value} "
-        f"file{'s' if files != 1 else ''}, {result.rows:,} rows, {size(result.bytes)} → "
+        f"exported {prov.dataset}@{prov.version}: "
+        f"{count(len(result.files), file_format.value + ' file')}, "
+        f"{count(result.rows, 'row')}, {size(result.bytes)} → "
         f"{result.directory}\nmanifest {prov.manifest_digest}\ngrant    {prov.grant_id}",
         highlight=False,
     )

@@ -31,7 +31,7 @@ from ostraca.client.stream import open_dataset
 from ostraca.protocol_spec import OstracaError, RevokedError, SigningKey, utc_now
 from ostraca.server.process import registry_process
 
-from .common import console
+from .common import console, count, size
 
 if TYPE_CHECKING:
     from ostraca.trainer.run import Evaluation
@@ -157,7 +157,7 @@ def _publish(story: _Story) -> PublishResult:
     quick = story.options.quick
     table, skipped = stdlib_corpus(max_files=150 if quick else None)
     console.print(
-        f"{table.num_rows} files, {sum(table['size'].to_pylist()) / 1e6:.1f} MB of source "
+        f"{count(table.num_rows, 'file')}, {size(sum(table['size'].to_pylist()))} of source "
         "(test suites and generated tables left out"
         + (f", and {skipped} non-UTF-8 files)" if skipped else ")")
     )
@@ -173,15 +173,15 @@ def _publish(story: _Story) -> PublishResult:
         progress=console.is_terminal,
     )
     console.print(
-        f"published {DATASET} v{published.version}: {len(published.shards)} shards, "
-        f"{published.total_bytes / 1e6:.1f} MB, {published.total_rows} rows, "
+        f"published {DATASET} v{published.version}: {count(len(published.shards), 'shard')}, "
+        f"{size(published.total_bytes)}, {count(published.total_rows, 'row')}, "
         f"manifest {published.digest[:16]}…"
     )
     story.summary.add_row("published", f"{DATASET} v{published.version} (PSF-2.0)")
     story.summary.add_row(
         "",
-        f"{len(published.shards)} shards, {published.total_bytes / 1e6:.1f} MB, "
-        f"{published.total_rows} rows",
+        f"{count(len(published.shards), 'shard')}, {size(published.total_bytes)}, "
+        f"{count(published.total_rows, 'row')}",
     )
     return published
 

@@ -48,6 +48,7 @@ def keygen(
         typer.Option(help="Encrypt the key with the passphrase in this environment variable."),
     ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing key file.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Create an Ed25519 identity (PKCS#8 PEM, mode 0600). The private key never leaves here."""
     path = out or ostraca_home() / "identity.pem"
@@ -59,7 +60,18 @@ def keygen(
     key = SigningKey.generate()
     profile = {"name": name or path.stem, "kind": kind.value, "affiliation": affiliation}
     save_signing_key(key, path, passphrase=passphrase, profile=profile, overwrite=force)
-    console.print(f"key id  {key.keyid}\nprivate {path}\npublic  {public_path(path)}")
+    if as_json:
+        print_json(
+            {
+                "keyid": key.keyid,
+                "public": key.public.b64,
+                "private_path": str(path),
+                "public_path": str(public_path(path)),
+                **profile,
+            }
+        )
+    else:
+        console.print(f"key id  {key.keyid}\nprivate {path}\npublic  {public_path(path)}")
 
 
 def _profile(config: ClientConfig) -> dict[str, str]:

@@ -7,17 +7,23 @@ from typing import Annotated
 
 import typer
 
-from ostraca.client.cards import (
-    NamespaceTrust,
-    card_json,
-    fetch_card,
-    readme_summary,
-    resolve_current,
-)
+from ostraca.client.cards import card_json, fetch_card, readme_summary
 from ostraca.client.stream import parse_ref
 from ostraca.protocol_spec import DatasetManifest, OstracaError, split_dataset
 
-from .common import JsonOpt, client, console, err_console, print_json, short, size, table, when
+from .common import (
+    JsonOpt,
+    client,
+    console,
+    count,
+    err_console,
+    print_json,
+    resolve_trusted,
+    short,
+    size,
+    table,
+    when,
+)
 
 app = typer.Typer()
 
@@ -68,19 +74,8 @@ def show(
     registry = client(ctx)
     detail = registry.get_dataset(dataset)
     ns, _ = split_dataset(dataset)
-    # Through the trust store, as every read is: the pinned key (or its rotation chain), never
-    # whatever key the registry offers today; a rollback below what was verified is refused.
     # Without @N: the newest version not deprecated (a deprecated @N is shown, with a warning).
-    trust = NamespaceTrust.of(
-        registry, dataset, announce=lambda text: err_console.print(text, markup=False)
-    )
-    current = resolve_current(
-        registry,
-        dataset,
-        version=version,
-        trust=trust,
-        warn=lambda text: err_console.print(f"warning: {text}", markup=False, highlight=False),
-    )
+    trust, current = resolve_trusted(registry, dataset, version)
     verified, card = current.manifest, fetch_card(registry, dataset, trust)
     m: DatasetManifest = verified.statement
     if as_json:
@@ -118,7 +113,8 @@ def show(
         console.print(f"           (all of it: `ostraca card {dataset}`)", highlight=False)
     console.print(f"licence    {m.license}", highlight=False)
     console.print(
-        f"size       {m.total_rows:,} rows, {len(m.shards)} shards, {size(m.total_bytes)}",
+        f"size       {count(m.total_rows, 'row')}, {count(len(m.shards), 'shard')}, "
+        f"{size(m.total_bytes)}",
         highlight=False,
     )
     console.print(f"manifest   {verified.digest}", highlight=False)
