@@ -28,11 +28,12 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,7 @@ from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_server import wrk
+from bench.bench_server import ServerProcess, head_load, wrk
 from ostraca.server.process import free_port
 from tests.server.delivery_helpers import (
     dataset_fetcher,
@@ -185,11 +186,16 @@ def both(
     ]
 
 
-def streaming_rows(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+def streaming_rows(
+    args: argparse.Namespace, tmp: Path, while_up: Callable[[Process, World], None] | None = None
+) -> list[dict[str, Any]]:
+    """Each route's rows; ``while_up`` runs while the streaming registry is still up."""
     local = {"OSTRACA_DATA_DIR": str(tmp / "local"), "OSTRACA_BLOB_DELIVERY": "stream"}
     with registry(local, tmp / "stream.log") as reg:
         world = setup(reg.url, args.mib, args.shard_mib)
         rows = both("registry", reg.url, world, tmp, reg.proc.pid, None)
+        if while_up is not None:
+            while_up(reg, world)
     accel = {**local, "OSTRACA_BLOB_DELIVERY": "accel"}
     with registry(accel, tmp / "accel.log") as reg:
         upstream = int(reg.url.rsplit(":", 1)[1])
@@ -244,15 +250,126 @@ def _fresh_schema(url: str, schema: str) -> str:
     return f"{url}?options=-csearch_path%3D{schema}"
 
 
+def per_request_rows(
+    args: argparse.Namespace, tmp: Path, reg: Process, world: World
+) -> list[dict[str, Any]]:
+    """Authorized HEAD and 64 KiB GET of one shard on ``reg`` against a bare FastAPI endpoint
+    serving the same file (no auth, no database, no audit), rounds interleaved; each row with
+    the server process's CPU microseconds per request."""
+    shard = world.built.manifest.shards[0]
+    path = tmp / "local" / "blobs" / "sha256" / shard.sha256
+    bare = ServerProcess("bench_server:bare_from_env", {"BENCH_BARE_FILE": str(path)}, 1)
+    targets = {
+        "bare FastAPI": (f"{bare.url}/blob", "", bare.proc.pid),
+        "registry": (
+            f"{reg.url}/v1/datasets/acme/books/blobs/sha256:{shard.sha256}",
+            f"Bearer {world.reader.token}",
+            reg.proc.pid,
+        ),
+    }
+    rows = []
+    try:
+        for run in range(args.runs):
+            for server, (url, auth, pid) in targets.items():
+                for kind in ("HEAD", "GET 64 KiB"):
+                    cpu = cpu_seconds(pid)
+                    if kind == "HEAD":
+                        r = head_load(url, auth, args.seconds)
+                    else:
+                        r = wrk(url, "GET", auth, args.seconds, shard.bytes, tmp)
+                    used = cpu_seconds(pid) - cpu
+                    r["cpu_us_per_req"] = round(used / (r["req_per_s"] * args.seconds) * 1e6)
+                    rows.append({"run": run, "server": server, "kind": kind, **r})
+                    print(json.dumps(rows[-1]), flush=True)
+    finally:
+        bare.stop()
+    return rows
+
+
+def wire(args: argparse.Namespace) -> None:
+    """Issue 16's registry rows side by side in one run: authorized HEAD / 64 KiB GET against
+    bare FastAPI, and the registry's CPU per GB streamed against nginx and pre-signed S3."""
+    with tempfile.TemporaryDirectory(prefix="ostraca-wire-") as name:
+        tmp = Path(name)
+        requests: list[dict[str, Any]] = []
+
+        def compare(reg: Process, world: World) -> None:
+            requests.extend(per_request_rows(args, tmp, reg, world))
+
+        streaming = streaming_rows(args, tmp, compare)
+    meta = {"cpus": os.cpu_count(), "python": platform.python_version(), "mib": args.mib}
+    meta |= {"loadavg_at_end": os.getloadavg(), "seconds": args.seconds, "runs": args.runs}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "scale.wire.json").write_text(
+        json.dumps({"meta": meta, "streaming": streaming, "requests": requests}, indent=2) + "\n"
+    )
+    md = wire_report(meta, streaming, requests)
+    (RESULTS / "scale.wire.md").write_text(md)
+    print(md)
+
+
+def wire_report(
+    meta: dict[str, Any], streaming: list[dict[str, Any]], requests: list[dict[str, Any]]
+) -> str:
+    def median(server: str, kind: str, key: str) -> float:
+        return float(
+            statistics.median(
+                r[key] for r in requests if r["server"] == server and r["kind"] == kind
+            )
+        )
+
+    lines = [
+        "# The registry at the speed of the wire (bench/bench_scale.py --wire)",
+        "",
+        f"{meta['cpus']} CPUs shared by clients, servers and load; 1-minute load average at the "
+        f"end {meta['loadavg_at_end'][0]:.1f}. Requests: 16 keep-alive connections, "
+        f"{meta['seconds']:g} s per row, median of {meta['runs']} interleaved rounds; CPU "
+        "µs/request is the server process's user+system time per request.",
+        "",
+        "| request | bare FastAPI req/s | registry req/s | registry × bare | "
+        "bare CPU µs/req | registry CPU µs/req |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for kind in ("HEAD", "GET 64 KiB"):
+        bare, reg = median("bare FastAPI", kind, "req_per_s"), median("registry", kind, "req_per_s")
+        lines.append(
+            f"| authorized {kind} | {bare:,.0f} | {reg:,.0f} | {reg / bare:.2f}× | "
+            f"{median('bare FastAPI', kind, 'cpu_us_per_req'):,.0f} | "
+            f"{median('registry', kind, 'cpu_us_per_req'):,.0f} |"
+        )
+    lines += [
+        "",
+        f"{meta['mib']} MiB per route, cold (fresh files, nothing cached by the client), one pass; "
+        "CPU-s/GB: user+system seconds per 10^9 bytes delivered (/proc, 0.01 s ticks).",
+        "",
+        "| route | client | MB/s | registry CPU-s/GB | source CPU-s/GB |",
+        "|---|---|---:|---:|---:|",
+    ]
+    gb = 1024**3 / 1e9  # the rows are per GiB
+    for r in streaming:
+        src = r["source_cpu_s_per_gib"]
+        lines.append(
+            f"| {r['route']} | {r['client']} | {r['mib_per_s'] * MIB / 1e6:,.0f} | "
+            f"{r['registry_cpu_s_per_gib'] / gb:.2f} | "
+            f"{'—' if src is None else f'{src / gb:.2f}'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mib", type=int, default=256, help="bytes streamed per route")
     parser.add_argument("--shard-mib", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=3.0, help="wrk duration per row")
+    parser.add_argument("--wire", action="store_true", help="issue 16's rows (see wire())")
+    parser.add_argument("--runs", type=int, default=3, help="--wire: rounds of request rows")
     args = parser.parse_args()
     for tool in ("wrk", "curl"):
         if shutil.which(tool) is None:
             raise SystemExit(f"needs {tool} (apt-get install {tool})")
+    if args.wire:
+        wire(args)
+        return
     with tempfile.TemporaryDirectory(prefix="ostraca-scale-") as name:
         tmp = Path(name)
         streaming = streaming_rows(args, tmp)

@@ -11,7 +11,8 @@ was verified when it was stored.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -237,16 +238,26 @@ def _caller(cur: Any, dialect: Dialect, token: str, now: datetime) -> Caller:
     )
 
 
-def lookup_read(
-    engine: Engine, token: str | None, dataset: str, digest: str, now: datetime
-) -> ReadFacts:
-    """The caller behind bearer ``token`` and the facts for reading ``digest`` through
-    ``dataset``: two indexed queries on one pooled connection (plain autocommit reads: each
-    sees committed data, so a revocation committed before this request is seen)."""
+@contextmanager
+def pooled_connection(engine: Engine) -> Iterator[Any]:
+    """A DBAPI connection from ``engine``'s pool for one blob read's queries and its audit
+    insert (one checkout instead of two); back to the pool afterwards, which rolls back
+    whatever the driver left open."""
     raw = engine.raw_connection()
     try:
-        cur = raw.cursor()
-        dialect = engine.dialect
+        yield raw
+    finally:
+        raw.close()
+
+
+def lookup_read(
+    connection: Any, dialect: Dialect, token: str | None, dataset: str, digest: str, now: datetime
+) -> ReadFacts:
+    """The caller behind bearer ``token`` and the facts for reading ``digest`` through
+    ``dataset``: two indexed queries on DBAPI ``connection`` (plain reads, each seeing what was
+    committed before it, so a revocation committed before this request is seen)."""
+    cur = connection.cursor()
+    try:
         caller = None if token is None else _caller(cur, dialect, token, now)
         rows = _P_FACTS.rows(
             cur,
@@ -255,10 +266,9 @@ def lookup_read(
             digest=digest,
             dataset=dataset,
         )
-        cur.close()
-        return ReadFacts(caller, _facts_from_rows(rows))
     finally:
-        raw.close()  # back to the pool, which rolls back whatever the driver opened
+        cur.close()
+    return ReadFacts(caller, _facts_from_rows(rows))
 
 
 def not_listed(dataset: str, digest: str) -> NotFoundError:

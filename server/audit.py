@@ -98,23 +98,25 @@ class AuditWriter:
         self._pending_lock = threading.Lock()
         self._commit_lock = threading.Lock()
 
-    def record(self, **entry: Unpack[AuditEntry]) -> None:
-        """Store one event; returns once it is committed, raises if it could not be."""
+    def record(self, *, connection: Any = None, **entry: Unpack[AuditEntry]) -> None:
+        """Store one event; returns once it is committed, raises if it could not be. A leader
+        commits on ``connection`` (a pooled DBAPI connection the caller holds, e.g. the one
+        its read was authorized on) if given, else on one of its own."""
         mine = _Pending(row=_row(entry))
         with self._pending_lock:
             self._pending.append(mine)
         with self._commit_lock:
             # Another leader may have committed ours while we waited for the lock.
             if not mine.done:  # then it is still pending: lead, committing all that is
-                self._commit_pending()
+                self._commit_pending(connection)
         if mine.error is not None:
             raise mine.error
 
-    def _commit_pending(self) -> None:
+    def _commit_pending(self, connection: Any) -> None:
         with self._pending_lock:
             batch, self._pending = self._pending, []
         try:
-            _insert_events(_engine_of(self._engine), [p.row for p in batch])
+            _insert_events(_engine_of(self._engine), [p.row for p in batch], connection)
         except BaseException as exc:  # every event of the batch learns it failed
             for p in batch:
                 p.error, p.done = exc, True
@@ -127,9 +129,10 @@ _AUDIT_COLUMNS = ("time", "action", "principal", "dataset", "version", "grant_id
 _insert_sql: dict[str, tuple[str, list[Any]]] = {}
 
 
-def _insert_events(engine: Engine, rows: list[dict[str, Any]]) -> None:
-    """INSERT the rows in one transaction on a pooled DBAPI connection (the statement compiled
-    once per dialect: SQLAlchemy's per-statement work cost more than SQLite's)."""
+def _insert_events(engine: Engine, rows: list[dict[str, Any]], connection: Any = None) -> None:
+    """INSERT the rows in one transaction on DBAPI ``connection``, or on one from the pool
+    (the statement compiled once per dialect: SQLAlchemy's per-statement work cost more than
+    SQLite's)."""
     dialect = engine.dialect
     key = f"{dialect.name}+{dialect.driver}"
     if key not in _insert_sql:
@@ -151,7 +154,7 @@ def _insert_events(engine: Engine, rows: list[dict[str, Any]]) -> None:
         params.append(
             values if dialect.positional else dict(zip(_AUDIT_COLUMNS, values, strict=True))
         )
-    raw = engine.raw_connection()
+    raw = engine.raw_connection() if connection is None else connection
     try:
         cur = raw.cursor()
         if dialect.name == "sqlite":  # the driver is in autocommit mode (db.py): open it here
@@ -165,7 +168,8 @@ def _insert_events(engine: Engine, rows: list[dict[str, Any]]) -> None:
         finally:
             cur.close()
     finally:
-        raw.close()
+        if connection is None:
+            raw.close()
 
 
 def _engine_of(ref: weakref.ref[Engine]) -> Engine:

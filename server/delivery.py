@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from fastapi import Response
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
@@ -64,6 +64,7 @@ def open_blob_store(settings: Settings) -> BlobStorage:
 def offloaded_read(
     ctx: AppContext,
     *,
+    connection: Any,
     principal: str,
     decision: Decision,
     hexdigest: str,
@@ -73,7 +74,8 @@ def offloaded_read(
     headers: dict[str, str],
 ) -> Response:
     """The answer to an authorized GET of bytes ``start``..``end`` of a ``size``-byte blob
-    when another party sends the bytes; its audit event is committed before it returns."""
+    when another party sends the bytes; its audit event is committed (on DBAPI ``connection``
+    if this request leads the group commit) before it returns."""
     now = ctx.clock()
     what = f"sha256:{hexdigest} bytes {start}-{end}/{size}"
     if ctx.settings.blob_delivery == "accel":
@@ -96,6 +98,7 @@ def offloaded_read(
         )
         what, action = f"{what} until {expires.isoformat()}", "read_url"
     audit_writer(ctx.db.engine).record(
+        connection=connection,
         now=now,
         action=action,
         principal=principal,

@@ -58,6 +58,24 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.allowed, self.refused = (
+            self.decisions.labels("allowed"),
+            self.decisions.labels("refused"),
+        )
+        self._per_route: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count a finished request and its latency (each label set's children looked up once:
+        ``labels()`` costs more than the increment on the registry's hot routes)."""
+        key = (method, route, status)
+        children = self._per_route.get(key)
+        if children is None:
+            children = self._per_route[key] = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -159,8 +177,7 @@ class ObservabilityMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", None) or "(unmatched)"
             method = scope["method"]
-            self.metrics.requests.labels(method, template, str(state["status"])).inc()
-            self.metrics.latency.labels(method, template).observe(elapsed)
+            self.metrics.observe_request(method, template, state["status"], elapsed)
             if access_log.isEnabledFor(logging.INFO):
                 # The fields ride on the record (``extra``); JsonFormatter writes them once,
                 # instead of dumping JSON here and parsing it back there for every request.

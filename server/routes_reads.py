@@ -24,7 +24,14 @@ from ostraca.protocol_spec.errors import (
     OstracaError,
 )
 
-from .access import Decision, ReadFacts, decide_read, lookup_read, not_listed
+from .access import (
+    Decision,
+    ReadFacts,
+    decide_read,
+    lookup_read,
+    not_listed,
+    pooled_connection,
+)
 from .audit import audit_writer
 from .delivery import RegistryBody, offloaded_read
 from .deps import AppContext, Caller, _bearer, get_context
@@ -88,15 +95,16 @@ def _blob_headers(hexdigest: str) -> dict[str, str]:
 
 
 def _refused(
-    ctx: AppContext, read: ReadFacts, dataset: str, hexdigest: str, exc: OstracaError
+    ctx: AppContext, raw: Any, read: ReadFacts, dataset: str, hexdigest: str, exc: OstracaError
 ) -> None:
     """Audit a refused read into the dataset it named (committed before the refusal is
     answered)."""
-    ctx.metrics.decisions.labels("refused").inc()
+    ctx.metrics.refused.inc()
     facts = read.facts
     if read.caller is None or facts is None:  # anonymous, or no such dataset: nothing to audit
         return
     audit_writer(ctx.db.engine).record(
+        connection=raw,
         now=ctx.clock(),
         action="read_refused",
         principal=read.caller.keyid,
@@ -108,25 +116,29 @@ def _refused(
 
 
 def _authorize(
-    ctx: AppContext, request: Request, dataset: str, hexdigest: str
+    ctx: AppContext, raw: Any, request: Request, dataset: str, hexdigest: str
 ) -> tuple[Caller, Decision, int]:
-    """Authorize on facts read at request time; a refusal is audited before it is raised."""
-    read = lookup_read(ctx.db.engine, _bearer(request), dataset, hexdigest, ctx.clock())
+    """Authorize on facts read at request time on DBAPI connection ``raw``; a refusal is
+    audited before it is raised."""
+    now = ctx.clock()
+    token = _bearer(request)
+    read = lookup_read(raw, ctx.db.engine.dialect, token, dataset, hexdigest, now)
     try:
-        caller, decision, size = decide_read(read, dataset, hexdigest, ctx.clock())
+        caller, decision, size = decide_read(read, dataset, hexdigest, now)
     except (AccessDeniedError, NotFoundError) as exc:
-        _refused(ctx, read, dataset, hexdigest, exc)
+        _refused(ctx, raw, read, dataset, hexdigest, exc)
         raise
-    ctx.metrics.decisions.labels("allowed").inc()
+    ctx.metrics.allowed.inc()
     return caller, decision, size
 
 
 def _head(ctx: AppContext, request: Request, dataset: str, hexdigest: str) -> int:
     """The size, if the caller may read the blob; any refusal is a 404 (no oracle)."""
-    try:
-        return _authorize(ctx, request, dataset, hexdigest)[2]
-    except AccessDeniedError as exc:
-        raise not_listed(dataset, hexdigest) from exc
+    with pooled_connection(ctx.db.engine) as raw:
+        try:
+            return _authorize(ctx, raw, request, dataset, hexdigest)[2]
+        except AccessDeniedError as exc:
+            raise not_listed(dataset, hexdigest) from exc
 
 
 def size_response(hexdigest: str, size: int) -> Response:
@@ -163,7 +175,15 @@ class _Plan:
 
 
 def _plan_get(ctx: AppContext, request: Request, dataset: str, hexdigest: str) -> _Plan | Response:
-    caller, decision, size = _authorize(ctx, request, dataset, hexdigest)
+    with pooled_connection(ctx.db.engine) as raw:
+        return _plan(ctx, raw, request, dataset, hexdigest)
+
+
+def _plan(
+    ctx: AppContext, raw: Any, request: Request, dataset: str, hexdigest: str
+) -> _Plan | Response:
+    """Authorize and audit a GET on connection ``raw``; what to answer."""
+    caller, decision, size = _authorize(ctx, raw, request, dataset, hexdigest)
     headers = _blob_headers(hexdigest)
     if request.headers.get("if-none-match") == headers["ETag"]:
         return _Plan(headers, 304, ByteRange(0, -1, False), decision, False, None)
@@ -171,6 +191,7 @@ def _plan_get(ctx: AppContext, request: Request, dataset: str, hexdigest: str) -
     if size and ctx.settings.blob_delivery != "stream":  # the bytes bypass the registry
         return offloaded_read(
             ctx,
+            connection=raw,
             principal=caller.keyid,
             decision=decision,
             hexdigest=hexdigest,
@@ -181,6 +202,7 @@ def _plan_get(ctx: AppContext, request: Request, dataset: str, hexdigest: str) -
         )
     # Committed before any byte is sent (raises, so nothing is sent, if it cannot be).
     audit_writer(ctx.db.engine).record(
+        connection=raw,
         now=ctx.clock(),
         action="read",
         principal=caller.keyid,

@@ -144,6 +144,7 @@ class LocalStorage:
         self._uploads = root / "uploads"
         self._blobs.mkdir(parents=True, exist_ok=True)
         self._uploads.mkdir(parents=True, exist_ok=True)
+        self._blobs_dir = str(self._blobs)
 
     def _blob_path(self, digest: str) -> Path:
         return self._blobs / _check_digest(digest)
@@ -200,13 +201,17 @@ class LocalStorage:
         except FileNotFoundError:
             return None
 
+    def _blob_file(self, digest: str) -> str:
+        """The blob's path as a string (no ``Path`` objects on the read path)."""
+        return os.path.join(self._blobs_dir, _check_digest(digest))
+
     def open_blob(self, digest: str) -> BinaryIO:
         """The blob's file, open for reading (what ``os.sendfile`` sends from)."""
-        return self._blob_path(digest).open("rb", buffering=0)
+        return open(self._blob_file(digest), "rb", buffering=0)  # the caller closes it
 
     def read_range(self, digest: str, start: int, end: int) -> Iterator[bytes]:
         # os.pread on a raw fd: one syscall and one copy per block, no buffered-reader layer.
-        fd = os.open(self._blob_path(digest), os.O_RDONLY)
+        fd = os.open(self._blob_file(digest), os.O_RDONLY)
         try:
             pos, stop = start, end + 1
             while pos < stop:

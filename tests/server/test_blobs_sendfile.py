@@ -193,12 +193,15 @@ def _read(sock: socket.socket, limit: int) -> int:
     return got
 
 
-def test_revocation_stops_the_body_at_the_next_recheck(large: Large) -> None:
+def test_revocation_stops_the_body_at_the_next_recheck(large: Large, store: str) -> None:
     with _raw_get(large, 64 * 1024) as sock:
         first = _read(sock, MIB)
         revoke(large.http, large.owner, "acme/big", large.grant_id)
-        rest = _read(sock, SIZE)
-    assert first + rest == RECHECK_BYTES  # the first segment, authorized before the revocation
+        got = first + _read(sock, SIZE)
+    # sendfile runs ahead of the reader by the socket's buffers only: the re-check at 8 MiB
+    # comes after the revocation. In blocks, the transport's buffer holds one more block, so
+    # that first re-check may come before it, and the next one stops the body.
+    assert got == RECHECK_BYTES if store == "local" else got in {RECHECK_BYTES, 2 * RECHECK_BYTES}
 
 
 def test_a_client_gone_mid_body_is_a_499(large: Large) -> None:
