@@ -4,16 +4,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ostraca.protocol_spec import OstracaError, PublicKey, VerifyKey
+from ostraca.protocol_spec import (
+    Envelope,
+    OstracaError,
+    PublicKey,
+    TrainingAttestation,
+    VerifyKey,
+)
 
 if TYPE_CHECKING:
     from ostraca.client.config import ClientConfig
@@ -26,6 +35,15 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 EXIT_REVOKED = 3
 """The exit status of a run stopped because its grant was revoked or expired."""
+
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print JSON (for scripts), on stdout alone; logs on stderr.")
+]
+
+
+def _print_json(data: Any) -> None:
+    """``data`` on stdout alone, as the ``--json`` of every ``ostraca`` command prints it."""
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def _fail(exc: OstracaError, *, code: int = 1, rank0_only: bool = False) -> typer.Exit:
@@ -130,6 +148,7 @@ def train_command(
         float | None,
         typer.Option(help="Seconds between checks of the grant with the registry [default: 60]."),
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Train a Transformer on a verified dataset you hold a grant for: streamed from the
     registry (--dataset), or from a pulled copy (--from-dir). Exits 3 when the grant is revoked
@@ -142,20 +161,45 @@ def train_command(
 
     try:
         cfg = _train_config(ctx)
-        client_config = _client_config(ctx)
         result = _train_from(
-            cfg, client_config, dataset=dataset, from_dir=from_dir, publisher_key=publisher_key
+            cfg,
+            _client_config(ctx),
+            dataset=dataset,
+            from_dir=from_dir,
+            publisher_key=publisher_key,
+            log=err_console.print if as_json else console.print,
         )
     except ACCESS_ENDED as exc:
         raise _fail(exc, code=EXIT_REVOKED, rank0_only=True) from exc
     except OstracaError as exc:
         raise _fail(exc) from exc
+    _print_train_result(result, cfg, as_json=as_json)
+
+
+def _print_train_result(result: TrainResult, cfg: TrainConfig, *, as_json: bool) -> None:
+    last = result.evals[-1] if result.evals else None
+    if as_json:
+        _print_json(
+            {
+                "out": str(cfg.out_dir),
+                "checkpoint": None if result.checkpoint is None else str(result.checkpoint),
+                "step": result.step,
+                "steps": cfg.steps,
+                "stopped": result.stopped,
+                "tokens": result.tokens,
+                "tokens_per_s": result.tokens_per_s,
+                "data_wait_fraction": result.data_wait_fraction,
+                "train_loss": result.losses[-1] if result.losses else None,
+                "num_params": result.num_params,
+                "held_out": None if last is None else dataclasses.asdict(last),
+            }
+        )
+        return
     console.print(
         f"step {result.step}, {result.tokens:,} tokens, {result.tokens_per_s:,.0f} tok/s, "
         f"data wait {result.data_wait_fraction:.1%}; checkpoint {result.checkpoint}"
     )
-    if result.evals:
-        last = result.evals[-1]
+    if last is not None:
         console.print(
             f"held-out loss {last.loss_per_byte:.4f} nats/byte ({last.loss:.4f} nats/token) "
             f"on shards {list(last.shards)}"
@@ -194,6 +238,8 @@ def _train_config(ctx: typer.Context) -> TrainConfig:
     given = {"out_dir": out, **{k: ctx.params[k] for k in _TRAIN_SETTINGS}}
     if given["grant_check_every"] is None:  # TrainConfig's default
         del given["grant_check_every"]
+    if ctx.params["as_json"]:  # stdout holds the summary alone: no live bar there
+        given["progress"] = False
     saved = read_run_config(out) if ctx.params["resume"] else None
     if saved is not None:
         sources = {k: ctx.get_parameter_source(k) for k in _TRAIN_SETTINGS}
@@ -209,6 +255,7 @@ def _train_from(
     dataset: str | None,
     from_dir: Path | None,
     publisher_key: str | None,
+    log: Callable[[str], None],
 ) -> TrainResult:
     from ostraca.client.local import PulledDataset, open_pulled  # noqa: PLC0415
     from ostraca.client.stream import VerifiedDataset, open_dataset, parse_ref  # noqa: PLC0415
@@ -236,7 +283,7 @@ def _train_from(
         )
     try:
         with source:
-            return train(cfg, source=source, log=console.print, grant_check=check)
+            return train(cfg, source=source, log=log, grant_check=check)
     finally:
         if check is not None:
             check.close()
@@ -250,6 +297,7 @@ def generate_command(
     top_k: Annotated[int, typer.Option(help="Sample among the k likeliest (0: all).")] = 50,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     stop_at_eos: Annotated[bool, typer.Option(help="End at the first end of document.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Sample text from a trained run."""
     from .generate import generate  # noqa: PLC0415
@@ -263,7 +311,16 @@ def generate_command(
         seed=seed,
         stop_at_eos=stop_at_eos,
     )
-    console.print(prompt + text, markup=False, highlight=False)
+    if as_json:
+        settings = {"temperature": temperature, "top_k": top_k, "seed": seed}
+        _print_json({"run": str(run), "prompt": prompt, "completion": text, **settings})
+    else:
+        console.print(prompt + text, markup=False, highlight=False)
+
+
+def _attestation_json(path: Path, statement: TrainingAttestation, digest: str) -> dict[str, Any]:
+    """An attestation for scripts: where it is, its id (sha256 of its payload), what it says."""
+    return {"attestation": str(path), "id": digest, **statement.model_dump(mode="json")}
 
 
 def attest_command(
@@ -278,6 +335,7 @@ def attest_command(
             help="Environment variable holding the key's passphrase [default: the configured one]."
         ),
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Sign a TrainingAttestation for the run's checkpoint; write attestation.json beside it."""
     from ostraca.client.keystore import load_signing_key  # noqa: PLC0415
@@ -296,7 +354,12 @@ def attest_command(
         path = attest_run(run, signing)
     except OstracaError as exc:
         raise _fail(exc) from exc
-    console.print(f"attestation {path} (trainer {signing.keyid})")
+    if as_json:
+        envelope = Envelope.from_json(path.read_bytes())
+        statement = TrainingAttestation.from_json_obj(json.loads(envelope.payload))
+        _print_json(_attestation_json(path, statement, envelope.digest))
+    else:
+        console.print(f"attestation {path} (trainer {signing.keyid})")
 
 
 def verify_attestation_command(
@@ -306,16 +369,25 @@ def verify_attestation_command(
         str | None,
         typer.Option(help="Trainer's .pub.json or base64 key [default: your identity]."),
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Verify a run's attestation: signature, trainer key, and the checkpoint's sha256."""
-    from .attest import verify_run_attestation  # noqa: PLC0415
+    """Verify a run's attestation: signature, trainer key, and the checkpoint's sha256. Exits 1
+    when a check fails (with --json, after printing {"ok": false, "error": …})."""
+    from .attest import ATTESTATION_FILE, verify_run_attestation  # noqa: PLC0415
 
+    path = target / ATTESTATION_FILE if target.is_dir() else target
     try:
         trainer = _load_trainer_key(trainer_key, _client_config(ctx))
         v = verify_run_attestation(target, trainer_key=trainer)
     except OstracaError as exc:
+        if as_json:
+            error = {"code": exc.code, "message": str(exc)}
+            _print_json({"ok": False, "attestation": str(path), "error": error})
         raise _fail(exc) from exc
     a = v.statement
+    if as_json:
+        _print_json({"ok": True, **_attestation_json(path, a, v.digest)})
+        return
     console.print(
         f"[green]verified[/green] {a.steps} steps, {a.tokens:,} tokens, trainer {a.trainer}"
     )
