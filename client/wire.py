@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import re
+import ssl
 import time
 from collections.abc import Collection, Mapping
 from contextvars import ContextVar
@@ -129,13 +130,17 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-def _deadline_transport() -> httpx.HTTPTransport:
+def _deadline_transport(base_url: str) -> httpx.HTTPTransport:
     """httpx's own transport, over :class:`_DeadlineBackend` (its pool is the one thing
-    replaced; the request and answer mapping stays httpx's)."""
-    transport = httpx.HTTPTransport()
+    replaced; the request and answer mapping stays httpx's). The TLS context (loading the CA
+    bundle costs ~50 ms) is built up front only for an https registry; for a plain-http one
+    httpcore builds its verifying default if a connection ever needs TLS."""
+    # The transport's own context is never used (its pool is replaced): a bare one, still
+    # verifying, not a second CA-bundle load.
+    transport = httpx.HTTPTransport(verify=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
     limits = httpx.Limits()
     transport._pool = httpcore.ConnectionPool(
-        ssl_context=httpx.create_ssl_context(),
+        ssl_context=httpx.create_ssl_context() if base_url.startswith("https:") else None,
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,
@@ -159,7 +164,7 @@ class Wire:
         self.limits = limits
         self._http = httpx.Client(
             base_url=base_url,
-            transport=transport or _deadline_transport(),
+            transport=transport or _deadline_transport(base_url),
             timeout=timeout,
             headers={"User-Agent": "ostraca-client/1"},
             follow_redirects=False,
