@@ -10,7 +10,6 @@ import base64
 import binascii
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -18,6 +17,8 @@ from pathlib import Path
 from ostraca.protocol_spec import MalformedError
 from ostraca.protocol_spec.checkpoint import DEFAULT_MAX_AGE
 from ostraca.protocol_spec.note import COSIGNATURE_V1, NoteVerifier
+
+from .files import atomic_write
 
 __all__ = ["CheckpointStore", "LogPolicy", "StoredLog", "log_vkey_of"]
 
@@ -94,8 +95,6 @@ class CheckpointStore:
             "checkpoint": base64.b64encode(stored.note).decode("ascii"),
             "scanned": stored.scanned,
         }
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(body, f)
-        os.replace(tmp, self.path)
+        # A temporary file of its own per writer: DataLoader workers opening one dataset at
+        # once save the same checkpoint side by side.
+        atomic_write(self.path, json.dumps(body).encode(), mode=0o600)
