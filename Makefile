@@ -27,7 +27,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy tests scripts bench/bench_protocol.py bench/bench_server.py bench/bench_client.py bench/bench_cli.py bench/bench_web.py bench/bench_trainer.py bench/gpu_check.py
+	$(VENV)/bin/mypy tests scripts bench/bench_protocol.py bench/bench_server.py bench/bench_client.py bench/bench_cli.py bench/bench_web.py bench/bench_trainer.py bench/gpu_check.py bench/bench_publish.py bench/bench_resume.py bench/bench_crypto.py bench/bench_log.py bench/bench_scope.py
 	$(VENV)/bin/mypy bench/bench_scale.py
 
 # Ostraca against MosaicML Streaming, WebDataset, LitData and HF datasets (their own venv).
