@@ -99,9 +99,9 @@ def size(n: int) -> str:
     return f"{value:.1f} TiB"
 
 
-def count(n: int, noun: str) -> str:
-    """``1 shard``, ``3 shards``, ``1,000 rows``."""
-    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 shard``, ``3 shards``, ``1,000 rows``; ``plural`` where it is not ``noun + "s"``."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {plural or noun + 's'}"
 
 
 def short(keyid: str | None) -> str:

@@ -56,9 +56,14 @@ def croissant_command(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to this file [default: stdout]")
     ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="With --output: report what was written as JSON (on stdout)."),
+    ] = False,
 ) -> None:
     """Croissant JSON-LD metadata of a dataset version, from its verified manifest: shards with
-    their sha256, the record set of its Arrow columns, licence, terms, citation, publisher."""
+    their sha256, the record set of its Arrow columns, licence, terms, citation, publisher.
+    Without --output the document itself is the JSON on stdout."""
     dataset, version = parse_ref(ref)
     registry = client(ctx)
     verified = resolve_trusted(registry, dataset, version)[1].manifest
@@ -77,6 +82,10 @@ def croissant_command(
         sys.stdout.buffer.write(body + b"\n")
         return
     output.write_bytes(body + b"\n")
+    if as_json:
+        written = {"output": str(output), "dataset": dataset, "version": verified.statement.version}
+        print_json({**written, "manifest_digest": verified.digest, "bytes": len(body) + 1})
+        return
     err_console.print(
         f"wrote {output}: Croissant of {dataset}@{verified.statement.version} "
         f"(manifest {verified.digest[:16]}…, signature checked)",

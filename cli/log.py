@@ -21,7 +21,7 @@ from ostraca.protocol_spec.errors import InclusionProofError
 from ostraca.protocol_spec.merkle import leaf_hash, root_from_leaves
 from ostraca.protocol_spec.models import utc_now
 
-from .common import JsonOpt, config, console, print_json
+from .common import JsonOpt, config, console, count, print_json
 
 app = typer.Typer(help="Monitor the registry's transparency log.")
 
@@ -112,8 +112,8 @@ def verify(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         print_json({"size": report.size, "seconds": report.seconds, "entries_per_second": rate})
         return
     console.print(
-        f"log of {cfg.registry}: {report.size} entries verified against its checkpoint "
-        f"({rate:,.0f} entries/s)"
+        f"log of {cfg.registry}: {count(report.size, 'entry', 'entries')} verified against "
+        f"its checkpoint ({rate:,.0f} entries/s)"
     )
 
 

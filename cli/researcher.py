@@ -128,8 +128,8 @@ def show(
     console.print("versions", highlight=False)
     for v in detail.versions:
         console.print(
-            f"  {v.version}  {when(v.created)}  {v.total_rows:,} rows  {size(v.total_bytes)}  "
-            f"{v.digest[:16]}…",
+            f"  {v.version}  {when(v.created)}  {count(v.total_rows, 'row')}  "
+            f"{size(v.total_bytes)}  {v.digest[:16]}…",
             highlight=False,
         )
     console.print("terms", highlight=False)

@@ -93,14 +93,30 @@ def test_train_generate_attest_and_verify_print_json(
     assert report["error"]["code"]
     assert failed.stderr.count("error [") == 1  # the one line, on stderr
 
-    publish_table(sample_table(20), dataset=ONE_SHARD)
-    shown = ostraca(researcher.env(), "show", ONE_SHARD)
+    one = publish_table(sample_table(20), dataset=ONE_SHARD)
+    shown = ostraca(env, "show", ONE_SHARD)
     assert shown.returncode == 0, shown.stderr
     assert "20 rows, 1 shard, " in shown.stdout
+    assert "  20 rows  " in shown.stdout  # its line under versions
+
+    out = tmp_path / "one.croissant.json"
+    wrote = _json(env, "croissant", ONE_SHARD, "--output", str(out))
+    assert wrote == {
+        "output": str(out),
+        "dataset": ONE_SHARD,
+        "version": 1,
+        "manifest_digest": one.digest,
+        "bytes": out.stat().st_size,
+    }
+    document = ostraca(env, "croissant", ONE_SHARD)  # without --output: the document is the JSON
+    assert json.loads(document.stdout) == json.loads(out.read_bytes())
 
 
 def test_the_trainer_and_identity_commands_take_json(tmp_path: Path) -> None:
     env = {"OSTRACA_HOME": str(tmp_path), "COLUMNS": "200"}
-    commands = ("keygen", "train", "generate", "attest", "verify-attestation", "log verify")
+    commands = (
+        "keygen", "train", "generate", "attest", "verify-attestation", "croissant",
+        "log verify", "log watch",
+    )  # fmt: skip
     lacking = [c for c in commands if "--json" not in ostraca(env, *c.split(), "--help").stdout]
     assert lacking == []
