@@ -163,11 +163,11 @@ def rotate_encryption_key(client: RegistryClient) -> EncryptionPrivateKey:
     return private
 
 
-def current_encryption_key(
+def _newest_encryption_key(
     client: RegistryClient, grantee: str, *, now: datetime
-) -> EncryptionPublicKey | None:
-    """The grantee's newest encryption key signed by exactly the key ``grantee`` (E1-E6), found
-    in the registry's transparency log (LOG.md L1-L11: no key shown to this publisher alone)."""
+) -> tuple[EncryptionPublicKey, Envelope] | None:
+    """The grantee's newest encryption key signed by exactly the key ``grantee`` (E1-E6), with
+    its envelope (not yet checked in the log)."""
     principal = client.get_principal(grantee)
     trusted = {k.keyid: k.to_verify_key() for k in principal.keys if k.keyid == grantee}
     trusted |= {k.keyid: k.to_verify_key() for k in principal.rotated_keys if k.keyid == grantee}
@@ -182,10 +182,19 @@ def current_encryption_key(
         v = verify_encryption_key(env, owner_keys=trusted, now=now)
         if newest is None or v.statement.created >= newest[0].created:
             newest = v.statement, env
-    if newest is None:
+    return None if newest is None else (newest[0].to_public_key(), newest[1])
+
+
+def current_encryption_key(
+    client: RegistryClient, grantee: str, *, now: datetime
+) -> EncryptionPublicKey | None:
+    """The grantee's newest encryption key signed by exactly the key ``grantee`` (E1-E6), found
+    in the registry's transparency log (LOG.md L1-L11: no key shown to this publisher alone)."""
+    found = _newest_encryption_key(client, grantee, now=now)
+    if found is None:
         return None
-    check_logged(client, [newest[1]], now=now)
-    return newest[0].to_public_key()
+    check_logged(client, [found[1]], now=now)
+    return found[0]
 
 
 def check_logged(client: RegistryClient, envelopes: Sequence[Envelope], *, now: datetime) -> None:
@@ -315,6 +324,25 @@ def _covered(
     return {v: groups for v, groups in out.items() if groups}
 
 
+def _post_wrapped(
+    client: RegistryClient,
+    grant: GrantItem,
+    covered: Mapping[int, Mapping[str, DataKey]],
+    recipient: EncryptionPublicKey,
+    now: datetime,
+) -> None:
+    env = key_grant_envelope(
+        client.key,
+        covered,
+        dataset=grant.dataset,
+        grantee=grant.grantee,
+        recipient=recipient,
+        grant=grant.grant_id,
+        created=now,
+    )
+    post_key_grant(client, env)
+
+
 def grant_keys(
     client: RegistryClient,
     grant: GrantItem,
@@ -328,16 +356,7 @@ def grant_keys(
     recipient = current_encryption_key(client, grant.grantee, now=now) if covered else None
     if recipient is None:
         return False
-    env = key_grant_envelope(
-        client.key,
-        covered,
-        dataset=grant.dataset,
-        grantee=grant.grantee,
-        recipient=recipient,
-        grant=grant.grant_id,
-        created=now,
-    )
-    post_key_grant(client, env)
+    _post_wrapped(client, grant, covered, recipient, now)
     return True
 
 
@@ -371,9 +390,17 @@ def publish_keys(
     ensure_encryption_key(client)
     post_key_grant(client, escrow)
     now = utc_now()
+    pending = []
     for grant in client.list_grants(dataset=dataset):
-        if grant.dataset == dataset and grant.grantee != client.keyid:
-            grant_keys(client, grant, keys, now=now)
+        mine = grant.dataset == dataset and grant.grantee != client.keyid
+        covered = _covered(grant, keys, now) if mine else {}
+        found = _newest_encryption_key(client, grant.grantee, now=now) if covered else None
+        if found is not None:
+            pending.append((grant, covered, *found))
+    # The grantees' encryption keys checked in the log together (16 per round trip).
+    check_logged(client, list({env.digest: env for *_, env in pending}.values()), now=now)
+    for grant, covered, recipient, _env in pending:
+        _post_wrapped(client, grant, covered, recipient, now)
 
 
 def reader_keys(
