@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Dialect, Engine, Select, bindparam, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Dialect, Engine, Select, bindparam, select
 
 from ostraca.protocol_spec.errors import (
     AccessDeniedError,
@@ -337,13 +336,21 @@ def _check_group(grant: _Grant, group: str, dataset: str) -> None:
         )
 
 
-def grant_still_valid(session: Session, grant_id: str, now: datetime) -> bool:
+_GRANT_NOW = (
+    select(GrantRow.expires, RevocationRow.grant_id)
+    .outerjoin(RevocationRow, RevocationRow.grant_id == GrantRow.grant_id)
+    .where(GrantRow.grant_id == bindparam("grant"))
+)
+_P_GRANT_NOW = _Prepared(_GRANT_NOW)
+
+
+def grant_still_valid(engine: Engine, grant_id: str, now: datetime) -> bool:
     """Re-checked while a long response streams: not revoked, not expired since it started
-    (one query: the grant's primary key, its revocation by primary key)."""
-    row = session.execute(
-        select(GrantRow.expires, func.count(RevocationRow.grant_id))
-        .outerjoin(RevocationRow, RevocationRow.grant_id == GrantRow.grant_id)
-        .where(GrantRow.grant_id == grant_id)
-        .group_by(GrantRow.expires)
-    ).first()
-    return row is not None and row[1] == 0 and now < row[0]
+    (one query on a pooled connection: the grant's primary key, its revocation's)."""
+    with pooled_connection(engine) as raw:
+        cur = raw.cursor()
+        try:
+            rows = _P_GRANT_NOW.rows(cur, engine.dialect, grant=grant_id)
+        finally:
+            cur.close()
+    return bool(rows) and rows[0][1] is None and now < rows[0][0]

@@ -209,5 +209,4 @@ async def _disconnected(receive: Receive) -> None:
 
 
 def _still_granted(ctx: AppContext, grant_id: str) -> bool:
-    with ctx.db.read_session() as session:
-        return grant_still_valid(session, grant_id, ctx.clock())
+    return grant_still_valid(ctx.db.engine, grant_id, ctx.clock())
