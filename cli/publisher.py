@@ -72,6 +72,11 @@ class CompressionOpt(StrEnum):
     none = "none"
 
 
+class ChunkDigestOpt(StrEnum):
+    blake3 = "blake3"
+    sha256 = "sha256"
+
+
 def _column_groups(specs: list[str]) -> dict[str, list[str]]:
     """``["pii=ssn,dob"]`` → ``{"pii": ["ssn", "dob"]}``."""
     groups: dict[str, list[str]] = {}
@@ -135,6 +140,13 @@ def publish(
     ] = CompressionOpt.zstd,
     column_group: ColumnGroupOpt = None,
     no_encrypt: NoEncryptOpt = False,
+    chunk_digest: Annotated[
+        ChunkDigestOpt,
+        typer.Option(
+            help="Digest of each chunk in the chunk lists: sha256 for readers that cannot "
+            "verify blake3 (older clients)."
+        ),
+    ] = ChunkDigestOpt.blake3,
     as_json: JsonOpt = False,
 ) -> None:
     """Publish files as the next version of a dataset: shard, encrypt, sign, upload what is
@@ -159,6 +171,7 @@ def publish(
             progress=not as_json,
             column_groups=_column_groups(column_group or []),
             encrypt=not no_encrypt,
+            chunk_digest="sha256" if chunk_digest is ChunkDigestOpt.sha256 else "blake3",
         )
     except KeyboardInterrupt:
         raise UserInterruptError(

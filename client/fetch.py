@@ -46,7 +46,7 @@ from ostraca.protocol_spec import (
     chunk_count,
     chunk_list_bytes,
 )
-from ostraca.protocol_spec.chunks import DIGEST_BYTES
+from ostraca.protocol_spec.chunks import DEFAULT_CHUNK_DIGEST, DIGEST_BYTES, chunk_hasher
 from ostraca.protocol_spec.errors import UnavailableError
 
 from .config import DEFAULT_LIMITS, ReadLimits
@@ -78,9 +78,10 @@ class ChunkVerifier:
 
     Every byte of the blob lies in exactly one chunk and the chunk list is authenticated by the
     manifest's ``chunks`` digest, so all chunks verified plus the length equal to ``size`` is
-    the whole-blob check (sha256 collision resistance). ``whole=True`` (``verify="paranoid"``)
-    also computes the whole-blob sha256 and compares it with ``digest``: a second pass over
-    every byte, redundant unless the publisher signed an inconsistent manifest.
+    the whole-blob check (collision resistance of ``chunk_digest``, the manifest's chunk digest
+    algorithm, SPEC 2.5). ``whole=True`` (``verify="paranoid"``) also computes the whole-blob
+    sha256 and compares it with ``digest``: a second pass over every byte, redundant unless the
+    publisher signed an inconsistent manifest.
     """
 
     def __init__(
@@ -93,6 +94,7 @@ class ChunkVerifier:
         chunk_list: bytes,
         fd: int,
         whole: bool = False,
+        chunk_digest: str = DEFAULT_CHUNK_DIGEST,
     ) -> None:
         if len(chunk_list) != chunk_list_bytes(size, chunk_bytes):
             raise DigestMismatchError(
@@ -107,7 +109,8 @@ class ChunkVerifier:
         self._last_start = (size - 1) // chunk_bytes * chunk_bytes
         self._fd = fd
         self._whole = hashlib.sha256() if whole else None
-        self._chunk = hashlib.sha256()
+        self._new = chunk_hasher(chunk_digest)
+        self._chunk = self._new()
         self._pos = 0
         self.verified = 0
         self._error: BaseException | None = None
@@ -133,7 +136,7 @@ class ChunkVerifier:
             got = os.preadv(self._fd, [mv[:n]], pos)
             if got != n:
                 break
-            if hashlib.sha256(mv[:n]).digest() != self._expected(pos // self.chunk_bytes):
+            if self._digest(mv[:n]) != self._expected(pos // self.chunk_bytes):
                 break
             if self._whole is not None:
                 self._whole.update(mv[:n])
@@ -155,13 +158,18 @@ class ChunkVerifier:
         for start in range(0, self.size, self.chunk_bytes):
             self._pos = min(self.size, start + self.chunk_bytes)
             with view[start : self._pos] as piece:
-                self._check(start // self.chunk_bytes, hashlib.sha256(piece).digest())
+                self._check(start // self.chunk_bytes, self._digest(piece))
                 if self._whole is not None:
                     self._whole.update(piece)
             if isinstance(mapping, mmap.mmap):  # the pages stay in the page cache: flat RSS
                 page = start - start % mmap.PAGESIZE
                 mapping.madvise(mmap.MADV_DONTNEED, page, self._pos - page)
         self.finish()
+
+    def _digest(self, piece: memoryview) -> bytes:
+        h = self._new()
+        h.update(piece)
+        return h.digest()
 
     def _expected(self, index: int) -> bytes:
         return self._chunks[index * DIGEST_BYTES : (index + 1) * DIGEST_BYTES]
@@ -189,7 +197,7 @@ class ChunkVerifier:
             self._pos += take
             if self._pos % self.chunk_bytes == 0 or self._pos == self.size:
                 self._check((self._pos - 1) // self.chunk_bytes, self._chunk.digest())
-                self._chunk = hashlib.sha256()
+                self._chunk = self._new()
 
     def _check(self, index: int, got: bytes) -> None:
         """Chunk ``index`` (ending at the current position) hashed to ``got``: release it, or
@@ -209,7 +217,7 @@ class ChunkVerifier:
         """The end of the blob: every chunk verified and the length is the manifest's (and, with
         ``whole``, the whole-blob sha256 matches)."""
         if self.size == 0 and self._error is None:  # no chunk was ever complete: check the one
-            self._check(0, hashlib.sha256(b"").digest())
+            self._check(0, self._digest(memoryview(b"")))
         if self._pos != self.size or self.verified != self.size:
             err: VerificationError = DigestMismatchError(
                 f"{self.name}: got {self._pos} of {self.size} bytes"

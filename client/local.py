@@ -58,6 +58,7 @@ from ostraca.protocol_spec import (
     verify_grant,
     verify_manifest,
 )
+from ostraca.protocol_spec.chunks import DEFAULT_CHUNK_DIGEST
 
 from .config import load_config, ostraca_home
 from .encryption import KeyRing, identity_encryption_key
@@ -164,10 +165,16 @@ def shard_path(directory: Path, entry: ShardEntry) -> Path:
 
 
 def verify_shard_file(
-    directory: Path, entry: ShardEntry, *, chunk_bytes: int, what: str, fd: int | None = None
+    directory: Path,
+    entry: ShardEntry,
+    *,
+    chunk_bytes: int,
+    what: str,
+    fd: int | None = None,
+    chunk_digest: str = DEFAULT_CHUNK_DIGEST,
 ) -> None:
     """Check a copy's shard: its chunk list against the manifest, each chunk against the list
-    (one sha256 pass over the file), its length against the manifest. Raises
+    (one ``chunk_digest`` pass over the file), its length against the manifest. Raises
     :class:`DigestMismatchError` (or :class:`VerificationError` for a missing file). ``fd``: the
     shard, already open."""
     try:
@@ -193,6 +200,7 @@ def verify_shard_file(
             chunk_bytes=chunk_bytes,
             chunk_list=chunks,
             fd=fd,
+            chunk_digest=chunk_digest,
         )
         good = verifier.resume_existing()
         if good < entry.bytes:
@@ -286,7 +294,12 @@ class PulledDataset(VerifiedVersion, TableExports):
             raise VerificationError(f"{self._what(index)}: file missing") from None
         try:
             verify_shard_file(
-                self.directory, entry, chunk_bytes=m.chunk_bytes, what=self._what(index), fd=fd
+                self.directory,
+                entry,
+                chunk_bytes=m.chunk_bytes,
+                what=self._what(index),
+                fd=fd,
+                chunk_digest=m.chunk_algorithm,
             )
             if entry.bytes == 0:
                 return memoryview(b"")

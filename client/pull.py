@@ -32,6 +32,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ostraca.protocol_spec import (
+    DatasetManifest,
     DigestMismatchError,
     ExpiredError,
     OstracaError,
@@ -86,7 +87,11 @@ def _pull_shard(ds: VerifiedDataset, index: int, dest: Path) -> int:
         atomic_write(chunk_target, chunks)
     try:  # already here and intact (a pull that resumes)
         verify_shard_file(
-            dest, entry, chunk_bytes=ds.manifest.statement.chunk_bytes, what=f"shard {index}"
+            dest,
+            entry,
+            chunk_bytes=ds.manifest.statement.chunk_bytes,
+            what=f"shard {index}",
+            chunk_digest=ds.manifest.statement.chunk_algorithm,
         )
     except VerificationError:
         pass
@@ -115,6 +120,7 @@ def _pull_shard(ds: VerifiedDataset, index: int, dest: Path) -> int:
             chunk_bytes=ds.manifest.statement.chunk_bytes,
             chunk_list=chunks,
             fd=fd,
+            chunk_digest=ds.manifest.statement.chunk_algorithm,
         )
         offset = verifier.resume_existing()
         try:
@@ -223,10 +229,12 @@ class CopyReport:
         return [c for c in self.checks if not c.ok]
 
 
-def _check_shard(directory: Path, index: int, entry: ShardEntry, chunk_bytes: int) -> Check:
+def _check_shard(directory: Path, index: int, entry: ShardEntry, m: DatasetManifest) -> Check:
     what = f"shard {index} {entry.sha256[:16]}…"
     try:
-        verify_shard_file(directory, entry, chunk_bytes=chunk_bytes, what=what)
+        verify_shard_file(
+            directory, entry, chunk_bytes=m.chunk_bytes, what=what, chunk_digest=m.chunk_algorithm
+        )
     except VerificationError as exc:
         return Check(what, ok=False, detail=exc.message.removeprefix(f"{what}: "))
     return Check(what, ok=True, detail=f"{entry.rows} rows, {entry.bytes} bytes")
@@ -301,5 +309,5 @@ def verify_copy(
         if client is not None:
             _check_revocation(report, client, grant, now)
     for i, entry in enumerate(m.shards):
-        report.checks.append(_check_shard(directory, i, entry, m.chunk_bytes))
+        report.checks.append(_check_shard(directory, i, entry, m))
     return report

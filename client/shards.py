@@ -9,10 +9,10 @@ Shard format (what the streaming reader relies on):
 - Record batches are about :data:`TARGET_BATCH_BYTES` on disk (more rows per batch where data
   compresses well), so a reader can decode and use the first batches of a shard long before the
   whole shard has arrived.
-- A shard's *chunk list* is the concatenation of the raw 32-byte sha256 digests of each
-  ``chunk_bytes`` piece of the shard file (the last piece may be shorter). The manifest's
-  ``ShardEntry.chunks`` is the sha256 hex of that chunk list; the list itself is uploaded as a
-  blob of its own.
+- A shard's *chunk list* is the concatenation of the raw 32-byte digests (by the manifest's
+  ``chunk_digest`` algorithm, BLAKE3 or SHA-256) of each ``chunk_bytes`` piece of the shard
+  file (the last piece may be shorter). The manifest's ``ShardEntry.chunks`` is the sha256 hex
+  of that chunk list; the list itself is uploaded as a blob of its own.
 
 Both digests come from one pass: :class:`HashingSink` sits between Arrow's writer and the file.
 
@@ -34,6 +34,7 @@ from typing import Any, BinaryIO, Literal
 import pyarrow as pa
 
 from ostraca.protocol_spec import ShardEntry
+from ostraca.protocol_spec.chunks import DEFAULT_CHUNK_DIGEST, chunk_hasher
 from ostraca.protocol_spec.crypto import ShardCipher
 from ostraca.protocol_spec.models import DEFAULT_GROUP, GroupBlob
 
@@ -54,15 +55,19 @@ MIN_BATCH_MEMORY = 16 * 1024
 class HashingSink:
     """A write-only file for ``pa.PythonFile`` that hashes every byte on its way to disk.
 
-    Keeps a whole-file sha256 and a sha256 per fixed ``chunk_bytes`` piece, so that the shard's
-    digest and its chunk list are ready the moment the writer closes: no second read.
+    Keeps a whole-file sha256 and a ``chunk_digest`` digest per fixed ``chunk_bytes`` piece, so
+    that the shard's digest and its chunk list are ready the moment the writer closes: no second
+    read.
     """
 
-    def __init__(self, fh: BinaryIO, chunk_bytes: int) -> None:
+    def __init__(
+        self, fh: BinaryIO, chunk_bytes: int, chunk_digest: str = DEFAULT_CHUNK_DIGEST
+    ) -> None:
         self._fh = fh
         self._chunk_bytes = chunk_bytes
         self._whole = hashlib.sha256()
-        self._chunk = hashlib.sha256()
+        self._new = chunk_hasher(chunk_digest)
+        self._chunk = self._new()
         self._in_chunk = 0
         self._digests: list[bytes] = []
         self.size = 0
@@ -81,7 +86,7 @@ class HashingSink:
             pos += take
             if self._in_chunk == self._chunk_bytes:
                 self._digests.append(self._chunk.digest())
-                self._chunk = hashlib.sha256()
+                self._chunk = self._new()
                 self._in_chunk = 0
         self.size += n
         return n
@@ -197,7 +202,7 @@ class ShardWriter:
     ``default`` to its columns (SPEC 2.6); the rest of ``schema`` is ``default``'s. With
     ``seal``, each group's stream of each shard is sealed as it is written by
     ``seal(shard index, group)`` (ENCRYPTION.md 2): sizes, digests and chunk lists are then those
-    of the sealed files.
+    of the sealed files. ``chunk_digest`` is the chunk lists' digest algorithm (SPEC 2.5).
     """
 
     def __init__(
@@ -211,8 +216,10 @@ class ShardWriter:
         batch_bytes: int = TARGET_BATCH_BYTES,
         groups: dict[str, list[str]] | None = None,
         seal: Callable[[int, str], ShardCipher] | None = None,
+        chunk_digest: str = DEFAULT_CHUNK_DIGEST,
     ) -> None:
         self.directory = directory
+        self.chunk_digest = chunk_digest
         self.seal = seal
         self.schema = schema
         named = {c for cols in (groups or {}).values() for c in cols}
@@ -288,7 +295,7 @@ class ShardWriter:
         for group, columns in self.groups.items():
             path = self.directory / f"{self._stem(index, group)}.arrows"
             fh = open(path, "wb")  # noqa: SIM115 — closed in _close_shard
-            sink = HashingSink(fh, self.chunk_bytes)
+            sink = HashingSink(fh, self.chunk_bytes, self.chunk_digest)
             sealing = None if self.seal is None else SealingSink(sink, self.seal(index, group))
             whole = len(self.groups) == 1  # no column groups: the schema as given
             schema = self.schema if whole else pa.schema([self.schema.field(c) for c in columns])

@@ -31,6 +31,7 @@ import pyarrow as pa
 from rich.progress import Progress
 
 from ostraca.protocol_spec import MalformedError, NotFoundError
+from ostraca.protocol_spec.chunks import DEFAULT_CHUNK_DIGEST
 from ostraca.protocol_spec.crypto import ShardCipher
 from ostraca.protocol_spec.errors import RangeNotSatisfiableError
 
@@ -166,6 +167,7 @@ def encode(
     groups: dict[str, list[str]] | None = None,
     seal: Callable[[int, str], ShardCipher] | None = None,
     on_shard: Callable[[ShardFile], None] = lambda _shard: None,
+    chunk_digest: str = DEFAULT_CHUNK_DIGEST,
 ) -> None:
     """Encode the inputs into the plan's shards (sealed by ``seal(shard, group)`` if given),
     calling ``on_shard`` with each shard as soon as it is written, in order."""
@@ -179,6 +181,7 @@ def encode(
         compression=compression,
         groups=groups,
         seal=seal,
+        chunk_digest=chunk_digest,
     )
     task = progress.add_task("encoding (bytes read)", total=None)
     batches = read_ahead(

@@ -313,6 +313,7 @@ class VerifiedDataset(VerifiedVersion, TableExports):
             chunk_list=chunks,
             fd=fd,
             whole=self.verify == "paranoid",
+            chunk_digest=self.manifest.statement.chunk_algorithm,
         )
 
     def _ready_from_cache(self, index: int, entry: GroupBlob, ready: Future[Opened]) -> bool:

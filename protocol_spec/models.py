@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from .canonical import canonical_bytes, sha256_hex
+from .chunks import CHUNK_DIGESTS, DEFAULT_CHUNK_DIGEST, ChunkDigest
 from .errors import MalformedError
 from .keys import VerifyKey, key_id
 
@@ -115,6 +116,16 @@ def _exact_int(value: Any) -> Any:
     return value
 
 
+def _known_chunk_digest(value: Any) -> Any:
+    # Named in the error: a newer publisher's algorithm is refused, never read as SHA-256.
+    if not isinstance(value, str) or value not in CHUNK_DIGESTS:
+        raise ValueError(
+            f"chunk_digest {value!r} is not an algorithm this verifier implements "
+            f"({', '.join(CHUNK_DIGESTS)})"
+        )
+    return value
+
+
 def _exact_true(value: Any) -> Any:
     # ``Literal[True]`` alone also takes ``1`` and ``1.0``.
     if value is not True:
@@ -132,6 +143,8 @@ class Statement(_Model):
     PAYLOAD_TYPE: ClassVar[str]
     V2_FIELDS: ClassVar[tuple[str, ...]] = ()
     """Fields introduced by spec_version 2: a statement uses 2 exactly when it sets one."""
+    MINOR_FIELDS: ClassVar[tuple[str, ...]] = ()
+    """Optional fields of a minor revision (section 7): left out of the payload when unset."""
 
     spec_version: Annotated[Literal[1, 2], BeforeValidator(_exact_int)] = 1
 
@@ -148,7 +161,7 @@ class Statement(_Model):
         """The canonical bytes that are signed. The verifier checks the same form. A version-2
         field left unset is left out, so a version-1 statement is exactly one (section 7)."""
         data = self.model_dump(mode="json")
-        for name in self.V2_FIELDS:
+        for name in (*self.V2_FIELDS, *self.MINOR_FIELDS):
             if data.get(name) is None:
                 data.pop(name, None)
         return canonical_bytes(data)
@@ -287,8 +300,17 @@ class DatasetManifest(Statement):
     ) = None
     """spec_version 2: how each encrypted group's blobs are sealed (ENCRYPTION.md 5); a group
     not named is plaintext."""
+    chunk_digest: Annotated[ChunkDigest, BeforeValidator(_known_chunk_digest)] | None = None
+    """Algorithm of the chunk lists' digests (SPEC 2.5); absent: ``sha256``. Use
+    :attr:`chunk_algorithm`."""
 
     V2_FIELDS: ClassVar[tuple[str, ...]] = ("column_groups", "encryption")
+    MINOR_FIELDS: ClassVar[tuple[str, ...]] = ("chunk_digest",)
+
+    @property
+    def chunk_algorithm(self) -> ChunkDigest:
+        """The chunk digest algorithm of every shard's chunk list (``sha256`` when absent)."""
+        return self.chunk_digest or DEFAULT_CHUNK_DIGEST
 
     @field_validator("chunk_bytes")
     @classmethod

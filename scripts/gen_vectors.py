@@ -39,6 +39,7 @@ from ostraca.protocol_spec import (
     sign_statement,
 )
 from ostraca.protocol_spec.auth import login_message, registration_message
+from ostraca.protocol_spec.chunks import compute_chunk_list
 from ostraca.protocol_spec.models import GroupBlob
 
 VECTORS_DIR = Path(__file__).resolve().parent.parent / "protocol_spec" / "vectors"
@@ -120,7 +121,12 @@ def manifest(version: int, previous: str | None, shards: tuple[int, ...], **extr
         total_rows=sum(s.rows for s in entries),
         total_bytes=sum(s.bytes for s in entries),
     )
-    return {**m.model_dump(mode="json"), **extra}
+    return {**_dump(m), **extra}
+
+
+def _dump(m: DatasetManifest) -> JSON:
+    """``m`` as JSON; ``chunk_digest`` left out when unset, as in its payload (sha256)."""
+    return m.model_dump(mode="json", exclude=None if m.chunk_digest else {"chunk_digest"})
 
 
 def group_blob(index: int, group: str) -> GroupBlob:
@@ -149,7 +155,7 @@ def grouped_manifest(**extra: Any) -> JSON:
         "shards": shards,
         "total_bytes": total,
     }
-    return {**DatasetManifest.model_validate(obj).model_dump(mode="json"), **extra}
+    return {**_dump(DatasetManifest.model_validate(obj)), **extra}
 
 
 def digest(env: Envelope) -> str:
@@ -1214,6 +1220,49 @@ def rotation_vectors() -> list[JSON]:
     return [*out, *(negative(n, d, "untrusted_key", e, i) for n, d, e, i in bad)]
 
 
+def blake3_vectors() -> JSON:
+    """``chunk_digest`` ``blake3`` (SPEC 2.5): the shards of ``chunks.json`` with BLAKE3 chunk
+    lists, a manifest of version 1 listing two of them, and the same manifest naming an
+    algorithm no verifier implements (``malformed``)."""
+    shards = []
+    for index, size in enumerate(SHARD_SIZES):
+        data = shard_bytes(index, size)
+        lst = compute_chunk_list(data, CHUNK_BYTES, "blake3")
+        shards.append(
+            {
+                "name": f"shard-{index}",
+                "content_rule": f"byte i is (i + {7 * index}) mod 251, for i in 0..{size - 1}",
+                "bytes": size,
+                "chunk_bytes": CHUNK_BYTES,
+                "chunk_digest": "blake3",
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "chunk_list_hex": lst.hex(),
+                "chunks": hashlib.sha256(lst).hexdigest(),
+            }
+        )
+    base = manifest(1, None, (0, 1))
+    for entry, vector in zip(base["shards"], shards, strict=False):
+        entry["chunks"] = vector["chunks"]
+    good = signed(DatasetManifest.model_validate({**base, "chunk_digest": "blake3"}), PUB)
+    unknown = signed_obj(MANIFEST_T, {**base, "chunk_digest": "sha3-256"}, PUB)
+    check = inputs("manifest", dataset=DATASET)
+    valid = positive(
+        "manifest-blake3-chunks",
+        "Version 1 of acme/books whose chunk lists are BLAKE3 (shard-0 and shard-1 above).",
+        good,
+        {**check, "_signer": PUB.keyid},
+    )
+    del valid["inputs"]["_signer"]
+    bad = negative(
+        "manifest-unknown-chunk-digest",
+        "The same manifest naming chunk_digest sha3-256, which no verifier implements.",
+        "malformed",
+        unknown,
+        check,
+    )
+    return {"shards": shards, "vectors": [valid, bad]}
+
+
 def build() -> dict[str, JSON]:
     """Every vector file's content by file name."""
     common: JSON = {"spec": "SPEC.md section 10", "generator": "scripts/gen_vectors.py"}
@@ -1225,6 +1274,7 @@ def build() -> dict[str, JSON]:
         "chunks.json": {**common, "vectors": chunk_vectors()},
         "auth.json": {**common, "vectors": auth_vectors()},
         "rotation.json": {**common, "vectors": rotation_vectors()},
+        "chunks_blake3.json": {**common, **blake3_vectors()},
     }
 
 

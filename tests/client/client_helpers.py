@@ -7,6 +7,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import blake3
 import pyarrow as pa
 
 from ostraca.client.api import RegistryClient
@@ -117,7 +118,8 @@ def read_back(client: RegistryClient, result: PublishResult) -> pa.Table:
         chunk_list = client.get_blob(shard.chunks, dataset=result.dataset)
         assert hashlib.sha256(chunk_list).hexdigest() == shard.chunks
         pieces = [data[i : i + m.chunk_bytes] for i in range(0, len(data), m.chunk_bytes)]
-        assert chunk_list == b"".join(hashlib.sha256(p).digest() for p in pieces)
+        piece_digest = blake3.blake3 if m.chunk_algorithm == "blake3" else hashlib.sha256
+        assert chunk_list == b"".join(piece_digest(p).digest() for p in pieces)
         if keys is not None:
             record = m.encryption[DEFAULT_GROUP] if m.encryption else None
             assert record is not None
