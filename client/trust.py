@@ -67,6 +67,7 @@ from ostraca.protocol_spec.models import TIMESTAMP_FORMAT, utc_now
 from ostraca.protocol_spec.verify import RetiredKeys
 
 from .files import atomic_write
+from .trust_links import first_use_retired, retired_entry
 
 TRUST_FILE = "trusted_keys.json"
 
@@ -191,10 +192,11 @@ class TrustStore:
         """The keys to verify ``namespace``'s new statements with, given what the registry lists.
 
         First use pins ``offered``'s active keys (TOFU, announced; keys it lists as rotated are
-        kept as retired). Afterwards an active key in ``offered`` that is not pinned must be
-        reached from the pin by verified rotations — ``rotations``, and the chain
-        ``offered.fetch_rotations`` fetches when ``offered`` is :class:`OfferedKeys` — else
-        :class:`UntrustedKeyError`. Keys rotated away from move to the retired keys
+        kept as retired, each with the successor its relayed rotation verifiably names:
+        :func:`~.trust_links.first_use_retired`). Afterwards an active key in ``offered`` that
+        is not pinned must be reached from the pin by verified rotations — ``rotations``, and
+        the chain ``offered.fetch_rotations`` fetches when ``offered`` is :class:`OfferedKeys`
+        — else :class:`UntrustedKeyError`. Keys rotated away from move to the retired keys
         (:meth:`retired`). Keys the registry stopped listing stay pinned (the registry cannot
         revoke a publisher's authority, only the publisher can, by rotation).
         """
@@ -208,15 +210,12 @@ class TrustStore:
             if entry is None:
                 if not active:
                     raise UntrustedKeyError(f"the registry lists no keys for namespace {namespace}")
-                retired = {
-                    k: _retired_entry(offered[k], until) for k, until in listed_rotated.items()
-                }
-                data["namespaces"][namespace] = _entry(active, "tofu", retired)
-                also = (
-                    f", and rotated key(s) {_short(list(retired))} for what they signed before"
-                    if retired
-                    else ""
+                fetch = offered.fetch_rotations if isinstance(offered, OfferedKeys) else None
+                retired = first_use_retired(
+                    offered, list(listed_rotated), fetch=fetch, now=now, namespace=namespace
                 )
+                data["namespaces"][namespace] = _entry(active, "tofu", retired)
+                also = f", and rotated key(s) {_short(list(retired))} (verified)" if retired else ""
                 self._announce(
                     f"trusting on first use: publisher key(s) {_short(list(active))}{also} for "
                     f"namespace '{namespace}' (pinned in {self.path}; compare the key id with "
@@ -237,7 +236,7 @@ class TrustStore:
             walk = walk_rotations(pinned, chain, now=now, retired=retired)
             current = walk.active
             for old_id, rotated in walk.rotated.items():
-                retired[old_id] = _retired_entry(rotated.key, rotated.until, rotated.successor)
+                retired[old_id] = retired_entry(rotated.key, rotated.until, rotated.successor)
             still = set(active) - set(current)
             if still:
                 raise UntrustedKeyError(
@@ -321,13 +320,6 @@ def _entry(
     if retired:
         entry["retired"] = dict(retired)
     return entry
-
-
-def _retired_entry(key: VerifyKey, until: datetime, successor: str | None = None) -> dict[str, Any]:
-    out = {"public": key.b64, "until": until.astimezone(UTC).strftime(TIMESTAMP_FORMAT)}
-    if successor is not None:
-        out["successor"] = successor
-    return out
 
 
 def _retired_of(entry: Any, path: Path, namespace: str) -> dict[str, tuple[VerifyKey, datetime]]:
