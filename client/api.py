@@ -138,10 +138,18 @@ class RegistryClient:
     def keyid(self) -> str:
         return self.key.keyid
 
+    @property
+    def principal_id(self) -> str:
+        """This identity's stable id, the key it registered with, which its grants name
+        (SPEC.md 3.3): as its login answered (no extra round trip while a token is cached)."""
+        return self._token().principal.keyid
+
+    def _token(self) -> TokenOut:
+        return self._tokens.valid(self.keyid) or self.login()
+
     def auth_headers(self) -> dict[str, str]:
         """``{"Authorization": "Bearer …"}``, logging in first when no valid token is cached."""
-        token = self._tokens.valid(self.keyid) or self.login()
-        return {"Authorization": f"Bearer {token.token}"}
+        return {"Authorization": f"Bearer {self._token().token}"}
 
     def _send(
         self,
@@ -244,16 +252,12 @@ class RegistryClient:
         current key and with ``new_key`` (proof of possession of both) and submit it.
 
         From then on this client signs and logs in with ``new_key`` (the registry revoked every
-        token of the old one). Saving ``new_key`` to the identity file is the caller's job
-        (``ostraca rotate-key`` does it, keeping the old file).
+        token of the old one); :attr:`principal_id` stays. Saving ``new_key`` to the identity
+        file and re-wrapping the escrow (``keyflow.rewrap_escrow``) are the caller's job
+        (``ostraca rotate-key`` does both, keeping the old file).
         """
-        old = self.key
-        statement = KeyRotation(
-            old_key=old.keyid,
-            new_key=PublicKey.from_verify_key(new_key.public),
-            reason=reason,
-            created=utc_now(),
-        )
+        old, new, now = self.key, PublicKey.from_verify_key(new_key.public), utc_now()
+        statement = KeyRotation(old_key=old.keyid, new_key=new, reason=reason, created=now)
         envelope = sign_statement(statement, [old, new_key])
         path = f"/v1/principals/{old.keyid}/rotations"
         item = self._post_envelope(path, envelope, RotationOut, auth=False)
@@ -264,14 +268,13 @@ class RegistryClient:
     def rotations(self, keyid: str) -> list[RotationOut]:
         """The rotation chain of the principal with key ``keyid`` (any of its keys), oldest
         first. Not verified here: each link must verify with the key before it."""
-        response = self._send("GET", f"/v1/principals/{keyid}/rotations")
-        return parse(response, RotationList).items
+        return parse(self._send("GET", f"/v1/principals/{keyid}/rotations"), RotationList).items
 
     # namespaces and datasets
 
     def create_namespace(self, name: str) -> NamespaceOut:
-        response = self._send("POST", "/v1/namespaces", auth=True, json_body={"name": name})
-        return parse(response, NamespaceOut)
+        body = {"name": name}
+        return parse(self._send("POST", "/v1/namespaces", auth=True, json_body=body), NamespaceOut)
 
     def get_namespace(self, name: str) -> NamespaceDetail:
         return parse(self._send("GET", f"/v1/namespaces/{name}"), NamespaceDetail)
@@ -304,8 +307,7 @@ class RegistryClient:
         return parse(self._send("GET", "/v1/datasets", params=params), DatasetList)
 
     def get_dataset(self, dataset: str) -> DatasetDetail:
-        response = self._send("GET", dataset_path(dataset), dataset=dataset)
-        return parse(response, DatasetDetail)
+        return parse(self._send("GET", dataset_path(dataset), dataset=dataset), DatasetDetail)
 
     def find_dataset(self, dataset: str) -> DatasetDetail | None:
         """Like :meth:`get_dataset`, but ``None`` for a dataset with no version yet."""
@@ -402,12 +404,10 @@ class RegistryClient:
         self, *, dataset: str | None = None, status: str | None = None
     ) -> list[RequestItem]:
         params = {"dataset": dataset or None, "status": status or None}
-        response = self._send("GET", "/v1/requests", auth=True, params=params)
-        return parse(response, RequestList).items
+        return parse(self._send("GET", "/v1/requests", auth=True, params=params), RequestList).items
 
     def get_request(self, request_id: str) -> RequestItem:
-        response = self._send("GET", f"/v1/requests/{request_id}", auth=True)
-        return parse(response, RequestItem)
+        return parse(self._send("GET", f"/v1/requests/{request_id}", auth=True), RequestItem)
 
     def deny_request(self, request_id: str, reason: str) -> RequestItem:
         response = self._send(
@@ -444,7 +444,7 @@ class RegistryClient:
         statement = AccessGrant(
             dataset=request.dataset,
             publisher=self.keyid,
-            grantee=request.requester.keyid,
+            grantee=request.requester.keyid,  # the stable principal id (SPEC.md 3.3)
             request=request.request_id,
             min_version=min_version,
             max_version=max_version,
@@ -459,8 +459,7 @@ class RegistryClient:
 
     def list_grants(self, *, dataset: str | None = None) -> list[wire.GrantItem]:
         params: dict[str, str | int] = {"dataset": dataset} if dataset else {}
-        response = self._send("GET", "/v1/grants", auth=True, params=params)
-        return parse(response, GrantList).items
+        return parse(self._send("GET", "/v1/grants", auth=True, params=params), GrantList).items
 
     def get_grant(self, grant_id: str) -> wire.GrantItem:
         return parse(self._send("GET", f"/v1/grants/{grant_id}", auth=True), wire.GrantItem)

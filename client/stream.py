@@ -427,7 +427,7 @@ def open_dataset(
         grant, grant_env = find_grant(
             client_.list_grants(dataset=dataset),
             manifest=manifest,
-            grantee=client_.keyid,
+            grantee=client_.principal_id,  # grants name the stable id (SPEC 3.3)
             now=now,
             columns=columns,
             successors=store.successors(ns, manifest.signer.keyid),

@@ -239,7 +239,9 @@ def find_grant(
     columns: Sequence[str] | None,
     successors: Mapping[str, VerifyKey] | None = None,
 ) -> tuple[Verified[AccessGrant], Envelope]:
-    """The caller's best grant for ``manifest`` among ``items``, verified locally.
+    """The caller's best grant for ``manifest`` among ``items``, verified locally. ``grantee``
+    is the caller's stable principal id (``RegistryClient.principal_id``, the key it registered
+    with), which grants name also after it rotated its key (SPEC.md 3.3).
 
     Grants the registry reports revoked count as revoked (check G12); the one valid longest
     wins. When every grant of the caller failed for the same reason (all revoked, all expired),
