@@ -8,6 +8,7 @@ verified with that key (SPEC.md 5.5 K1–K7): the registry relays a rotation, it
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -34,26 +35,26 @@ def first_use_retired(
     namespace: str,
 ) -> dict[str, dict[str, Any]]:
     """The trust-file entries of the keys in ``rotated`` (keys of ``offered`` the registry lists
-    as rotated), each from the rotation in the relayed chain (``fetch``) that verifies with it
-    and hands its authority to another key of ``offered``: ``until`` is that rotation's
-    ``created``, ``successor`` its new key. A listed rotated key without such a rotation is
+    as rotated), each from a rotation in the relayed chain (``fetch``) that verifies with it,
+    preferably one to another key of ``offered``: ``until`` is that rotation's ``created``,
+    ``successor`` its new key. A listed rotated key without such a rotation is
     :class:`UntrustedKeyError` (the registry claims a rotation it cannot show)."""
     chain = list(fetch()) if rotated and fetch is not None else []
     out: dict[str, dict[str, Any]] = {}
     for keyid in rotated:
+        links = []
         for envelope in chain:
-            try:
-                link = verify_key_rotation(envelope, old_key=offered[keyid], now=now).statement
-            except OstracaError:
-                continue  # another key's link, or a forged one
-            if link.new_key.keyid in offered:
-                out[keyid] = retired_entry(offered[keyid], link.created, link.new_key.keyid)
-                break
-        else:
+            with contextlib.suppress(OstracaError):  # another key's link, or a forged one
+                links.append(verify_key_rotation(envelope, old_key=offered[keyid], now=now))
+        if not links:
             raise UntrustedKeyError(
                 f"the registry lists key {keyid[:16]}… of namespace '{namespace}' as rotated, "
-                "but relays no rotation signed by it to a key it lists",
+                "but relays no rotation signed by it",
                 hint="this may be an attack; try again later, or pin the namespace's keys by "
                 "hand after checking them with the publisher",
             )
+        # One to a key the registry lists, if any (a successor it no longer lists grants nothing).
+        link = next((x for x in links if x.statement.new_key.keyid in offered), links[0])
+        rot = link.statement
+        out[keyid] = retired_entry(offered[keyid], rot.created, rot.new_key.keyid)
     return out
