@@ -72,6 +72,7 @@ from ostraca.protocol_spec.models import DEFAULT_GROUP, GroupBlob
 
 from .api import RegistryClient
 from .cache import BlobCache
+from .cards import NamespaceTrust, resolve_current
 from .config import ClientConfig, load_config
 from .encryption import KeyRing
 from .export import TableExports
@@ -79,7 +80,7 @@ from .fetch import BlobFetcher, ChunkVerifier
 from .keyflow import reader_keys
 from .sinks import BytesSink, CancellableSink, ConsumerGoneError, Opened, VerifiedReader, map_view
 from .tlog import check_statements
-from .trust import TrustStore, resolve_manifest
+from .trust import TrustStore
 from .verified import VerifiedVersion, decode_shard, find_grant, zip_groups
 from .wire import dataset_path
 
@@ -421,9 +422,12 @@ def open_dataset(
         ns, _ = split_dataset(dataset)
         store = TrustStore(cfg.home, announce=_stderr)
         keys = store.keys_for(ns, offered=client_.namespace_keys(ns), now=now)
-        manifest, envelope = resolve_manifest(
-            client_, store, dataset, keys=keys, now=now, version=version
-        )
+        # DATASET without a version: the newest not deprecated (client/cards.py), after the
+        # chain to the newest is verified (a version read before its deprecation is no
+        # rollback)
+        trust = NamespaceTrust(keys=dict(keys), retired=store.retired(ns), store=store, now=now)
+        current = resolve_current(client_, dataset, version=version, trust=trust, warn=_stderr)
+        manifest, envelope = current.manifest, current.envelope
         grant, grant_env = find_grant(
             client_.list_grants(dataset=dataset),
             manifest=manifest,
