@@ -75,8 +75,8 @@ class SealingSink:
         self._inner = inner
         self._cipher = cipher
         self._piece = plaintext_piece_bytes(cipher.chunk_bytes)
-        self._buffer = bytearray(self._piece)
-        self._out = memoryview(bytearray(cipher.chunk_bytes))
+        scratch = SEALING_POOL.take(self._piece + cipher.chunk_bytes)
+        self._buffer, self._out = scratch[: self._piece], scratch[self._piece :]
         self._fill = 0
         self._index = 0
         self.size = 0
@@ -88,8 +88,12 @@ class SealingSink:
         pos, n = 0, len(view)
         while pos < n:
             if self._fill == self._piece:  # full, and more follows: not the last piece
-                self._emit(memoryview(self._buffer), final=False)
+                self._emit(self._buffer, final=False)
                 self._fill = 0
+            if self._fill == 0 and n - pos > self._piece:  # a whole piece and more: no copy
+                self._emit(view[pos : pos + self._piece], final=False)
+                pos += self._piece
+                continue
             take = min(n - pos, self._piece - self._fill)
             self._buffer[self._fill : self._fill + take] = view[pos : pos + take]
             self._fill += take
@@ -106,7 +110,7 @@ class SealingSink:
 
     def finish(self) -> None:
         """Seal the last piece (call once, after the Arrow writer closed)."""
-        self._emit(memoryview(self._buffer)[: self._fill], final=True)
+        self._emit(self._buffer[: self._fill], final=True)
         self._fill = 0
 
     def tell(self) -> int:
@@ -165,6 +169,8 @@ def _exported(buf: bytearray) -> bool:
 
 
 PLAINTEXT_POOL = PlaintextPool()
+SEALING_POOL = PlaintextPool(keep=4)
+"""A :class:`SealingSink`'s piece and output buffers, reused shard after shard."""
 
 
 class OpeningReader(io.RawIOBase):

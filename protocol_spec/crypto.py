@@ -93,9 +93,11 @@ def chunk_nonce(shard: int, chunk: int) -> bytes:
 def chunk_aad(context: GroupContext, shard: int, chunk: int, *, final: bool) -> bytes:
     """The associated data of one chunk:
     ``"ostraca-chunk-v1" 0x00 || context || u32 shard || u64 chunk || u8 final``."""
-    return (
-        AAD_LABEL + context.encode() + chunk_nonce(shard, chunk) + (b"\x01" if final else b"\x00")
-    )
+    return _aad(AAD_LABEL + context.encode(), chunk_nonce(shard, chunk), final)
+
+
+def _aad(prefix: bytes, nonce: bytes, final: bool) -> bytes:
+    return prefix + nonce + (b"\x01" if final else b"\x00")
 
 
 def plaintext_piece_bytes(chunk_bytes: int) -> int:
@@ -159,7 +161,7 @@ class DataKey:
 class ShardCipher:
     """Seals and opens the chunks of one shard of one :class:`GroupContext`."""
 
-    __slots__ = ("_aead", "chunk_bytes", "context", "shard")
+    __slots__ = ("_aad_prefix", "_aead", "chunk_bytes", "context", "shard")
 
     def __init__(
         self, key: DataKey, *, context: GroupContext, shard: int, chunk_bytes: int
@@ -167,9 +169,15 @@ class ShardCipher:
         plaintext_piece_bytes(chunk_bytes)
         chunk_nonce(shard, 0)
         self._aead = AESGCM(key.raw)
+        self._aad_prefix = AAD_LABEL + context.encode()
         self.context = context
         self.shard = shard
         self.chunk_bytes = chunk_bytes
+
+    def _nonce_aad(self, chunk: int, final: bool) -> tuple[bytes, bytes]:
+        """:func:`chunk_nonce` and :func:`chunk_aad` of ``chunk``, the context encoded once."""
+        nonce = chunk_nonce(self.shard, chunk)
+        return nonce, _aad(self._aad_prefix, nonce, final)
 
     def _where(self, chunk: int) -> str:
         c = self.context
@@ -177,16 +185,16 @@ class ShardCipher:
 
     def seal_chunk(self, chunk: int, piece: bytes | memoryview, *, final: bool) -> bytes:
         """One sealed chunk: ciphertext || tag of ``piece``."""
-        aad = chunk_aad(self.context, self.shard, chunk, final=final)
-        return self._aead.encrypt(chunk_nonce(self.shard, chunk), piece, aad)
+        nonce, aad = self._nonce_aad(chunk, final)
+        return self._aead.encrypt(nonce, piece, aad)
 
     def seal_chunk_into(
         self, chunk: int, piece: bytes | memoryview, out: memoryview, *, final: bool
     ) -> int:
         """:meth:`seal_chunk` into ``out`` (exactly ``len(piece) + 16`` bytes): a writer that
         reuses one buffer spares an allocation, and its page faults, per chunk."""
-        aad = chunk_aad(self.context, self.shard, chunk, final=final)
-        return self._aead.encrypt_into(chunk_nonce(self.shard, chunk), piece, aad, out)
+        nonce, aad = self._nonce_aad(chunk, final)
+        return self._aead.encrypt_into(nonce, piece, aad, out)
 
     def open_chunk_into(
         self, chunk: int, sealed: bytes | memoryview, out: memoryview, *, final: bool
@@ -200,9 +208,9 @@ class ShardCipher:
             raise MalformedError(
                 f"{self._where(chunk)}: output is not {len(sealed) - TAG_BYTES} bytes"
             )
-        aad = chunk_aad(self.context, self.shard, chunk, final=final)
+        nonce, aad = self._nonce_aad(chunk, final)
         try:
-            return self._aead.decrypt_into(chunk_nonce(self.shard, chunk), sealed, aad, out)
+            return self._aead.decrypt_into(nonce, sealed, aad, out)
         except InvalidTag as exc:
             out[:] = bytes(len(out))
             raise DecryptionError(
