@@ -4,12 +4,14 @@ resumed downloads, a shared cache across processes, the cache budget, rollback."
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing as mp
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pyarrow as pa
 import pytest
 
@@ -249,6 +251,25 @@ def test_cache_budget_is_respected(
     assert BlobCache(config.cache_path).blob_path(last).exists()  # most recent stays
 
 
+class _StaleListing(httpx.BaseTransport):
+    """The real registry, except that its deprecation list names version 1 as the newest."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.HTTPTransport()
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self._inner.handle_request(request)
+        if not request.url.path.endswith("/deprecations"):
+            return response
+        body = json.loads(response.read())
+        response.close()
+        body.update(latest_version=1, current_version=1)
+        return httpx.Response(200, json=body)
+
+
 def test_rollback_to_older_manifest_is_refused(
     publish_table: PublishFn, publisher: Identity, researcher: Identity, registry: str
 ) -> None:
@@ -257,9 +278,13 @@ def test_rollback_to_older_manifest_is_refused(
     _publish(publish_table, _table(seed=1))
     with open_dataset(DATASET, client=researcher.client) as ds:
         assert ds.provenance.version == 2
-    # A stale or malicious mirror answers "latest" with version 1.
+    # A stale or malicious mirror answers "latest" with version 1, and has no deprecations
+    # route (a registry from before them: every version is then current).
     proxy = Proxy(
-        registry, rewrite=lambda b: b.replace(b"/versions/latest/manifest", b"/versions/1/manifest")
+        registry,
+        rewrite=lambda b: b.replace(b"/versions/latest/manifest", b"/versions/1/manifest").replace(
+            b"/deprecations ", b"/deprecations-gone "
+        ),
     )
     try:
         config = with_registry(researcher.config, proxy.url)
@@ -267,6 +292,12 @@ def test_rollback_to_older_manifest_is_refused(
             open_dataset(DATASET, client=client)
     finally:
         proxy.close()
+    # A consistent stale mirror: its deprecation list says the newest version is 1 too.
+    with (
+        RegistryClient(researcher.config, transport=_StaleListing()) as client,
+        pytest.raises(RollbackError),
+    ):
+        open_dataset(DATASET, client=client)
     # Asking for version 1 explicitly is fine: it is on the trusted chain.
     with open_dataset(DATASET, client=researcher.client, version=1) as ds:
         assert ds.provenance.version == 1
