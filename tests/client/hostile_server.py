@@ -164,19 +164,21 @@ class Hostile:
             h.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
         h.end_headers()
         if not misbehave or first.mode == "whole":
+            # Counted before the write: the client may have read the bytes (and the test the
+            # count) before this thread runs again.
             sent = body[:length]
-            h.wfile.write(sent)
             log.sent += len(sent)
+            h.wfile.write(sent)
             return
+        log.sent += first.cut
         h.wfile.write(body[: first.cut])
         h.wfile.flush()
-        log.sent += first.cut
         if first.mode == "trickle":
             for i in range(first.cut, len(body)):
                 time.sleep(first.interval)
+                log.sent += 1
                 h.wfile.write(body[i : i + 1])
                 h.wfile.flush()
-                log.sent += 1
         h.close_connection = True
 
     def _proxy(self, h: _Handler) -> None:
