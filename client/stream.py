@@ -164,9 +164,9 @@ class VerifiedDataset(VerifiedVersion, TableExports):
         position = 0
         blobs = self.blobs_for(cols)
 
-        def submit(ahead: int) -> None:
+        def submit() -> None:
             nonlocal position
-            while position < len(order) and len(pending) < ahead:
+            while position < len(order) and len(pending) <= self.prefetch:
                 index = order[position]
                 parts: list[_Part] = []
                 for blob in blobs(index):  # only the column groups read
@@ -177,24 +177,18 @@ class VerifiedDataset(VerifiedVersion, TableExports):
                 position += 1
 
         previous: list[_Part] = []
-        ahead = self.prefetch + 1
         try:
-            # The first shard alone until its first batch: its bytes and its access check do not
-            # share the registry with prefetches (time to first batch); then ``ahead`` shards.
-            submit(1)
+            submit()
             while pending:
                 index, parts = pending.popleft()
+                submit()
                 if self.recheck_access:
                     self.fetcher.check_access(parts[0][0].sha256, what=self._what(index))
                 if self.verify != "chunk":
-                    submit(ahead)
                     for _, _, done in parts:
                         done.result()
                 opened = [(blob, _wait_ready(ready, done)) for blob, ready, done in parts]
-                for batch in self._decode(index, opened, cols):
-                    submit(ahead)
-                    yield index, batch
-                submit(ahead)  # a shard without batches
+                yield from ((index, b) for b in self._decode(index, opened, cols))
                 for _, o in opened:
                     if o.verifier is not None:  # the end-of-blob checks (every chunk, the length)
                         o.verifier.wait_for(o.verifier.size)
