@@ -51,6 +51,7 @@ from ostraca.protocol_spec.errors import DecryptionError
 from ostraca.protocol_spec.wire import GrantItem
 
 __all__ = [
+    "ChunkOpener",
     "KeyRing",
     "OpeningReader",
     "SealingSink",
@@ -168,27 +169,58 @@ def _exported(buf: bytearray) -> bool:
     return False
 
 
-PLAINTEXT_POOL = PlaintextPool()
+PLAINTEXT_POOL = PlaintextPool(keep=4)
 SEALING_POOL = PlaintextPool(keep=4)
 """A :class:`SealingSink`'s piece and output buffers, reused shard after shard."""
 
 
+class ChunkOpener:
+    """Opens the chunks of one sealed shard of ``size`` bytes into one plaintext buffer for the
+    whole shard, taken from :data:`PLAINTEXT_POOL` (record batches decoded from it are zero-copy
+    views of it: a batch straddling two chunks is never joined, no buffer is allocated per
+    chunk)."""
+
+    def __init__(self, *, size: int, cipher: ShardCipher) -> None:
+        self.cipher = cipher
+        self.size = size
+        self.count = chunk_count(size, cipher.chunk_bytes)
+        self._piece = plaintext_piece_bytes(cipher.chunk_bytes)
+        self.plain = PLAINTEXT_POOL.take(plaintext_size(size, cipher.chunk_bytes))
+
+    def open_chunk(self, index: int, sealed: bytes | memoryview) -> None:
+        """Open chunk ``index`` (its sealed bytes) into its place in :attr:`plain`."""
+        start = index * self._piece
+        self.cipher.open_chunk_into(
+            index,
+            sealed,
+            self.plain[start : start + len(sealed) - TAG_BYTES],
+            final=index == self.count - 1,
+        )
+
+    def open_verified(self, sealed: memoryview, start: int, end: int) -> None:
+        """Open the chunks of sealed bytes ``[start, end)`` of ``sealed`` (the whole shard, as
+        mapped), which just verified: a :class:`~.fetch.ChunkVerifier`'s ``on_verified``, so
+        each chunk is opened on the thread that receives and hashes it, while it is still in
+        the CPU's cache, and before a reader waiting for it is woken."""
+        step = self.cipher.chunk_bytes
+        for index in range(start // step, -(-end // step)):
+            self.open_chunk(index, sealed[index * step : min(self.size, (index + 1) * step)])
+
+    def sealed_end(self, plain_end: int) -> int:
+        """How much of the sealed shard holds plaintext ``[0, plain_end)``: the end of the
+        chunk its last byte lies in."""
+        return min(self.size, -(-plain_end // self._piece) * self.cipher.chunk_bytes)
+
+
 class OpeningReader(io.RawIOBase):
     """The plaintext of a sealed shard read from ``sealed`` (verified bytes: a memoryview, or a
-    reader that hands out only verified bytes), opened one chunk at a time as it is read.
-
-    Every chunk is opened in place into one plaintext buffer for the whole shard, taken from
-    :data:`PLAINTEXT_POOL`: reads are zero-copy slices of it (a record batch straddling two
-    chunks is never joined, and no buffer is allocated per chunk).
-    """
+    reader that hands out only verified bytes), opened one chunk at a time as it is read, by a
+    :class:`ChunkOpener`: reads are zero-copy slices of its plaintext buffer."""
 
     def __init__(self, sealed: memoryview | Any, *, size: int, cipher: ShardCipher) -> None:
         super().__init__()
         self._sealed = sealed
-        self._cipher = cipher
-        self._size = size
-        self._count = chunk_count(size, cipher.chunk_bytes)
-        self._plain = PLAINTEXT_POOL.take(plaintext_size(size, cipher.chunk_bytes))
+        self._opener = ChunkOpener(size=size, cipher=cipher)
         self._next = 0
         self._opened = 0
         self._pos = 0
@@ -213,22 +245,20 @@ class OpeningReader(io.RawIOBase):
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _open_next(self) -> None:
-        start = self._next * self._cipher.chunk_bytes
-        sealed = self._sealed_chunk(start, min(self._cipher.chunk_bytes, self._size - start))
-        end = self._opened + len(sealed) - TAG_BYTES
-        self._cipher.open_chunk_into(
-            self._next, sealed, self._plain[self._opened : end], final=self._next == self._count - 1
-        )
+        step = self._opener.cipher.chunk_bytes
+        start = self._next * step
+        sealed = self._sealed_chunk(start, min(step, self._opener.size - start))
+        self._opener.open_chunk(self._next, sealed)
         self._next += 1
-        self._opened = end
+        self._opened += len(sealed) - TAG_BYTES
 
     def read(self, size: int = -1) -> memoryview:
         """Up to ``size`` plaintext bytes (all: ``-1``), a view into the opened plaintext."""
-        total = len(self._plain)
-        end = total if size < 0 else min(total, self._pos + size)
+        plain = self._opener.plain
+        end = len(plain) if size < 0 else min(len(plain), self._pos + size)
         while self._opened < end:
             self._open_next()
-        out = self._plain[self._pos : end]
+        out = plain[self._pos : end]
         self._pos = end
         return out
 

@@ -74,7 +74,9 @@ class ChunkVerifier:
     and ``pwrite``-n to ``fd`` (open read-write); ``verified`` only ever advances past a chunk
     whose digest matched. Readers call
     :meth:`wait_for` to block until a byte range is verified (or the download failed), so a
-    decoder fed through it never sees an unverified byte.
+    decoder fed through it never sees an unverified byte. ``on_verified(start, end)``, if given,
+    is called with each verified range before any reader is woken for it (an encrypted group's
+    chunks are opened there); if it raises, the download fails with its error.
 
     Every byte of the blob lies in exactly one chunk and the chunk list is authenticated by the
     manifest's ``chunks`` digest, so all chunks verified plus the length equal to ``size`` is
@@ -95,6 +97,7 @@ class ChunkVerifier:
         fd: int,
         whole: bool = False,
         chunk_digest: str = DEFAULT_CHUNK_DIGEST,
+        on_verified: Callable[[int, int], None] | None = None,
     ) -> None:
         if len(chunk_list) != chunk_list_bytes(size, chunk_bytes):
             raise DigestMismatchError(
@@ -111,6 +114,7 @@ class ChunkVerifier:
         self._whole = hashlib.sha256() if whole else None
         self._new = chunk_hasher(chunk_digest)
         self._chunk = self._new()
+        self._on_verified = on_verified
         self._pos = 0
         self.verified = 0
         self._error: BaseException | None = None
@@ -141,9 +145,8 @@ class ChunkVerifier:
             if self._whole is not None:
                 self._whole.update(mv[:n])
             pos += n
-        with self._cond:
-            self._pos = self.verified = pos
-            self._cond.notify_all()
+        self._pos = pos
+        self._release(0, pos)
         return pos
 
     def check_stored(self, view: memoryview) -> None:
@@ -209,8 +212,19 @@ class ChunkVerifier:
             )
             self.fail(err)
             raise err
+        self._release(index * self.chunk_bytes, self._pos)
+
+    def _release(self, start: int, end: int) -> None:
+        """Bytes ``[start, end)`` (whole chunks) verified: hand them to ``on_verified`` (which
+        may refuse them), then wake the readers waiting for them."""
+        if self._on_verified is not None and end > start:
+            try:
+                self._on_verified(start, end)
+            except BaseException as exc:
+                self.fail(exc)
+                raise
         with self._cond:
-            self.verified = self._pos
+            self.verified = end
             self._cond.notify_all()
 
     def finish(self) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from ostraca.protocol_spec import DigestMismatchError
 
+from .encryption import ChunkOpener
 from .fetch import ChunkVerifier
 
 
@@ -20,19 +21,23 @@ class ConsumerGoneError(Exception):
 
 @dataclass(slots=True)
 class Opened:
-    """A shard ready to decode: its bytes mapped, and (while downloading) their verifier."""
+    """A shard ready to decode: its bytes mapped, (while downloading) their verifier, and for an
+    encrypted group whose chunks the verifier opens as they verify, their opener."""
 
     view: memoryview
     verifier: ChunkVerifier | None
+    opener: ChunkOpener | None = None
 
 
 class VerifiedReader(io.RawIOBase):
     """File-like view of a shard that hands the Arrow decoder only verified bytes (zero-copy
-    slices of the mapped temp file), blocking until the next chunk verified."""
+    slices of the mapped temp file, or of the opener's plaintext), blocking until the next chunk
+    verified (and was opened)."""
 
     def __init__(self, opened: Opened) -> None:
         super().__init__()
-        self._view = opened.view
+        self._opener = opened.opener
+        self._view = opened.view if self._opener is None else self._opener.plain
         self._verifier = opened.verifier
         self._pos = 0
 
@@ -45,7 +50,7 @@ class VerifiedReader(io.RawIOBase):
     def read(self, size: int = -1) -> memoryview:
         end = len(self._view) if size < 0 else min(self._pos + size, len(self._view))
         if self._verifier is not None and end > self._pos:
-            self._verifier.wait_for(end)
+            self._verifier.wait_for(end if self._opener is None else self._opener.sealed_end(end))
         out = self._view[self._pos : end]
         self._pos = end
         return out

@@ -44,6 +44,7 @@ revocation takes effect at the next shard even when its bytes were prefetched or
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sys
 import threading
@@ -74,7 +75,7 @@ from .api import RegistryClient
 from .cache import BlobCache
 from .cards import NamespaceTrust, resolve_current
 from .config import ClientConfig, load_config
-from .encryption import KeyRing
+from .encryption import ChunkOpener, KeyRing
 from .export import TableExports
 from .fetch import BlobFetcher, ChunkVerifier
 from .keyflow import reader_keys
@@ -220,7 +221,11 @@ class VerifiedDataset(VerifiedVersion, TableExports):
         group, SPEC 2.6) into record batches of ``cols``."""
         streams = [
             decode_shard(
-                self.plaintext(index, blob, o.view if o.verifier is None else VerifiedReader(o)),
+                VerifiedReader(o)
+                if o.opener is not None  # opened as it verified
+                else self.plaintext(
+                    index, blob, o.view if o.verifier is None else VerifiedReader(o)
+                ),
                 full_schema=self.group_schema(blob.group),
                 columns=self.group_part(blob.group, cols),
                 rows=self.manifest.statement.shards[index].rows,
@@ -278,9 +283,11 @@ class VerifiedDataset(VerifiedVersion, TableExports):
             raise
         keep = False
         try:
-            verifier = self._verifier(index, entry, chunks, partial.fd)
+            view = map_view(partial.fd, entry.bytes)
+            opener = self._opener(index, entry)
+            verifier = self._verifier(index, entry, chunks, partial.fd, view, opener)
             offset = 0 if partial.fresh else verifier.resume_existing()
-            ready.set_result(Opened(map_view(partial.fd, entry.bytes), verifier))
+            ready.set_result(Opened(view, verifier, opener))
             try:
                 self.fetcher.fetch(
                     entry.sha256,
@@ -305,7 +312,22 @@ class VerifiedDataset(VerifiedVersion, TableExports):
         # Shards already mapped by this reader stay readable even if evicted (POSIX unlink).
         self.cache.evict(protect=frozenset({entry.sha256}))
 
-    def _verifier(self, index: int, entry: GroupBlob, chunks: bytes, fd: int) -> ChunkVerifier:
+    def _opener(self, index: int, entry: GroupBlob) -> ChunkOpener | None:
+        """An opener for shard ``index``'s blob of an encrypted group (None: plaintext)."""
+        cipher = self._cipher(index, entry.group)
+        return None if cipher is None else ChunkOpener(size=entry.bytes, cipher=cipher)
+
+    def _verifier(
+        self,
+        index: int,
+        entry: GroupBlob,
+        chunks: bytes,
+        fd: int,
+        view: memoryview,
+        opener: ChunkOpener | None,
+    ) -> ChunkVerifier:
+        """The blob's chunk verifier; with ``opener``, each chunk of ``view`` is opened on the
+        fetch thread as it verifies (decryption overlaps the download and the decoding)."""
         return ChunkVerifier(
             name=self._what(index, entry.group),
             digest=entry.sha256,
@@ -315,6 +337,7 @@ class VerifiedDataset(VerifiedVersion, TableExports):
             fd=fd,
             whole=self.verify == "paranoid",
             chunk_digest=self.manifest.statement.chunk_algorithm,
+            on_verified=None if opener is None else functools.partial(opener.open_verified, view),
         )
 
     def _ready_from_cache(self, index: int, entry: GroupBlob, ready: Future[Opened]) -> bool:
@@ -329,8 +352,9 @@ class VerifiedDataset(VerifiedVersion, TableExports):
         if not self.recheck_cache:
             ready.set_result(Opened(view, None))
             return True
-        verifier = self._verifier(index, entry, self.chunk_list(index, entry), -1)
-        ready.set_result(Opened(view, verifier))
+        opener = self._opener(index, entry)
+        verifier = self._verifier(index, entry, self.chunk_list(index, entry), -1, view, opener)
+        ready.set_result(Opened(view, verifier, opener))
         try:
             verifier.check_stored(view)
         except VerificationError:

@@ -4,8 +4,12 @@ data keys from verified key grants only."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
+import os
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +17,7 @@ import pyarrow as pa
 import pytest
 
 from ostraca.client.encryption import (
+    ChunkOpener,
     KeyRing,
     OpeningReader,
     SealingSink,
@@ -21,10 +26,12 @@ from ostraca.client.encryption import (
     key_grant_envelope,
     opened,
 )
+from ostraca.client.fetch import ChunkVerifier
 from ostraca.client.shards import HashingSink, write_options
+from ostraca.client.sinks import Opened, VerifiedReader, map_view
 from ostraca.client.verified import decode_shard
 from ostraca.protocol_spec import AccessGrant, SigningKey, sign_statement
-from ostraca.protocol_spec.chunks import chunk_count
+from ostraca.protocol_spec.chunks import DEFAULT_CHUNK_DIGEST, chunk_count, compute_chunk_list
 from ostraca.protocol_spec.crypto import DataKey, GroupContext, ShardCipher, ciphertext_size
 from ostraca.protocol_spec.enckeys import verify_encryption_key
 from ostraca.protocol_spec.errors import DecryptionError, MissingKeyError, WrongKeyError
@@ -181,3 +188,76 @@ def test_keys_travel_from_escrow_to_grantee() -> None:
         )
     with pytest.raises(WrongKeyError):
         mine.cipher(version=1, group="default", commitment="00" * 32, shard=0, chunk_bytes=CHUNK)
+
+
+def stream_through_verifier(
+    tmp_path: Path, data: bytes, cipher: ShardCipher
+) -> tuple[Iterator[pa.RecordBatch], threading.Thread, list[BaseException]]:
+    """The streaming reader's path (stream.py): ``data`` arrives on a thread of its own through
+    a ChunkVerifier (chunk list over ``data``: what its publisher signed) that opens each chunk
+    as it verifies; the decoder reads the plaintext through a VerifiedReader."""
+    path = tmp_path / "partial"
+    path.write_bytes(bytes(len(data)))
+    fd = os.open(path, os.O_RDWR)
+    view = map_view(fd, len(data))
+    opener = ChunkOpener(size=len(data), cipher=cipher)
+    verifier = ChunkVerifier(
+        name="shard 0",
+        digest=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        chunk_bytes=CHUNK,
+        chunk_list=compute_chunk_list(data, CHUNK, DEFAULT_CHUNK_DIGEST),
+        fd=fd,
+        on_verified=functools.partial(opener.open_verified, view),
+    )
+    errors: list[BaseException] = []
+
+    def receive() -> None:
+        try:
+            for start in range(0, len(data), 10_000):  # pieces that straddle chunks
+                verifier.write(memoryview(data)[start : start + 10_000])
+            verifier.finish()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            os.close(fd)
+
+    thread = threading.Thread(target=receive)
+    thread.start()
+    batches = decode_shard(
+        VerifiedReader(Opened(view, verifier, opener)),
+        full_schema=TABLE.schema,
+        columns=None,
+        rows=TABLE.num_rows,
+        what="shard 0",
+    )
+    return batches, thread, errors
+
+
+def test_chunks_opened_as_they_verify_decode_and_the_file_keeps_ciphertext(
+    tmp_path: Path,
+) -> None:
+    key = DataKey.generate()
+    write_sealed(tmp_path / "s", key)
+    data = (tmp_path / "s").read_bytes()
+    cipher = ShardCipher(key, context=CTX, shard=0, chunk_bytes=CHUNK)
+    batches, thread, errors = stream_through_verifier(tmp_path, data, cipher)
+    assert pa.Table.from_batches(list(batches), schema=TABLE.schema).equals(TABLE)
+    thread.join()
+    assert errors == []
+    assert (tmp_path / "partial").read_bytes() == data  # the cached copy stays sealed
+
+
+def test_a_chunk_that_verifies_but_does_not_open_yields_no_row(tmp_path: Path) -> None:
+    """A shard sealed as shard 3 and signed as shard 0: every digest matches, no chunk opens,
+    and the reader gets the DecryptionError, not a row."""
+    key = DataKey.generate()
+    write_sealed(tmp_path / "s", key, shard=3)
+    data = (tmp_path / "s").read_bytes()
+    cipher = ShardCipher(key, context=CTX, shard=0, chunk_bytes=CHUNK)
+    batches, thread, errors = stream_through_verifier(tmp_path, data, cipher)
+    with pytest.raises(DecryptionError):
+        next(batches)
+    thread.join()
+    assert len(errors) == 1
+    assert isinstance(errors[0], DecryptionError)
