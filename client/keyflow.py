@@ -65,6 +65,7 @@ __all__ = [
     "ensure_encryption_key",
     "escrow_ring",
     "grant_keys",
+    "logged_key_grants",
     "own_keys",
     "publish_keys",
     "reader_keys",
@@ -412,7 +413,10 @@ def reader_keys(
     now: datetime,
 ) -> KeyRing | None:
     """The data keys the caller's key grants carry for ``manifest`` under ``grant`` (``None``
-    for a plaintext version); :class:`MissingKeyError` when an encrypted group has none."""
+    for a plaintext version); :class:`MissingKeyError` when an encrypted group has none.
+
+    The key grants used are not yet checked against the log: the caller checks
+    :func:`logged_key_grants` together with the manifest and grant (one log check, LOG.md 1.7)."""
     m = manifest.statement
     if not m.encryption:
         return None
@@ -433,10 +437,16 @@ def reader_keys(
             hint="ask the publisher to approve again once your encryption key is registered "
             "(`ostraca register`)",
         )
-    check_logged(client, [e for e in ring.envelopes if _carries(e, m.version)], now=now)
     return ring
 
 
-def _carries(envelope: Envelope, version: int) -> bool:
-    """Whether a (verified) key grant carries a key of ``version``."""
-    return any(k["version"] == version for k in json.loads(envelope.payload)["keys"])
+def logged_key_grants(ring: KeyRing | None, version: int) -> list[Envelope]:
+    """The key grants of ``ring`` that carry a key of ``version``: what a reader of that version
+    must find in the log (none for a plaintext version)."""
+    if ring is None:
+        return []
+    return [
+        e
+        for e in ring.envelopes
+        if any(k["version"] == version for k in json.loads(e.payload)["keys"])
+    ]

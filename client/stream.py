@@ -78,9 +78,8 @@ from .config import ClientConfig, load_config
 from .encryption import ChunkOpener, KeyRing
 from .export import TableExports
 from .fetch import BlobFetcher, ChunkVerifier
-from .keyflow import reader_keys
+from .keyflow import check_logged, logged_key_grants, reader_keys
 from .sinks import BytesSink, CancellableSink, ConsumerGoneError, Opened, VerifiedReader, map_view
-from .tlog import check_statements
 from .trust import TrustStore
 from .verified import VerifiedVersion, decode_shard, find_grant, zip_groups
 from .wire import dataset_path
@@ -460,14 +459,16 @@ def open_dataset(
             columns=columns,
             successors=store.successors(ns, manifest.signer.keyid),
         )
-        check_statements(client_, [envelope, grant_env], now=now)  # LOG.md L1-L13
+        data_keys = reader_keys(client_, manifest, grant, publisher_keys=keys, now=now)
+        # LOG.md L1-L13: the manifest, the grant and the key grants read, in one check
+        logged = [envelope, grant_env, *logged_key_grants(data_keys, manifest.statement.version)]
+        check_logged(client_, logged, now=now)
         fetcher = BlobFetcher(
             client_.base_url + dataset_path(dataset),
             headers=_locked_headers(client_),
             limits=cfg.limits,
         )
         cache = BlobCache(cfg.cache_path, budget=cfg.cache_bytes)
-        data_keys = reader_keys(client_, manifest, grant, publisher_keys=keys, now=now)
         return VerifiedDataset(
             manifest=manifest,
             manifest_envelope=envelope,
