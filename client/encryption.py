@@ -3,10 +3,11 @@
 - Writing: :class:`SealingSink` sits between Arrow's IPC writer and the shard file's
   :class:`~.shards.HashingSink`, sealing every ``chunk_bytes - 16`` plaintext bytes into one
   ``chunk_bytes`` sealed chunk, so the shard's sha256 and chunk list are over the ciphertext.
-- Reading: :func:`opened` turns a shard's verified sealed bytes (a memoryview, or a reader that
-  hands out only verified bytes) into plaintext for :func:`~.verified.decode_shard`, opening each
-  chunk as it is read: one pass, after the chunk's digest check, nothing yielded from a chunk that
-  does not open.
+- Reading: while a shard downloads, a :class:`ChunkOpener` opens each chunk on the fetch thread
+  the moment its digest matched (``ChunkVerifier(on_verified=...)``), before any reader is woken
+  for it, so AES-GCM overlaps the download and the decoding; nothing is yielded from a chunk that
+  does not open. A stored copy (cache, pulled copy) goes through :func:`opened`, which opens each
+  chunk as it is read.
 - Keys: :func:`identity_encryption_key` derives a principal's encryption key from its identity,
   :func:`encryption_key_envelope` signs the statement that registers it, :class:`KeyRing`
   collects the data keys of verified key grants, :func:`key_grant_envelope` wraps them.
