@@ -119,27 +119,47 @@ def _read_into(batches: Iterable[pa.RecordBatch], got: list[pa.RecordBatch]) -> 
         got.append(batch)
 
 
+def _publish_first(
+    publisher: Identity, publish_table: Callable[..., PublishResult]
+) -> tuple[pa.Table, PublishResult, int]:
+    """Version 1, honest and encrypted, of at least three shards: its table, result, shards."""
+    table = sample_table(5000)
+    first = publish_table(table, shard_bytes=65536, chunk_bytes=65536)
+    env = publisher.client.get_manifest_envelope(DATASET, first.version)
+    count = len(DatasetManifest.from_json_obj(json.loads(env.payload)).shards)
+    assert count >= 3
+    return table, first, count
+
+
 @pytest.mark.timeout(60)
 def test_swapped_shards_stop_the_reader_before_any_of_their_rows(
     publisher: Identity, researcher: Identity, publish_table: Callable[..., PublishResult]
 ) -> None:
-    table = sample_table(5000)
-    first = publish_table(table, shard_bytes=65536, chunk_bytes=65536)
-    count = len(
-        DatasetManifest.from_json_obj(
-            json.loads(publisher.client.get_manifest_envelope(DATASET, first.version).payload)
-        ).shards
-    )
-    assert count >= 3
+    table, first, count = _publish_first(publisher, publish_table)
     # Shard 0 is authentic; entries 1 and 2 hold each other's (well-sealed) blobs.
     m2 = publish_swapped(publisher, first, [0, 2, 1, *range(3, count)])
     grant_access(publisher.client, researcher.client, DATASET)
-    got: list[pa.RecordBatch] = []
+    for _ in range(2):  # and again: the cache must not have kept a swapped blob as good
+        got: list[pa.RecordBatch] = []
+        with open_dataset(DATASET, client=researcher.client) as ds:
+            assert ds.manifest.statement.version == 2
+            with pytest.raises(DecryptionError, match="shard 1 chunk 0"):
+                _read_into(ds, got)
+        rows = sum(b.num_rows for b in got)
+        assert rows <= m2.shards[0].rows  # nothing from entry 1 or after it
+        if got:
+            assert pa.Table.from_batches(got).equals(table.slice(0, rows))
+
+
+@pytest.mark.timeout(60)
+def test_the_same_forgery_in_order_reads_back(
+    publisher: Identity, researcher: Identity, publish_table: Callable[..., PublishResult]
+) -> None:
+    """The control: built the same way but in order, version 2 reads as version 1's rows, so
+    the error above is the swap's and not the forgery's."""
+    table, first, count = _publish_first(publisher, publish_table)
+    publish_swapped(publisher, first, list(range(count)))
+    grant_access(publisher.client, researcher.client, DATASET)
     with open_dataset(DATASET, client=researcher.client) as ds:
         assert ds.manifest.statement.version == 2
-        with pytest.raises(DecryptionError):
-            _read_into(ds, got)
-    rows = sum(b.num_rows for b in got)
-    assert rows <= m2.shards[0].rows  # nothing from entry 1 or after it
-    if got:
-        assert pa.Table.from_batches(got).equals(table.slice(0, rows))
+        assert ds.to_table().equals(table)
