@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import mmap
 import sys
@@ -170,7 +171,8 @@ def _allocate(size: int) -> bytearray | mmap.mmap:
     if sys.platform != "linux" or size == 0:  # resizing an anonymous mapping needs mremap
         return bytearray(size)
     buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    buf.madvise(mmap.MADV_HUGEPAGE)
+    with contextlib.suppress(OSError):  # a kernel built without transparent huge pages
+        buf.madvise(mmap.MADV_HUGEPAGE)
     return buf
 
 

@@ -49,8 +49,14 @@ class VerifiedReader(io.RawIOBase):
 
     def read(self, size: int = -1) -> memoryview:
         end = len(self._view) if size < 0 else min(self._pos + size, len(self._view))
-        if self._verifier is not None and end > self._pos:
-            self._verifier.wait_for(end if self._opener is None else self._opener.sealed_end(end))
+        at_end = end == len(self._view)
+        if self._verifier is not None and (end > self._pos or at_end):
+            # the end of the data waits for the whole blob (an empty plaintext still has a tag)
+            if at_end:
+                target = self._verifier.size
+            else:
+                target = end if self._opener is None else self._opener.sealed_end(end)
+            self._verifier.wait_for(target)
         out = self._view[self._pos : end]
         self._pos = end
         return out

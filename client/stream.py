@@ -62,13 +62,12 @@ from ostraca.protocol_spec import (
     DigestMismatchError,
     Envelope,
     MalformedError,
-    VerificationError,
     Verified,
     chunk_list_bytes,
     split_dataset,
     utc_now,
 )
-from ostraca.protocol_spec.errors import UnavailableError
+from ostraca.protocol_spec.errors import MissingKeyError, UnavailableError
 from ostraca.protocol_spec.models import DEFAULT_GROUP, GroupBlob
 
 from .api import RegistryClient
@@ -356,8 +355,8 @@ class VerifiedDataset(VerifiedVersion, TableExports):
         ready.set_result(Opened(view, verifier, opener))
         try:
             verifier.check_stored(view)
-        except VerificationError:
-            self.cache.discard(entry.sha256)
+        except DigestMismatchError:  # not one that verifies but does not open under this
+            self.cache.discard(entry.sha256)  # manifest: that copy is another version's
             raise
         return True
 
@@ -459,7 +458,11 @@ def open_dataset(
             columns=columns,
             successors=store.successors(ns, manifest.signer.keyid),
         )
-        data_keys = reader_keys(client_, manifest, grant, publisher_keys=keys, now=now)
+        try:
+            data_keys = reader_keys(client_, manifest, grant, publisher_keys=keys, now=now)
+        except MissingKeyError:  # a manifest or grant the log refuses says so first
+            check_logged(client_, [envelope, grant_env], now=now)
+            raise
         # LOG.md L1-L13: the manifest, the grant and the key grants read, in one check
         logged = [envelope, grant_env, *logged_key_grants(data_keys, manifest.statement.version)]
         check_logged(client_, logged, now=now)

@@ -8,4 +8,9 @@ VENV=${VENV:-.venv}
 if [ -z "${OSTRACA_TEST_DATABASE_URL:-}" ]; then
   source scripts/postgres.sh
 fi
-exec "$VENV/bin/python" -m pytest -n "${OSTRACA_TEST_WORKERS:-auto}" --maxprocesses 4 "$@"
+workers=(-n "${OSTRACA_TEST_WORKERS:-auto}" --maxprocesses 4)
+if ! "$VENV/bin/python" -c "import xdist" 2>/dev/null; then
+  echo "pytest-xdist is not installed in $VENV (make dev installs it): one process" >&2
+  workers=()
+fi
+exec "$VENV/bin/python" -m pytest "${workers[@]}" "$@"

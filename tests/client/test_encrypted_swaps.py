@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 
 from ostraca.client.api import RegistryClient
+from ostraca.client.cache import BlobCache
 from ostraca.client.encryption import identity_encryption_key, key_grant_envelope
 from ostraca.client.keyflow import escrow_ring, publish_keys
 from ostraca.client.publishing import PublishResult
@@ -90,16 +91,25 @@ def publish_swapped(publisher: Identity, first: PublishResult, order: list[int])
         )
         for sealed_as in order
     ]
+    return publish_version_2(publisher, env1.digest, m1, shards, key)
+
+
+def publish_version_2(
+    publisher: Identity, previous: str, m1: DatasetManifest, shards: list[ShardEntry], key: DataKey
+) -> DatasetManifest:
+    """Sign and publish version 2 of ``m1``'s dataset with ``shards`` under ``key``, and store
+    its escrow like ``publish`` stores it."""
+    context = GroupContext(dataset=DATASET, version=2, group=DEFAULT_GROUP)
     m2 = m1.model_copy(
         update={
             "version": 2,
-            "previous": env1.digest,
+            "previous": previous,
             "created": utc_now(),
             "shards": shards,
             "encryption": {DEFAULT_GROUP: GroupEncryption(key_commitment=key.commitment(context))},
         }
     )
-    client.publish_version(sign_statement(m2, [publisher.key]))
+    publisher.client.publish_version(sign_statement(m2, [publisher.key]))
     escrow = key_grant_envelope(
         publisher.key,
         {2: {DEFAULT_GROUP: key}},
@@ -109,7 +119,7 @@ def publish_swapped(publisher: Identity, first: PublishResult, order: list[int])
         grant=None,
         created=utc_now(),
     )
-    publish_keys(client, escrow, {2: {DEFAULT_GROUP: key}}, dataset=DATASET)
+    publish_keys(publisher.client, escrow, {2: {DEFAULT_GROUP: key}}, dataset=DATASET)
     return m2
 
 
@@ -163,3 +173,30 @@ def test_the_same_forgery_in_order_reads_back(
     with open_dataset(DATASET, client=researcher.client) as ds:
         assert ds.manifest.statement.version == 2
         assert ds.to_table().equals(table)
+
+
+@pytest.mark.timeout(60)
+def test_a_good_cached_blob_relisted_by_another_version_is_refused_and_kept(
+    publisher: Identity, researcher: Identity, publish_table: Callable[..., PublishResult]
+) -> None:
+    """Version 2 relists version 1's blobs under a new data key. Re-checking its cache, the
+    reader refuses them (DecryptionError: they verify but do not open as version 2) but keeps
+    them cached: they are version 1's good copies, and a hostile manifest must not be able to
+    evict what another version verified."""
+    table, first, _ = _publish_first(publisher, publish_table)
+    env1 = publisher.client.get_manifest_envelope(DATASET, first.version)
+    m1 = DatasetManifest.from_json_obj(json.loads(env1.payload))
+    grant_access(publisher.client, researcher.client, DATASET)
+    with open_dataset(DATASET, client=researcher.client, version=1) as ds:
+        assert ds.to_table().equals(table)  # version 1's blobs are now cached
+    publish_version_2(publisher, env1.digest, m1, list(m1.shards), DataKey.generate())
+    with (
+        open_dataset(DATASET, client=researcher.client, recheck_cache=True) as ds,
+        pytest.raises(DecryptionError, match="shard 0 chunk 0"),
+    ):
+        _read_into(ds, [])
+    cache = BlobCache(researcher.config.cache_path)
+    for shard in m1.shards:
+        cached = cache.open(shard.sha256, shard.bytes)
+        assert cached is not None
+        cached.close()

@@ -261,3 +261,17 @@ def test_a_chunk_that_verifies_but_does_not_open_yields_no_row(tmp_path: Path) -
     thread.join()
     assert len(errors) == 1
     assert isinstance(errors[0], DecryptionError)
+
+
+def test_an_empty_shard_whose_tag_does_not_open_is_a_decryption_error(tmp_path: Path) -> None:
+    """An empty plaintext still seals to one 16-byte tag: the reader at the end of the (empty)
+    data waits for it to be checked, so a tag that does not open is DecryptionError, not an
+    Arrow error about an empty stream."""
+    data = ShardCipher(DataKey.generate(), context=CTX, shard=0, chunk_bytes=CHUNK).seal(b"")
+    assert len(data) == 16
+    cipher = ShardCipher(DataKey.generate(), context=CTX, shard=0, chunk_bytes=CHUNK)
+    batches, thread, errors = stream_through_verifier(tmp_path, data, cipher)
+    with pytest.raises(DecryptionError):
+        next(batches)
+    thread.join()
+    assert [type(e) for e in errors] == [DecryptionError]

@@ -277,6 +277,28 @@ def test_open_dataset_checks_the_log(scene: Scene) -> None:
     assert info.value.code == "stale_checkpoint"
 
 
+def test_a_withheld_key_grant_does_not_hide_a_log_failure(scene: Scene) -> None:
+    """The registry serves a stale checkpoint and withholds the researcher's key grants: the
+    reader reports the log failure, not "no key grant of yours" (which would send the user to
+    the publisher for a new approval)."""
+    client = scene.world.researcher.client
+    with open_dataset(scene.world.dataset, client=client) as ds:
+        assert ds.manifest.statement.encryption is not None
+        assert ds.to_table().num_rows == 10
+    frozen = httpx.get(f"{scene.world.registry}/v1/log/checkpoint").content
+
+    def rewrite(path: str, body: bytes) -> bytes:
+        if path.startswith("/v1/log/checkpoint"):
+            return frozen
+        return b'{"items": []}' if "/key-grants" in path else body
+
+    scene.proxy.rewrite = rewrite
+    scene.clock.advance(25 * 3600)
+    with pytest.raises(OstracaError) as info:
+        open_dataset(scene.world.dataset, client=client, now=utc_now() + timedelta(hours=25))
+    assert info.value.code == "stale_checkpoint"
+
+
 def test_a_second_check_reads_only_the_new_entries(scene: Scene) -> None:
     scene.check()
     other = scene.world.researcher.client.request_access(scene.world.dataset, purpose="again")
