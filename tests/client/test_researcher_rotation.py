@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from ostraca.client.keystore import rotate_identity
-from ostraca.client.publishing import publish
 from ostraca.client.stream import open_dataset
 from ostraca.client.verified import find_grant
 from ostraca.protocol_spec import (
@@ -22,7 +21,8 @@ from ostraca.protocol_spec import (
     verify_grant,
 )
 
-from .client_helpers import NAMESPACE, TERMS, Identity, make_identity, sample_table
+from ..registry_helpers import publish_as
+from .client_helpers import NAMESPACE, Identity, make_identity, sample_table
 
 
 def _rows(researcher: Identity, dataset: str) -> int:
@@ -35,15 +35,7 @@ def test_grants_survive_the_researchers_rotation(
 ) -> None:
     datasets = {f"{NAMESPACE}/plain": False, f"{NAMESPACE}/sealed": True}
     for dataset, encrypt in datasets.items():
-        publish(
-            publisher.client,
-            sample_table(120),
-            dataset=dataset,
-            license="CC-BY-4.0",
-            terms=TERMS,
-            encrypt=encrypt,
-            progress=False,
-        )
+        publish_as(publisher, sample_table(120), dataset=dataset, encrypt=encrypt)
         request = researcher.client.request_access(dataset, purpose="before my rotation")
         publisher.client.approve(request.request_id, expires=utc_now() + timedelta(days=1))
         assert _rows(researcher, dataset) == 120
@@ -56,14 +48,7 @@ def test_grants_survive_the_researchers_rotation(
         assert _rows(researcher, dataset) == 120  # plaintext and encrypted alike
     # A grant asked for after the rotation names the stable id too, and reads.
     later = f"{NAMESPACE}/later"
-    publish(
-        publisher.client,
-        sample_table(30),
-        dataset=later,
-        license="CC-BY-4.0",
-        terms=TERMS,
-        progress=False,
-    )
+    publish_as(publisher, sample_table(30), dataset=later)
     request = researcher.client.request_access(later, purpose="after my rotation")
     grant = publisher.client.approve(request.request_id, expires=utc_now() + timedelta(days=1))
     assert grant.grantee == first

@@ -36,6 +36,7 @@ from ostraca.protocol_spec import (
     verify_key_rotation,
 )
 
+from ..registry_helpers import publish_as
 from .client_helpers import ENV_VARS, NAMESPACE, TERMS, Identity, make_identity, sample_table
 
 DATASET = f"{NAMESPACE}/books"
@@ -286,14 +287,7 @@ def test_a_grant_by_the_new_key_covers_versions_the_old_key_signed(
     """After a rotation the publisher grants its older (encrypted) versions with its new key:
     the grant verifies along the rotation chain (SPEC.md 5.2), the escrow re-wrapped to the new
     key opens their data keys (ENCRYPTION.md 3.4), so the researcher reads version 1."""
-    v1 = publish(
-        publisher.client,
-        sample_table(200),
-        dataset=DATASET,
-        license="CC-BY-4.0",
-        terms=TERMS,
-        progress=False,
-    )
+    v1 = publish_as(publisher, sample_table(200), dataset=DATASET)
     # The researcher pins the old key before the rotation.
     store = TrustStore(researcher.home)
     store.keys_for(NAMESPACE, offered=researcher.client.namespace_keys(NAMESPACE), now=utc_now())

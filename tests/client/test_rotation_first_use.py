@@ -12,7 +12,6 @@ import pytest
 
 from ostraca.client.api import RegistryClient
 from ostraca.client.keyflow import rewrap_escrow
-from ostraca.client.publishing import publish
 from ostraca.client.stream import open_dataset
 from ostraca.client.trust import TrustStore
 from ostraca.protocol_spec import (
@@ -24,7 +23,8 @@ from ostraca.protocol_spec import (
     utc_now,
 )
 
-from .client_helpers import NAMESPACE, TERMS, Identity, sample_table
+from ..registry_helpers import publish_as
+from .client_helpers import NAMESPACE, Identity, sample_table
 
 DATASET = f"{NAMESPACE}/books"
 
@@ -32,14 +32,7 @@ DATASET = f"{NAMESPACE}/books"
 def test_first_use_after_a_rotation_records_the_verified_successor(
     publisher: Identity, researcher: Identity
 ) -> None:
-    v1 = publish(
-        publisher.client,
-        sample_table(200),
-        dataset=DATASET,
-        license="CC-BY-4.0",
-        terms=TERMS,
-        progress=False,
-    )
+    v1 = publish_as(publisher, sample_table(200), dataset=DATASET)
     old, new = publisher.key, SigningKey.generate()
     publisher.client.rotate_key(new, reason="laptop lost")
     assert rewrap_escrow(publisher.client, [old]) == [DATASET]
@@ -108,14 +101,7 @@ class _HostileRegistry(httpx.BaseTransport):
 def test_a_forged_rotation_relayed_on_first_use_is_refused(
     publisher: Identity, researcher: Identity
 ) -> None:
-    publish(
-        publisher.client,
-        sample_table(50),
-        dataset=DATASET,
-        license="CC-BY-4.0",
-        terms=TERMS,
-        progress=False,
-    )
+    publish_as(publisher, sample_table(50), dataset=DATASET)
     hostile = _HostileRegistry(publisher.key, SigningKey.generate())
     with RegistryClient(researcher.config, transport=hostile) as client:
         assert client.namespace_keys(NAMESPACE).rotated.keys() == {publisher.keyid}
