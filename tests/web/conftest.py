@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, expect, sync_playwright
 
 from ostraca.client.publishing import PublishResult
 
@@ -25,6 +25,12 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+# make test runs one worker per core: a page shares its cores with another test, and signing in
+# (WebCrypto import, the challenge, deriving the X-Wing key in JavaScript) once took over the
+# 5 s Playwright waits for an assertion by default. Assertions wait up to 20 s for a condition;
+# none of them changes.
+expect.set_options(timeout=20_000)
 
 
 @pytest.fixture(scope="session")
