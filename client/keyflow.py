@@ -411,9 +411,12 @@ def reader_keys(
     *,
     publisher_keys: Mapping[str, VerifyKey],
     now: datetime,
+    listed: Sequence[KeyGrantItem] | None = None,
 ) -> KeyRing | None:
     """The data keys the caller's key grants carry for ``manifest`` under ``grant`` (``None``
     for a plaintext version); :class:`MissingKeyError` when an encrypted group has none.
+    ``listed``: the caller's key grants of the dataset if already fetched (with its grants),
+    else they are fetched here. Either way each is verified as it is added to the ring.
 
     The key grants used are not yet checked against the log: the caller checks
     :func:`logged_key_grants` together with the manifest and grant (one log check, LOG.md 1.7)."""
@@ -422,8 +425,9 @@ def reader_keys(
         return None
     ring = KeyRing(m.dataset)
     grantee = grant.statement.grantee
+    items = key_grants(client, m.dataset) if listed is None else listed
     ring.add(
-        [Envelope.from_dict(i.envelope) for i in key_grants(client, m.dataset)],
+        [Envelope.from_dict(i.envelope) for i in items],
         publisher_keys=publisher_keys,
         grantee=grantee,
         privates=own_keys(client),  # every epoch, and the identities rotated away from

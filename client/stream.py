@@ -69,6 +69,7 @@ from ostraca.protocol_spec import (
 )
 from ostraca.protocol_spec.errors import MissingKeyError, UnavailableError
 from ostraca.protocol_spec.models import DEFAULT_GROUP, GroupBlob
+from ostraca.protocol_spec.wire import KeyGrantItem
 
 from .api import RegistryClient
 from .cache import BlobCache
@@ -450,8 +451,15 @@ def open_dataset(
         trust = NamespaceTrust(keys=dict(keys), retired=store.retired(ns), store=store, now=now)
         current = resolve_current(client_, dataset, version=version, trust=trust, warn=_stderr)
         manifest, envelope = current.manifest, current.envelope
+        # an encrypted version's key grants come with the grants (one round trip, not two)
+        listed: list[KeyGrantItem] | None = None
+        if manifest.statement.encryption:
+            listing = client_.list_grants_and_key_grants(dataset)
+            grants, listed = listing.items, listing.key_grants
+        else:
+            grants = client_.list_grants(dataset=dataset)
         grant, grant_env = find_grant(
-            client_.list_grants(dataset=dataset),
+            grants,
             manifest=manifest,
             grantee=client_.principal_id,  # grants name the stable id (SPEC 3.3)
             now=now,
@@ -459,7 +467,9 @@ def open_dataset(
             successors=store.successors(ns, manifest.signer.keyid),
         )
         try:
-            data_keys = reader_keys(client_, manifest, grant, publisher_keys=keys, now=now)
+            data_keys = reader_keys(
+                client_, manifest, grant, publisher_keys=keys, now=now, listed=listed
+            )
         except MissingKeyError:  # a manifest or grant the log refuses says so first
             check_logged(client_, [envelope, grant_env], now=now)
             raise

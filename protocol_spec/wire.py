@@ -298,6 +298,8 @@ class GrantItem(_Out):
 
 class GrantList(_Out):
     items: list[GrantItem]
+    key_grants: list[KeyGrantItem] | None = None
+    """Only when asked for (``key_grants=true``): the caller's key grants of the dataset."""
 
 
 class RevocationOut(_Out):

@@ -44,6 +44,11 @@ def listed(client: TestClient, world: World, who: Identity) -> list[dict[str, ob
     r = client.get(f"/v1/datasets/{world.dataset}/key-grants", headers=who.headers)
     assert r.status_code == 200, r.text
     items: list[dict[str, object]] = r.json()["items"]
+    # The same ones come with the caller's grants when asked for (a reader's one round trip).
+    params = {"dataset": world.dataset, "key_grants": "true"}
+    r = client.get("/v1/grants", params=params, headers=who.headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["key_grants"] == items
     return items
 
 
@@ -89,6 +94,18 @@ def test_key_grants_flow_and_visibility(client: TestClient, world: World) -> Non
     # After the revocation the grantee's key grants are not served any more.
     revoke(client, world.owner, world.dataset, world.grant_id)
     assert listed(client, world, world.granted) == []
+
+
+def test_key_grants_with_the_grants_need_a_dataset(client: TestClient, world: World) -> None:
+    headers = world.granted.headers
+    assert client.get("/v1/grants", headers=headers).json()["key_grants"] is None
+    r = client.get("/v1/grants", params={"key_grants": "true"}, headers=headers)
+    assert_problem(r, 422, "malformed")
+    unknown = {"dataset": "acme/nothing", "key_grants": "true"}
+    assert client.get("/v1/grants", params=unknown, headers=headers).json() == {
+        "items": [],
+        "key_grants": [],
+    }
 
 
 def test_key_grant_refusals(client: TestClient, world: World) -> None:
