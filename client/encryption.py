@@ -152,11 +152,14 @@ class PlaintextPool:
         self._lock = threading.Lock()
 
     def take(self, size: int) -> memoryview:
-        """A writable view of ``size`` bytes no one else uses."""
+        """A writable view of ``size`` bytes no one else uses: the smallest idle buffer that
+        holds it (first fit would let a small shard's thread take the buffer a larger one needs
+        when a stream's shards are opened at once, and that one would then fault in fresh
+        memory), else a new one."""
         with self._lock:
-            for buf in self._buffers:
-                if len(buf) >= size and not _exported(buf):
-                    return memoryview(buf)[:size]
+            fits = [b for b in self._buffers if len(b) >= size and not _exported(b)]
+            if fits:
+                return memoryview(min(fits, key=len))[:size]
             buf = _allocate(size)
             if len(self._buffers) >= self._keep:
                 idle = [b for b in self._buffers if not _exported(b)]

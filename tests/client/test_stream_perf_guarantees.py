@@ -167,3 +167,16 @@ def test_plaintext_pool_reuses_a_buffer_only_once_no_view_of_it_is_left() -> Non
     again = pool.take(600)
     assert id(again.obj) in {first_id, second_id}  # reused, not allocated
     assert len(again) == 600
+
+
+def test_plaintext_pool_gives_each_shard_the_smallest_buffer_that_holds_it() -> None:
+    """A stream opens its shards at once, in whatever order its threads get there: the small
+    shard must not take the buffer only the large one fits, or the large one is allocated anew
+    (64 MiB of fresh memory to fault in on the critical path)."""
+    pool = PlaintextPool(keep=2)
+    large, small = pool.take(3000), pool.take(1000)
+    ids = {len(large): id(large.obj), len(small): id(small.obj)}
+    del large, small
+    first = pool.take(900)  # the small shard's thread comes first this time
+    second = pool.take(3000)
+    assert (id(first.obj), id(second.obj)) == (ids[1000], ids[3000])
