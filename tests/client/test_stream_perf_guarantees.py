@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,6 +21,7 @@ from ostraca.client.cache import BlobCache
 from ostraca.client.encryption import PlaintextPool
 from ostraca.client.fetch import ChunkVerifier
 from ostraca.client.publishing import PublishResult
+from ostraca.client.stream import _finished
 from ostraca.protocol_spec import DigestMismatchError, VerificationError
 
 from .stream_helpers import IdentityLike as Identity
@@ -180,3 +183,25 @@ def test_plaintext_pool_gives_each_shard_the_smallest_buffer_that_holds_it() -> 
     first = pool.take(900)  # the small shard's thread comes first this time
     second = pool.take(3000)
     assert (id(first.obj), id(second.obj)) == (ids[1000], ids[3000])
+
+
+def test_a_shard_job_still_syncing_does_not_hold_the_next_shard_but_its_failure_surfaces() -> None:
+    """After a shard is decoded its job may still be syncing the cached copy: the reader goes on
+    (``_finished`` keeps it), and a job that failed is raised at the next look, not dropped."""
+    release = threading.Event()
+
+    def sync() -> None:
+        release.wait()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        syncing = pool.submit(sync)
+        failed: Future[None] = Future()
+        failed.set_exception(OSError("no space left on device"))
+        ok: Future[None] = Future()
+        ok.set_result(None)
+        assert _finished([ok, syncing]) == [syncing]  # a running job does not block
+        with pytest.raises(OSError, match="no space"):
+            _finished([syncing, failed])
+        release.set()
+        syncing.result()
+        assert _finished([syncing]) == []
