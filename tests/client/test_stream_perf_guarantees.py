@@ -6,22 +6,23 @@ offline; a short or long shard is refused; ``verify="paranoid"`` adds the whole-
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import threading
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
 
+from ostraca.client import cache as cache_module
 from ostraca.client import open_dataset
 from ostraca.client.cache import BlobCache
 from ostraca.client.encryption import PlaintextPool
 from ostraca.client.fetch import ChunkVerifier
 from ostraca.client.publishing import PublishResult
-from ostraca.client.stream import _finished
 from ostraca.protocol_spec import DigestMismatchError, VerificationError
 
 from .stream_helpers import IdentityLike as Identity
@@ -185,23 +186,68 @@ def test_plaintext_pool_gives_each_shard_the_smallest_buffer_that_holds_it() -> 
     assert (id(first.obj), id(second.obj)) == (ids[1000], ids[3000])
 
 
-def test_a_shard_job_still_syncing_does_not_hold_the_next_shard_but_its_failure_surfaces() -> None:
-    """After a shard is decoded its job may still be syncing the cached copy: the reader goes on
-    (``_finished`` keeps it), and a job that failed is raised at the next look, not dropped."""
-    release = threading.Event()
+class _SlowDisk:
+    """``os`` as the cache module sees it, on a slow disk: every ``fdatasync`` waits until
+    ``release`` is set (at most 10 s, then ``timed_out``), and the one of the blob
+    ``fail_digest`` then fails as a full disk would."""
 
-    def sync() -> None:
-        release.wait()
+    def __init__(self, fail_digest: str | None = None) -> None:
+        self.release = threading.Event()
+        self.fail_digest = fail_digest
+        self.synced: list[str] = []
+        self.timed_out = False
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        syncing = pool.submit(sync)
-        failed: Future[None] = Future()
-        failed.set_exception(OSError("no space left on device"))
-        ok: Future[None] = Future()
-        ok.set_result(None)
-        assert _finished([ok, syncing]) == [syncing]  # a running job does not block
-        with pytest.raises(OSError, match="no space"):
-            _finished([syncing, failed])
-        release.set()
-        syncing.result()
-        assert _finished([syncing]) == []
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+    def fdatasync(self, fd: int) -> None:
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        if not self.release.wait(timeout=10):
+            self.timed_out = True
+        if self.fail_digest is not None and self.fail_digest in name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.synced.append(name)
+        os.fdatasync(fd)
+
+
+def _read_until_every_row(ds: Any, rows: int, disk: _SlowDisk) -> Iterator[pa.RecordBatch]:
+    """The batches of ``ds``; once ``rows`` rows are out, the disk is let go."""
+    seen = 0
+    for batch in ds:
+        seen += batch.num_rows
+        if seen == rows:
+            disk.release.set()
+        yield batch
+
+
+def test_a_slow_cache_sync_holds_no_shards_decoding(
+    granted: tuple[pa.Table, PublishResult], researcher: Identity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every shard is verified and decoded while the cached copies are still being synced:
+    the reader waits for the syncs only at the end (before, it waited for shard k-1's after
+    shard k, and this read would have stalled until the disk's 10 s)."""
+    table, result = granted
+    disk = _SlowDisk()
+    monkeypatch.setattr(cache_module, "os", disk)
+    with open_dataset(DATASET, client=researcher.client) as ds:
+        got = pa.Table.from_batches(list(_read_until_every_row(ds, table.num_rows, disk)))
+    assert got.equals(table)
+    assert not disk.timed_out
+    assert len(disk.synced) == len(result.shards)  # every copy synced before the read ended
+
+
+def test_a_cache_sync_failing_after_its_rows_were_read_still_fails_the_read(
+    granted: tuple[pa.Table, PublishResult], researcher: Identity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last shard's copy fails to sync (a full disk) after all its rows were handed out:
+    the read does not end as if the cache held it."""
+    table, result = granted
+    disk = _SlowDisk(fail_digest=result.shards[-1].sha256)
+    monkeypatch.setattr(cache_module, "os", disk)
+    rows: list[int] = []
+    with open_dataset(DATASET, client=researcher.client) as ds:
+        batches = _read_until_every_row(ds, table.num_rows, disk)
+        with pytest.raises(OSError, match="No space"):
+            rows.extend(batch.num_rows for batch in batches)
+    assert sum(rows) == table.num_rows  # verified rows, all of them, before the failure
+    assert not disk.timed_out

@@ -109,7 +109,8 @@ def test_withheld_key_grants_are_missing_keys(scene: Scene) -> None:
 def test_another_grantees_key_grants_open_nothing(scene: Scene, tmp_path: Path) -> None:
     bob = _second_grantee(scene, tmp_path)
     try:
-        theirs = [item.model_dump(mode="json") for item in key_grants(bob.client, "acme/books")]
+        listed = key_grants(bob.client, scene.world.dataset)
+        theirs = [item.model_dump(mode="json") for item in listed]
     finally:
         bob.client.close()
     assert theirs  # bob's own key grant, wrapped to bob's encryption key
