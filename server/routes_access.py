@@ -288,12 +288,12 @@ def list_grants(
     """With ``key_grants`` (and ``dataset``), the caller's key grants of the dataset too, as
     ``GET /v1/datasets/{ns}/{name}/key-grants`` would list them: one round trip for a reader
     of an encrypted version instead of two."""
+    if key_grants and not dataset:
+        raise MalformedError("key_grants=true needs dataset=")
     rows = visible_grants(session, caller, dataset=dataset)
     items = [_grant_item(session, r) for r in rows]
-    if not key_grants:
+    if not key_grants or not dataset:
         return GrantList(items=items)
-    if dataset is None:
-        raise MalformedError("key_grants=true needs dataset=")
     ds = find_dataset(session, dataset)
     keyed = [] if ds is None else visible_key_grants(session, caller, dataset=ds)
     return GrantList(items=items, key_grants=[key_grant_item(session, r) for r in keyed])
