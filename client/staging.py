@@ -222,16 +222,25 @@ _END = object()
 
 def read_ahead(items: Iterable[Any], depth: int = READ_AHEAD) -> Generator[Any, None, None]:
     """The items of ``items``, produced on a thread of their own up to ``depth`` ahead; an
-    error there is raised here, in order. Closing the iterator stops the thread."""
-    ready: queue.Queue[Any] = queue.Queue(depth)
+    error there is raised here, in order. Closing the iterator stops the thread.
+
+    The reading side only calls ``SimpleQueue`` methods, which are C code: a Ctrl-C that lands
+    while it waits raises ``KeyboardInterrupt`` cleanly. (A ``queue.Queue`` waits in Python's
+    ``threading.Condition``, and an interrupt there can leave its lock half-released:
+    ``RuntimeError: release unlocked lock`` instead of the interrupt, seen once in CI.)"""
+    ready: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    room: queue.SimpleQueue[None] = queue.SimpleQueue()  # one token per free place
+    for _ in range(depth):
+        room.put(None)
     stop = threading.Event()
 
     def put(item: Any) -> bool:
         while not stop.is_set():
             try:
-                ready.put(item, timeout=0.05)
-            except queue.Full:
+                room.get(timeout=0.05)
+            except queue.Empty:
                 continue
+            ready.put(item)
             return True
         return False
 
@@ -253,6 +262,7 @@ def read_ahead(items: Iterable[Any], depth: int = READ_AHEAD) -> Generator[Any, 
     thread.start()
     try:
         while (item := ready.get()) is not _END:
+            room.put(None)
             if isinstance(item, BaseException):
                 raise item
             yield item
