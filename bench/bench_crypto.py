@@ -312,7 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="2", help="chunk sizes in MiB (primitives)")
     parser.add_argument("--seconds", type=float, default=0.3, help="per primitive measurement")
-    parser.add_argument("--repeat", type=int, default=7, help="timed pairs of runs per step")
+    parser.add_argument(
+        "--repeat", type=int, default=7, help="timed pairs per step (and primitive repeats)"
+    )
     parser.add_argument("--warmup", type=int, default=1, help="untimed full-size runs of each")
     parser.add_argument("--mib", type=int, default=256, help="table size, end to end")
     parser.add_argument("--out", default="crypto", help="bench/results/<out>.json and .md")
